@@ -1,0 +1,1 @@
+//! Job queue storage: the SQL behind `latchkey-jobs` (claiming, leases, fencing, logs, schedules).

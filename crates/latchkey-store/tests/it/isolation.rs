@@ -1,0 +1,106 @@
+//! Row-level security is the second wall: even a query without an org filter sees only
+//! its own organization's rows.
+
+use latchkey_core::{DisplayName, Email, OrgId, Role};
+use latchkey_store::testing::TestDb;
+use latchkey_store::{orgs, users};
+
+async fn org(db: &TestDb, name: &str) -> OrgId {
+    let (org, _) = orgs::create_with_admin(
+        &db.store,
+        &DisplayName::parse(name).unwrap(),
+        &Email::parse(&format!("admin@{name}.example")).unwrap(),
+        &DisplayName::parse("Admin").unwrap(),
+        "not-a-real-hash",
+    )
+    .await
+    .unwrap();
+    org
+}
+
+#[tokio::test]
+async fn unfiltered_queries_still_see_only_their_org() {
+    let db = TestDb::new().await;
+    let a = org(&db, "alpha").await;
+    let b = org(&db, "beta").await;
+
+    let mut tx = db.store.org_tx(a).await.unwrap();
+    users::create(&mut tx, &Email::parse("member@alpha.example").unwrap(), &DisplayName::parse("M").unwrap(), Role::Member)
+        .await
+        .unwrap();
+    // Deliberately wrong: no org filter at all.
+    let emails: Vec<String> = sqlx::query_scalar("SELECT email FROM users ORDER BY email").fetch_all(tx.conn()).await.unwrap();
+    assert_eq!(emails, vec!["admin@alpha.example", "member@alpha.example"]);
+    let org_count: i64 = sqlx::query_scalar("SELECT count(*) FROM orgs").fetch_one(tx.conn()).await.unwrap();
+    assert_eq!(org_count, 1);
+    // Deliberately wrong: asking for the other organization by id.
+    let other: Vec<String> = sqlx::query_scalar("SELECT email FROM users WHERE org_id = $1")
+        .bind(b.0)
+        .fetch_all(tx.conn())
+        .await
+        .unwrap();
+    assert!(other.is_empty());
+    tx.commit().await.unwrap();
+
+    // The owner connection sees both (that is why it is only used for system work).
+    let all: i64 = sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(db.store.system()).await.unwrap();
+    assert_eq!(all, 3);
+}
+
+#[tokio::test]
+async fn writes_into_another_org_are_refused_by_rls() {
+    let db = TestDb::new().await;
+    let a = org(&db, "alpha").await;
+    let b = org(&db, "beta").await;
+    let mut tx = db.store.org_tx(a).await.unwrap();
+    let err = sqlx::query("INSERT INTO users (id, org_id, email, display_name, role) VALUES ($1, $2, 'x@beta.example', 'X', 'member')")
+        .bind(uuid::Uuid::now_v7())
+        .bind(b.0)
+        .execute(tx.conn())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("row-level security"), "{err}");
+}
+
+#[tokio::test]
+async fn without_an_org_scope_nothing_is_visible() {
+    let db = TestDb::new().await;
+    org(&db, "alpha").await;
+    let mut tx = db.store.system().begin().await.unwrap();
+    sqlx::query("SET LOCAL ROLE latchkey_app").execute(&mut *tx).await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(&mut *tx).await.unwrap();
+    assert_eq!(n, 0);
+}
+
+#[tokio::test]
+async fn last_super_admin_cannot_be_demoted_or_disabled() {
+    let db = TestDb::new().await;
+    let a = org(&db, "alpha").await;
+    let mut tx = db.store.org_tx(a).await.unwrap();
+    let admin = users::list(&mut tx, None, 10).await.unwrap().items.remove(0);
+    let id = latchkey_core::UserId(admin.id);
+    assert!(matches!(users::set_role(&mut tx, id, Role::Member).await, Err(latchkey_store::StoreError::Conflict { .. })));
+    assert!(matches!(users::set_disabled(&mut tx, id, true).await, Err(latchkey_store::StoreError::Conflict { .. })));
+}
+
+#[tokio::test]
+async fn duplicate_email_is_a_field_conflict() {
+    let db = TestDb::new().await;
+    org(&db, "alpha").await;
+    let err = orgs::create_with_admin(
+        &db.store,
+        &DisplayName::parse("Other").unwrap(),
+        &Email::parse("ADMIN@alpha.example").unwrap(),
+        &DisplayName::parse("Admin").unwrap(),
+        "h",
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, latchkey_store::StoreError::Conflict { field: "email" }), "{err:?}");
+}
+
+#[tokio::test]
+async fn migrations_are_reported_current() {
+    let db = TestDb::new().await;
+    assert!(db.store.migrations_current().await.unwrap());
+}

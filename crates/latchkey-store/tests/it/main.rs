@@ -1,0 +1,4 @@
+//! Store integration tests against real PostgreSQL.
+
+mod isolation;
+mod secrets;
