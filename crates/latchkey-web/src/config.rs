@@ -1,0 +1,53 @@
+//! Settings of the web layer, already parsed (the binary reads the environment).
+
+use std::time::Duration;
+use url::Url;
+
+#[derive(Clone, Debug)]
+pub struct WebConfig {
+    /// Where people reach this deployment; decides cookie `Secure` and the trusted origin.
+    pub public_url: Url,
+    /// A session ends after this much inactivity...
+    pub session_idle: Duration,
+    /// ...and in any case this long after sign-in.
+    pub session_absolute: Duration,
+    /// Lifetime of API access tokens.
+    pub api_token_lifetime: Duration,
+    /// Failed sign-ins allowed per account (and 4x that per address) within `login_window`.
+    pub login_max_failures: i64,
+    pub login_window: Duration,
+    pub invitation_lifetime: Duration,
+}
+
+impl WebConfig {
+    pub fn new(public_url: Url) -> Self {
+        Self {
+            public_url,
+            session_idle: Duration::from_secs(60 * 60),
+            session_absolute: Duration::from_secs(12 * 60 * 60),
+            api_token_lifetime: Duration::from_secs(15 * 60),
+            login_max_failures: 5,
+            login_window: Duration::from_secs(15 * 60),
+            invitation_lifetime: Duration::from_secs(7 * 24 * 60 * 60),
+        }
+    }
+
+    /// Cookies get `Secure` (and the `__Host-` prefix, which requires it) only over https:
+    /// browsers drop Secure cookies set by plain-http local deployments.
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url.scheme() == "https"
+    }
+
+    pub fn session_cookie_name(&self) -> &'static str {
+        if self.secure_cookies() { "__Host-latchkey_session" } else { "latchkey_session" }
+    }
+
+    pub fn csrf_cookie_name(&self) -> &'static str {
+        if self.secure_cookies() { "__Host-latchkey_csrf" } else { "latchkey_csrf" }
+    }
+
+    /// The public origin (`scheme://host[:port]`), trusted by the CSRF layer.
+    pub fn origin(&self) -> String {
+        self.public_url.origin().ascii_serialization()
+    }
+}

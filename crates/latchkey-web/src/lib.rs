@@ -1,0 +1,34 @@
+//! The HTTP layer of Latchkey: server-rendered pages (askama), the JSON REST API under
+//! `/api/v1`, sign-in sessions, API tokens, CSRF protection, security headers, health and
+//! metrics. It knows nothing of Microsoft Graph; it calls the store and the job queue.
+
+pub mod api;
+pub mod auth;
+mod config;
+mod csrf;
+mod error;
+mod headers;
+mod metrics;
+mod ops;
+mod router;
+mod state;
+pub mod views;
+
+pub use config::WebConfig;
+pub use error::{ApiError, WebError};
+pub use metrics::Metrics;
+pub use router::router;
+pub use state::{AppState, ExtraMetrics};
+
+use std::net::SocketAddr;
+use tokio::net::TcpListener;
+
+/// Serves until `shutdown` resolves, then finishes in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}

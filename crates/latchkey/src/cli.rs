@@ -1,0 +1,136 @@
+//! Command-line interface. Every option can also come from the environment variable
+//! named in its help; flags win over the environment.
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "latchkey", version, about = "Just-in-time access for Microsoft Entra ID", propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GlobalArgs {
+    /// PostgreSQL URL; the database is created if it does not exist
+    /// [default: postgres://postgres@127.0.0.1:5432/latchkey]
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Log format: `pretty` or `json` [default: pretty]
+    #[arg(long, env = "LATCHKEY_LOG_FORMAT", global = true)]
+    pub log_format: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the web server (pages and REST API)
+    Serve(ServeArgs),
+    /// Run job workers (sync, provisioning, expiry, housekeeping)
+    Worker(WorkerArgs),
+    /// Apply database migrations and exit
+    Migrate,
+    /// Run everything in one process for a first look: web, worker and a simulated Entra tenant,
+    /// on local PostgreSQL (a private cluster is started under ./.latchkey/ if needed)
+    Demo(DemoArgs),
+    /// Manage the master encryption keys
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Manage organizations
+    #[command(subcommand)]
+    Orgs(OrgsCommand),
+    /// Manage API clients (OAuth2 client credentials)
+    #[command(subcommand, name = "api-clients")]
+    ApiClients(ApiClientsCommand),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct WebArgs {
+    /// Address to listen on [default: 127.0.0.1:8080]
+    #[arg(long, env = "LATCHKEY_LISTEN")]
+    pub listen: Option<String>,
+    /// URL people use to reach Latchkey (cookies are Secure when it is https) [default: http://LISTEN/]
+    #[arg(long, env = "LATCHKEY_PUBLIC_URL")]
+    pub public_url: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct KeyArgs {
+    /// Master keys: `id:base64key[,id:base64key...]`, the first active
+    #[arg(long, env = "LATCHKEY_MASTER_KEYS", hide_env_values = true)]
+    pub master_keys: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub web: WebArgs,
+    #[command(flatten)]
+    pub keys: KeyArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub keys: KeyArgs,
+    /// Jobs this process runs at once
+    #[arg(long, env = "LATCHKEY_WORKER_CONCURRENCY", default_value_t = 4)]
+    pub concurrency: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    pub web: WebArgs,
+    #[command(flatten)]
+    pub keys: KeyArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Print a new master key entry (`id:base64key`) to add to LATCHKEY_MASTER_KEYS
+    Generate {
+        /// Id of the new key [default: k<YYYYMMDD>]
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Re-encrypt every stored secret under the active (first) key; safe to re-run
+    Rotate {
+        #[command(flatten)]
+        keys: KeyArgs,
+    },
+    /// Show how many stored secrets each key protects
+    Status,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OrgsCommand {
+    /// Create an organization and its first Super Administrator; prints {"org_id", "user_id"}
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        admin_email: String,
+        #[arg(long)]
+        admin_password: String,
+        /// Name of the administrator [default: the part of the email before @]
+        #[arg(long)]
+        admin_name: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ApiClientsCommand {
+    /// Create an API client; prints {"client_id", "client_secret"} (the secret is shown only now)
+    Create {
+        /// Organization id
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        name: String,
+        /// super_admin, connector_admin or member
+        #[arg(long)]
+        role: String,
+    },
+}

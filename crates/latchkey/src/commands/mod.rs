@@ -1,0 +1,51 @@
+//! One module per subcommand.
+
+mod api_clients;
+mod demo;
+mod keys;
+mod orgs;
+mod serve;
+mod worker;
+
+use crate::cli::{Cli, Command};
+use crate::config;
+use anyhow::Context;
+use latchkey_store::{DbConfig, Store};
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let log_format = config::log_format(cli.global.log_format.clone())?;
+    crate::telemetry::init(log_format);
+    match cli.command {
+        Command::Serve(args) => serve::run(&cli.global, args).await,
+        Command::Worker(args) => worker::run(&cli.global, args).await,
+        Command::Migrate => {
+            let store = connect(&config::database_url(cli.global.database_url.clone())?).await?;
+            store.migrate().await.context("applying migrations")?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Demo(args) => demo::run(&cli.global, args).await,
+        Command::Keys(cmd) => keys::run(&cli.global, cmd).await,
+        Command::Orgs(cmd) => orgs::run(&cli.global, cmd).await,
+        Command::ApiClients(cmd) => api_clients::run(&cli.global, cmd).await,
+    }
+}
+
+/// Connects (creating the database if needed) with an error a person can act on.
+pub async fn connect(url: &str) -> anyhow::Result<Store> {
+    Store::connect(&DbConfig::new(url)).await.map_err(|e| {
+        let hint = if e.is_unreachable() {
+            " — is PostgreSQL running? Start it, set DATABASE_URL, or run `docker compose up -d postgres`"
+        } else {
+            ""
+        };
+        anyhow::anyhow!("cannot connect to the database: {e}{hint}")
+    })
+}
+
+/// Connects and brings the schema up to date, as every long-running command does on start.
+pub async fn connect_and_migrate(url: &str) -> anyhow::Result<Store> {
+    let store = connect(url).await?;
+    store.migrate().await.context("applying migrations")?;
+    Ok(store)
+}
