@@ -31,7 +31,11 @@ impl Email {
             && !domain.ends_with('.')
             && !domain.contains('@')
             && !s.chars().any(|c| c.is_whitespace() || c.is_control());
-        if ok { Ok(Self(s)) } else { Err(ValueError::Email) }
+        if ok {
+            Ok(Self(s))
+        } else {
+            Err(ValueError::Email)
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -108,8 +112,19 @@ mod tests {
 
     #[test]
     fn email_is_normalised_and_checked() {
-        assert_eq!(Email::parse("  Ada@Example.COM ").unwrap().as_str(), "ada@example.com");
-        for bad in ["", "ada", "@example.com", "ada@", "ada@example", "a b@example.com", "ada@.com"] {
+        assert_eq!(
+            Email::parse("  Ada@Example.COM ").unwrap().as_str(),
+            "ada@example.com"
+        );
+        for bad in [
+            "",
+            "ada",
+            "@example.com",
+            "ada@",
+            "ada@example",
+            "a b@example.com",
+            "ada@.com",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} accepted");
         }
     }
@@ -123,7 +138,10 @@ mod tests {
 
     #[test]
     fn password_rules_and_redaction() {
-        assert!(matches!(Password::parse("short"), Err(ValueError::PasswordTooShort { .. })));
+        assert!(matches!(
+            Password::parse("short"),
+            Err(ValueError::PasswordTooShort { .. })
+        ));
         let p = Password::parse("correct horse battery").unwrap();
         assert!(!format!("{p:?}").contains("horse"));
     }

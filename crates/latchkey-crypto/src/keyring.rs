@@ -22,11 +22,15 @@ const KEY_LEN: usize = 32;
 pub enum KeyRingError {
     #[error("no master key configured: expected one or more `id:base64key` entries")]
     Empty,
-    #[error("master key entry {index} is malformed: expected `id:base64key` with a 32-byte key ({why})")]
+    #[error(
+        "master key entry {index} is malformed: expected `id:base64key` with a 32-byte key ({why})"
+    )]
     Malformed { index: usize, why: &'static str },
     #[error("master key id {0:?} appears twice")]
     DuplicateId(String),
-    #[error("the ciphertext was encrypted with master key {0:?}, which is not in LATCHKEY_MASTER_KEYS")]
+    #[error(
+        "the ciphertext was encrypted with master key {0:?}, which is not in LATCHKEY_MASTER_KEYS"
+    )]
     UnknownKey(String),
     #[error("decryption failed: the ciphertext is corrupt or belongs to another record")]
     Decrypt,
@@ -74,7 +78,10 @@ pub struct KeyRing {
 impl fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyRing")
-            .field("key_ids", &self.keys.iter().map(|k| k.id.as_str()).collect::<Vec<_>>())
+            .field(
+                "key_ids",
+                &self.keys.iter().map(|k| k.id.as_str()).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -83,25 +90,47 @@ impl KeyRing {
     /// Parses `id:base64key[,id:base64key...]`.
     pub fn parse(spec: &str) -> Result<Self, KeyRingError> {
         let mut keys: Vec<MasterKey> = Vec::new();
-        for (index, entry) in spec.split(',').map(str::trim).filter(|e| !e.is_empty()).enumerate() {
-            let (id, b64) = entry.split_once(':').ok_or(KeyRingError::Malformed { index, why: "missing ':'" })?;
+        for (index, entry) in spec
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .enumerate()
+        {
+            let (id, b64) = entry.split_once(':').ok_or(KeyRingError::Malformed {
+                index,
+                why: "missing ':'",
+            })?;
             let id = id.trim();
-            if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-                return Err(KeyRingError::Malformed { index, why: "the id must be letters, digits, '-' or '_'" });
+            if id.is_empty()
+                || !id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(KeyRingError::Malformed {
+                    index,
+                    why: "the id must be letters, digits, '-' or '_'",
+                });
             }
-            let raw = Zeroizing::new(
-                STANDARD
-                    .decode(b64.trim())
-                    .map_err(|_| KeyRingError::Malformed { index, why: "the key is not base64" })?,
-            );
-            let key: [u8; KEY_LEN] = raw
-                .as_slice()
-                .try_into()
-                .map_err(|_| KeyRingError::Malformed { index, why: "the key is not 32 bytes" })?;
+            let raw = Zeroizing::new(STANDARD.decode(b64.trim()).map_err(|_| {
+                KeyRingError::Malformed {
+                    index,
+                    why: "the key is not base64",
+                }
+            })?);
+            let key: [u8; KEY_LEN] =
+                raw.as_slice()
+                    .try_into()
+                    .map_err(|_| KeyRingError::Malformed {
+                        index,
+                        why: "the key is not 32 bytes",
+                    })?;
             if keys.iter().any(|k| k.id == id) {
                 return Err(KeyRingError::DuplicateId(id.to_string()));
             }
-            keys.push(MasterKey { id: id.to_string(), key: Zeroizing::new(key) });
+            keys.push(MasterKey {
+                id: id.to_string(),
+                key: Zeroizing::new(key),
+            });
         }
         if keys.is_empty() {
             return Err(KeyRingError::Empty);
@@ -129,34 +158,68 @@ impl KeyRing {
         rand::rng().fill_bytes(&mut nonce);
         let aad = ctx.aad();
         let ciphertext = cipher
-            .encrypt(&Nonce::from(nonce), Payload { msg: plaintext, aad: &aad })
+            .encrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: &aad,
+                },
+            )
             .expect("AES-GCM encryption of an in-memory buffer cannot fail");
-        Sealed { key_id: key.id.clone(), nonce: nonce.to_vec(), ciphertext }
+        Sealed {
+            key_id: key.id.clone(),
+            nonce: nonce.to_vec(),
+            ciphertext,
+        }
     }
 
     pub fn seal_str(&self, secret: &SecretString, ctx: &SecretContext<'_>) -> Sealed {
         self.seal(secret.expose_secret().as_bytes(), ctx)
     }
 
-    pub fn open(&self, sealed: &Sealed, ctx: &SecretContext<'_>) -> Result<Zeroizing<Vec<u8>>, KeyRingError> {
-        let key = self.get(&sealed.key_id).ok_or_else(|| KeyRingError::UnknownKey(sealed.key_id.clone()))?;
-        let nonce: [u8; NONCE_LEN] = sealed.nonce.as_slice().try_into().map_err(|_| KeyRingError::BadEnvelope)?;
+    pub fn open(
+        &self,
+        sealed: &Sealed,
+        ctx: &SecretContext<'_>,
+    ) -> Result<Zeroizing<Vec<u8>>, KeyRingError> {
+        let key = self
+            .get(&sealed.key_id)
+            .ok_or_else(|| KeyRingError::UnknownKey(sealed.key_id.clone()))?;
+        let nonce: [u8; NONCE_LEN] = sealed
+            .nonce
+            .as_slice()
+            .try_into()
+            .map_err(|_| KeyRingError::BadEnvelope)?;
         let cipher = Aes256Gcm::new_from_slice(key.key.as_slice()).expect("32-byte key");
         let aad = ctx.aad();
         cipher
-            .decrypt(&Nonce::from(nonce), Payload { msg: &sealed.ciphertext, aad: &aad })
+            .decrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: &sealed.ciphertext,
+                    aad: &aad,
+                },
+            )
             .map(Zeroizing::new)
             .map_err(|_| KeyRingError::Decrypt)
     }
 
-    pub fn open_str(&self, sealed: &Sealed, ctx: &SecretContext<'_>) -> Result<SecretString, KeyRingError> {
+    pub fn open_str(
+        &self,
+        sealed: &Sealed,
+        ctx: &SecretContext<'_>,
+    ) -> Result<SecretString, KeyRingError> {
         let bytes = self.open(sealed, ctx)?;
         let s = std::str::from_utf8(&bytes).map_err(|_| KeyRingError::NotUtf8)?;
         Ok(SecretString::from(s.to_string()))
     }
 
     /// Re-encrypts under the active key; `None` when it already is.
-    pub fn reseal(&self, sealed: &Sealed, ctx: &SecretContext<'_>) -> Result<Option<Sealed>, KeyRingError> {
+    pub fn reseal(
+        &self,
+        sealed: &Sealed,
+        ctx: &SecretContext<'_>,
+    ) -> Result<Option<Sealed>, KeyRingError> {
         if sealed.key_id == self.active().id {
             return Ok(None);
         }
@@ -178,7 +241,12 @@ mod tests {
     use uuid::Uuid;
 
     fn ctx(org: Uuid, row: Uuid, field: &'static str) -> SecretContext<'static> {
-        SecretContext { org_id: org, owner: "connectors", owner_id: row, field }
+        SecretContext {
+            org_id: org,
+            owner: "connectors",
+            owner_id: row,
+            field,
+        }
     }
 
     #[test]
@@ -207,12 +275,27 @@ mod tests {
         let ring = KeyRing::parse(&generate_key_entry("k1")).unwrap();
         let (org, row) = (Uuid::new_v4(), Uuid::new_v4());
         let s = ring.seal(b"secret", &ctx(org, row, "client_secret"));
-        assert_eq!(ring.open(&s, &ctx(Uuid::new_v4(), row, "client_secret")).unwrap_err(), KeyRingError::Decrypt);
-        assert_eq!(ring.open(&s, &ctx(org, Uuid::new_v4(), "client_secret")).unwrap_err(), KeyRingError::Decrypt);
-        assert_eq!(ring.open(&s, &ctx(org, row, "other_field")).unwrap_err(), KeyRingError::Decrypt);
+        assert_eq!(
+            ring.open(&s, &ctx(Uuid::new_v4(), row, "client_secret"))
+                .unwrap_err(),
+            KeyRingError::Decrypt
+        );
+        assert_eq!(
+            ring.open(&s, &ctx(org, Uuid::new_v4(), "client_secret"))
+                .unwrap_err(),
+            KeyRingError::Decrypt
+        );
+        assert_eq!(
+            ring.open(&s, &ctx(org, row, "other_field")).unwrap_err(),
+            KeyRingError::Decrypt
+        );
         let mut tampered = s.clone();
         tampered.ciphertext[0] ^= 1;
-        assert_eq!(ring.open(&tampered, &ctx(org, row, "client_secret")).unwrap_err(), KeyRingError::Decrypt);
+        assert_eq!(
+            ring.open(&tampered, &ctx(org, row, "client_secret"))
+                .unwrap_err(),
+            KeyRingError::Decrypt
+        );
     }
 
     #[test]
@@ -232,7 +315,10 @@ mod tests {
         // Once the old key is dropped from the ring, only the resealed value opens.
         let only_new = KeyRing::parse(&format!("new:{}", ring_new_key_b64(&ring_new))).unwrap();
         assert_eq!(&*only_new.open(&resealed, &c).unwrap(), b"v");
-        assert_eq!(only_new.open(&s, &c).unwrap_err(), KeyRingError::UnknownKey("old".into()));
+        assert_eq!(
+            only_new.open(&s, &c).unwrap_err(),
+            KeyRingError::UnknownKey("old".into())
+        );
     }
 
     fn ring_new_key_b64(ring: &KeyRing) -> String {
@@ -242,11 +328,29 @@ mod tests {
     #[test]
     fn malformed_specs_are_explained() {
         assert_eq!(KeyRing::parse("").unwrap_err(), KeyRingError::Empty);
-        assert!(matches!(KeyRing::parse("nocolon").unwrap_err(), KeyRingError::Malformed { index: 0, .. }));
-        assert!(matches!(KeyRing::parse("a:!!!").unwrap_err(), KeyRingError::Malformed { why: "the key is not base64", .. }));
-        assert!(matches!(KeyRing::parse("a:AAAA").unwrap_err(), KeyRingError::Malformed { why: "the key is not 32 bytes", .. }));
+        assert!(matches!(
+            KeyRing::parse("nocolon").unwrap_err(),
+            KeyRingError::Malformed { index: 0, .. }
+        ));
+        assert!(matches!(
+            KeyRing::parse("a:!!!").unwrap_err(),
+            KeyRingError::Malformed {
+                why: "the key is not base64",
+                ..
+            }
+        ));
+        assert!(matches!(
+            KeyRing::parse("a:AAAA").unwrap_err(),
+            KeyRingError::Malformed {
+                why: "the key is not 32 bytes",
+                ..
+            }
+        ));
         let e = generate_key_entry("a");
-        assert_eq!(KeyRing::parse(&format!("{e},{e}")).unwrap_err(), KeyRingError::DuplicateId("a".into()));
+        assert_eq!(
+            KeyRing::parse(&format!("{e},{e}")).unwrap_err(),
+            KeyRingError::DuplicateId("a".into())
+        );
     }
 
     #[test]

@@ -28,8 +28,7 @@ pub struct ApiClient {
     pub last_used_at: Option<OffsetDateTime>,
 }
 
-const COLUMNS: &str =
-    "id, org_id, client_id, name, role, generation, created_at, rotated_at, revoked_at, last_used_at";
+const COLUMNS: &str = "id, org_id, client_id, name, role, generation, created_at, rotated_at, revoked_at, last_used_at";
 
 pub async fn create(
     tx: &mut OrgTx,
@@ -58,12 +57,14 @@ pub async fn create(
 
 pub async fn get(tx: &mut OrgTx, id: ApiClientId) -> Result<ApiClient> {
     let org = tx.org();
-    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM api_clients WHERE org_id = $1 AND id = $2")))
-        .bind(org.0)
-        .bind(id.0)
-        .fetch_optional(tx.conn())
-        .await?
-        .ok_or(StoreError::NotFound)
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM api_clients WHERE org_id = $1 AND id = $2"
+    )))
+    .bind(org.0)
+    .bind(id.0)
+    .fetch_optional(tx.conn())
+    .await?
+    .ok_or(StoreError::NotFound)
 }
 
 pub async fn list(tx: &mut OrgTx, after: Option<Cursor>, limit: i64) -> Result<Page<ApiClient>> {

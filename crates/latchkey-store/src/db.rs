@@ -63,14 +63,19 @@ impl Store {
 
     /// True when every migration this binary knows has been applied.
     pub async fn migrations_current(&self) -> Result<bool> {
-        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
-            .fetch_all(&self.pool)
-            .await
-            .or_else(|e| match &e {
-                sqlx::Error::Database(db) if db.code().as_deref() == Some("42P01") => Ok(vec![]),
-                _ => Err(e),
-            })?;
-        Ok(MIGRATOR.iter().filter(|m| m.migration_type.is_up_migration()).all(|m| applied.contains(&m.version)))
+        let applied: Vec<i64> = sqlx::query_scalar(
+            "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .or_else(|e| match &e {
+            sqlx::Error::Database(db) if db.code().as_deref() == Some("42P01") => Ok(vec![]),
+            _ => Err(e),
+        })?;
+        Ok(MIGRATOR
+            .iter()
+            .filter(|m| m.migration_type.is_up_migration())
+            .all(|m| applied.contains(&m.version)))
     }
 
     pub async fn ping(&self) -> Result<()> {
@@ -87,7 +92,9 @@ impl Store {
     /// A transaction confined to one organization by row-level security.
     pub async fn org_tx(&self, org: OrgId) -> Result<OrgTx> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("SET LOCAL ROLE latchkey_app").execute(&mut *tx).await?;
+        sqlx::query("SET LOCAL ROLE latchkey_app")
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("SELECT set_config('app.org_id', $1, true)")
             .bind(org.to_string())
             .execute(&mut *tx)
@@ -123,7 +130,9 @@ impl OrgTx {
 }
 
 async fn create_database_if_missing(opts: &PgConnectOptions) -> Result<()> {
-    let Some(name) = opts.get_database().map(str::to_string) else { return Ok(()) };
+    let Some(name) = opts.get_database().map(str::to_string) else {
+        return Ok(());
+    };
     // Try the target first: the common case needs no maintenance connection.
     match PgConnection::connect_with(opts).await {
         Ok(c) => {
@@ -135,7 +144,10 @@ async fn create_database_if_missing(opts: &PgConnectOptions) -> Result<()> {
     }
     let mut admin = PgConnection::connect_with(&opts.clone().database("postgres")).await?;
     let quoted = format!("\"{}\"", name.replace('"', "\"\""));
-    match sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {quoted}"))).execute(&mut admin).await {
+    match sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {quoted}")))
+        .execute(&mut admin)
+        .await
+    {
         Ok(_) => tracing::info!(database = %name, "created database"),
         // Another process created it between our check and now.
         Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42P04") => {}

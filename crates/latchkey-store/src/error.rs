@@ -33,6 +33,9 @@ impl StoreError {
 
     /// True for errors that mean the database could not be reached at all.
     pub fn is_unreachable(&self) -> bool {
-        matches!(self, StoreError::Db(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_)))
+        matches!(
+            self,
+            StoreError::Db(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_))
+        )
     }
 }

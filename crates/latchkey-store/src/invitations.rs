@@ -15,11 +15,13 @@ pub async fn create(
 ) -> Result<()> {
     let org = tx.org();
     // A new invitation replaces any earlier, unused one for the same person.
-    sqlx::query("DELETE FROM invitations WHERE org_id = $1 AND user_id = $2 AND accepted_at IS NULL")
-        .bind(org.0)
-        .bind(user.0)
-        .execute(tx.conn())
-        .await?;
+    sqlx::query(
+        "DELETE FROM invitations WHERE org_id = $1 AND user_id = $2 AND accepted_at IS NULL",
+    )
+    .bind(org.0)
+    .bind(user.0)
+    .execute(tx.conn())
+    .await?;
     sqlx::query(
         "INSERT INTO invitations (id, org_id, user_id, token_hash, invited_by, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
     )
@@ -65,5 +67,9 @@ pub async fn accept(tx: &mut OrgTx, id: Uuid) -> Result<()> {
         .execute(tx.conn())
         .await?
         .rows_affected();
-    if n == 1 { Ok(()) } else { Err(StoreError::NotFound) }
+    if n == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::NotFound)
+    }
 }

@@ -23,7 +23,12 @@ pub struct Failures {
     pub ip_window_frees_at: Option<OffsetDateTime>,
 }
 
-pub async fn recent_failures(store: &Store, email: &str, client_ip: &str, window: Duration) -> Result<Failures> {
+pub async fn recent_failures(
+    store: &Store,
+    email: &str,
+    client_ip: &str,
+    window: Duration,
+) -> Result<Failures> {
     let since = OffsetDateTime::now_utc() - window;
     // Failures count only since the last success for that email: a correct sign-in resets it.
     let (by_email, email_oldest): (i64, Option<OffsetDateTime>) = sqlx::query_as(
@@ -51,8 +56,10 @@ pub async fn recent_failures(store: &Store, email: &str, client_ip: &str, window
 
 /// Drops attempts older than a day (housekeeping).
 pub async fn purge_old(store: &Store) -> Result<u64> {
-    Ok(sqlx::query("DELETE FROM login_attempts WHERE at < now() - interval '1 day'")
-        .execute(store.system())
-        .await?
-        .rows_affected())
+    Ok(
+        sqlx::query("DELETE FROM login_attempts WHERE at < now() - interval '1 day'")
+            .execute(store.system())
+            .await?
+            .rows_affected(),
+    )
 }

@@ -58,8 +58,10 @@ pub async fn get(tx: &mut OrgTx) -> Result<Org> {
 
 /// Whether an organization exists (owner connection: used before any org scope exists, e.g. by the CLI).
 pub async fn exists(store: &Store, org: OrgId) -> Result<bool> {
-    Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM orgs WHERE id = $1)")
-        .bind(org.0)
-        .fetch_one(store.system())
-        .await?)
+    Ok(
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM orgs WHERE id = $1)")
+            .bind(org.0)
+            .fetch_one(store.system())
+            .await?,
+    )
 }

@@ -30,8 +30,15 @@ impl<T> Page<T> {
     pub fn from_rows(mut rows: Vec<T>, limit: i64, id_of: impl Fn(&T) -> Uuid) -> Self {
         let more = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
-        let next_cursor = if more { rows.last().map(|r| Cursor(id_of(r)).encode()) } else { None };
-        Page { items: rows, next_cursor }
+        let next_cursor = if more {
+            rows.last().map(|r| Cursor(id_of(r)).encode())
+        } else {
+            None
+        };
+        Page {
+            items: rows,
+            next_cursor,
+        }
     }
 }
 
@@ -50,7 +57,8 @@ mod base64_lite {
     }
 
     pub fn decode(raw: &str) -> Option<Uuid> {
-        raw.strip_prefix("c1.").and_then(|h| Uuid::try_parse(h).ok())
+        raw.strip_prefix("c1.")
+            .and_then(|h| Uuid::try_parse(h).ok())
     }
 }
 

@@ -17,12 +17,22 @@ pub struct SecretRef<'a> {
 
 impl<'a> SecretRef<'a> {
     fn context(&self, org_id: Uuid) -> SecretContext<'a> {
-        SecretContext { org_id, owner: self.owner_table, owner_id: self.owner_id, field: self.field }
+        SecretContext {
+            org_id,
+            owner: self.owner_table,
+            owner_id: self.owner_id,
+            field: self.field,
+        }
     }
 }
 
 /// Stores (or replaces) a secret.
-pub async fn put(tx: &mut OrgTx, ring: &KeyRing, at: SecretRef<'_>, value: &SecretString) -> Result<()> {
+pub async fn put(
+    tx: &mut OrgTx,
+    ring: &KeyRing,
+    at: SecretRef<'_>,
+    value: &SecretString,
+) -> Result<()> {
     let org = tx.org().0;
     let sealed = ring.seal_str(value, &at.context(org));
     sqlx::query(
@@ -59,10 +69,18 @@ struct SealedRow {
 
 impl SealedRow {
     fn sealed(&self) -> Sealed {
-        Sealed { key_id: self.key_id.clone(), nonce: self.nonce.clone(), ciphertext: self.ciphertext.clone() }
+        Sealed {
+            key_id: self.key_id.clone(),
+            nonce: self.nonce.clone(),
+            ciphertext: self.ciphertext.clone(),
+        }
     }
     fn reference(&self) -> SecretRef<'_> {
-        SecretRef { owner_table: &self.owner_table, owner_id: self.owner_id, field: &self.field }
+        SecretRef {
+            owner_table: &self.owner_table,
+            owner_id: self.owner_id,
+            field: &self.field,
+        }
     }
 }
 
@@ -125,10 +143,12 @@ pub struct RotationReport {
 pub async fn rotate_all(store: &Store, ring: &KeyRing, batch: i64) -> Result<RotationReport> {
     let active = ring.active().id().to_string();
     let mut report = RotationReport {
-        already_current: sqlx::query_scalar::<_, i64>("SELECT count(*) FROM encrypted_secrets WHERE key_id = $1")
-            .bind(&active)
-            .fetch_one(store.system())
-            .await? as u64,
+        already_current: sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM encrypted_secrets WHERE key_id = $1",
+        )
+        .bind(&active)
+        .fetch_one(store.system())
+        .await? as u64,
         ..Default::default()
     };
     let mut after = Uuid::nil();
@@ -171,7 +191,9 @@ pub async fn rotate_all(store: &Store, ring: &KeyRing, batch: i64) -> Result<Rot
 
 /// How many secrets each key id protects (owner connection), for `keys status`.
 pub async fn count_by_key(store: &Store) -> Result<Vec<(String, i64)>> {
-    Ok(sqlx::query_as("SELECT key_id, count(*) FROM encrypted_secrets GROUP BY key_id ORDER BY key_id")
-        .fetch_all(store.system())
-        .await?)
+    Ok(sqlx::query_as(
+        "SELECT key_id, count(*) FROM encrypted_secrets GROUP BY key_id ORDER BY key_id",
+    )
+    .fetch_all(store.system())
+    .await?)
 }

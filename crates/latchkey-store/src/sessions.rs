@@ -94,18 +94,22 @@ pub async fn delete(tx: &mut OrgTx, id: SessionId) -> Result<()> {
 
 pub async fn delete_for_user(tx: &mut OrgTx, user: UserId) -> Result<u64> {
     let org = tx.org();
-    Ok(sqlx::query("DELETE FROM sessions WHERE org_id = $1 AND user_id = $2")
-        .bind(org.0)
-        .bind(user.0)
-        .execute(tx.conn())
-        .await?
-        .rows_affected())
+    Ok(
+        sqlx::query("DELETE FROM sessions WHERE org_id = $1 AND user_id = $2")
+            .bind(org.0)
+            .bind(user.0)
+            .execute(tx.conn())
+            .await?
+            .rows_affected(),
+    )
 }
 
 /// Removes expired sessions of every organization (owner connection; housekeeping).
 pub async fn purge_expired(store: &Store) -> Result<u64> {
-    Ok(sqlx::query("DELETE FROM sessions WHERE idle_expires_at <= now() OR absolute_expires_at <= now()")
-        .execute(store.system())
-        .await?
-        .rows_affected())
+    Ok(sqlx::query(
+        "DELETE FROM sessions WHERE idle_expires_at <= now() OR absolute_expires_at <= now()",
+    )
+    .execute(store.system())
+    .await?
+    .rows_affected())
 }

@@ -37,7 +37,8 @@ fn template_name() -> String {
 }
 
 async fn admin_conn() -> PgConnection {
-    let opts = PgConnectOptions::from_str(&url_with_db(&server_url(), "postgres")).expect("test database URL");
+    let opts = PgConnectOptions::from_str(&url_with_db(&server_url(), "postgres"))
+        .expect("test database URL");
     PgConnection::connect_with(&opts)
         .await
         .expect("tests need PostgreSQL: run ./scripts/test, which starts it, or set LATCHKEY_TEST_DATABASE_URL")
@@ -45,28 +46,49 @@ async fn admin_conn() -> PgConnection {
 
 async fn ensure_template(admin: &mut PgConnection, tpl: &str) {
     // Serialise template creation across parallel test processes.
-    sqlx::query("SELECT pg_advisory_lock(hashtext($1))").bind(tpl).execute(&mut *admin).await.unwrap();
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+    sqlx::query("SELECT pg_advisory_lock(hashtext($1))")
         .bind(tpl)
-        .fetch_one(&mut *admin)
+        .execute(&mut *admin)
         .await
         .unwrap();
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(tpl)
+            .fetch_one(&mut *admin)
+            .await
+            .unwrap();
     if !exists {
         let building = format!("{tpl}_building");
-        sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {building}"))).execute(&mut *admin).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {building}"))).execute(&mut *admin).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {building}"
+        )))
+        .execute(&mut *admin)
+        .await
+        .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {building}")))
+            .execute(&mut *admin)
+            .await
+            .unwrap();
         {
-            let store = Store::connect(&DbConfig::new(url_with_db(&server_url(), &building))).await.unwrap();
+            let store = Store::connect(&DbConfig::new(url_with_db(&server_url(), &building)))
+                .await
+                .unwrap();
             MIGRATOR.run(store.system()).await.unwrap();
             store.system().close().await;
         }
         // Renaming last means a half-built template is never used.
-        sqlx::query(sqlx::AssertSqlSafe(format!("ALTER DATABASE {building} RENAME TO {tpl}")))
-            .execute(&mut *admin)
-            .await
-            .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "ALTER DATABASE {building} RENAME TO {tpl}"
+        )))
+        .execute(&mut *admin)
+        .await
+        .unwrap();
     }
-    sqlx::query("SELECT pg_advisory_unlock(hashtext($1))").bind(tpl).execute(&mut *admin).await.unwrap();
+    sqlx::query("SELECT pg_advisory_unlock(hashtext($1))")
+        .bind(tpl)
+        .execute(&mut *admin)
+        .await
+        .unwrap();
 }
 
 impl TestDb {
@@ -76,10 +98,12 @@ impl TestDb {
         let mut admin = admin_conn().await;
         ensure_template(&mut admin, &tpl).await;
         let name = format!("lk_test_{}", uuid::Uuid::new_v4().simple());
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name} TEMPLATE {tpl}")))
-            .execute(&mut admin)
-            .await
-            .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE DATABASE {name} TEMPLATE {tpl}"
+        )))
+        .execute(&mut admin)
+        .await
+        .unwrap();
         admin.close().await.ok();
         let url = url_with_db(&server_url(), &name);
         let mut cfg = DbConfig::new(url.clone());

@@ -26,8 +26,7 @@ pub struct User {
     pub has_password: bool,
 }
 
-const COLUMNS: &str =
-    "id, org_id, email, display_name, role, disabled_at, created_at, last_login_at, password_hash IS NOT NULL AS has_password";
+const COLUMNS: &str = "id, org_id, email, display_name, role, disabled_at, created_at, last_login_at, password_hash IS NOT NULL AS has_password";
 
 /// What sign-in needs to know about an email, before any organization is known.
 #[derive(Debug, Clone, FromRow)]
@@ -50,12 +49,14 @@ pub async fn find_for_login(store: &Store, email: &Email) -> Result<Option<Login
 
 pub async fn get(tx: &mut OrgTx, id: UserId) -> Result<User> {
     let org = tx.org();
-    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM users WHERE org_id = $1 AND id = $2")))
-        .bind(org.0)
-        .bind(id.0)
-        .fetch_optional(tx.conn())
-        .await?
-        .ok_or(StoreError::NotFound)
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM users WHERE org_id = $1 AND id = $2"
+    )))
+    .bind(org.0)
+    .bind(id.0)
+    .fetch_optional(tx.conn())
+    .await?
+    .ok_or(StoreError::NotFound)
 }
 
 pub async fn list(tx: &mut OrgTx, after: Option<Cursor>, limit: i64) -> Result<Page<User>> {
@@ -75,22 +76,27 @@ pub async fn list(tx: &mut OrgTx, after: Option<Cursor>, limit: i64) -> Result<P
 pub async fn create(tx: &mut OrgTx, email: &Email, name: &DisplayName, role: Role) -> Result<User> {
     let org = tx.org();
     let id = UserId::new();
-    sqlx::query("INSERT INTO users (id, org_id, email, display_name, role) VALUES ($1, $2, $3, $4, $5)")
-        .bind(id.0)
-        .bind(org.0)
-        .bind(email.as_str())
-        .bind(name.as_str())
-        .bind(role.as_str())
-        .execute(tx.conn())
-        .await
-        .map_err(|e| StoreError::on_unique(e, "users_email_key", "email"))?;
+    sqlx::query(
+        "INSERT INTO users (id, org_id, email, display_name, role) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(id.0)
+    .bind(org.0)
+    .bind(email.as_str())
+    .bind(name.as_str())
+    .bind(role.as_str())
+    .execute(tx.conn())
+    .await
+    .map_err(|e| StoreError::on_unique(e, "users_email_key", "email"))?;
     get(tx, id).await
 }
 
 /// Changes a role, refusing to leave the organization without an active Super Administrator.
 pub async fn set_role(tx: &mut OrgTx, id: UserId, role: Role) -> Result<User> {
     let user = get(tx, id).await?;
-    if user.role == Role::SuperAdmin && role != Role::SuperAdmin && active_super_admins(tx).await? <= 1 {
+    if user.role == Role::SuperAdmin
+        && role != Role::SuperAdmin
+        && active_super_admins(tx).await? <= 1
+    {
         return Err(StoreError::Conflict { field: "role" });
     }
     let org = tx.org();
@@ -106,7 +112,11 @@ pub async fn set_role(tx: &mut OrgTx, id: UserId, role: Role) -> Result<User> {
 /// Disables or re-enables sign-in. Disabling also ends the person's sessions.
 pub async fn set_disabled(tx: &mut OrgTx, id: UserId, disabled: bool) -> Result<User> {
     let user = get(tx, id).await?;
-    if disabled && user.disabled_at.is_none() && user.role == Role::SuperAdmin && active_super_admins(tx).await? <= 1 {
+    if disabled
+        && user.disabled_at.is_none()
+        && user.role == Role::SuperAdmin
+        && active_super_admins(tx).await? <= 1
+    {
         return Err(StoreError::Conflict { field: "disabled" });
     }
     let org = tx.org();
@@ -143,7 +153,11 @@ pub async fn set_password_hash(tx: &mut OrgTx, id: UserId, hash: &str) -> Result
         .execute(tx.conn())
         .await?
         .rows_affected();
-    if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+    if n == 0 {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(())
+    }
 }
 
 pub async fn record_login(tx: &mut OrgTx, id: UserId) -> Result<()> {

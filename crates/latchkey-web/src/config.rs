@@ -39,11 +39,19 @@ impl WebConfig {
     }
 
     pub fn session_cookie_name(&self) -> &'static str {
-        if self.secure_cookies() { "__Host-latchkey_session" } else { "latchkey_session" }
+        if self.secure_cookies() {
+            "__Host-latchkey_session"
+        } else {
+            "latchkey_session"
+        }
     }
 
     pub fn csrf_cookie_name(&self) -> &'static str {
-        if self.secure_cookies() { "__Host-latchkey_csrf" } else { "latchkey_csrf" }
+        if self.secure_cookies() {
+            "__Host-latchkey_csrf"
+        } else {
+            "latchkey_csrf"
+        }
     }
 
     /// The public origin (`scheme://host[:port]`), trusted by the CSRF layer.

@@ -36,9 +36,18 @@ pub fn issue_presession(state: &AppState, jar: CookieJar) -> (CookieJar, String)
     (jar.add(cookie), token)
 }
 
-pub fn verify_presession(state: &AppState, jar: &CookieJar, submitted: &str) -> Result<(), WebError> {
+pub fn verify_presession(
+    state: &AppState,
+    jar: &CookieJar,
+    submitted: &str,
+) -> Result<(), WebError> {
     match jar.get(state.config.csrf_cookie_name()) {
-        Some(c) if !submitted.is_empty() && constant_time_eq(c.value().as_bytes(), submitted.as_bytes()) => Ok(()),
+        Some(c)
+            if !submitted.is_empty()
+                && constant_time_eq(c.value().as_bytes(), submitted.as_bytes()) =>
+        {
+            Ok(())
+        }
         _ => Err(WebError::Csrf),
     }
 }

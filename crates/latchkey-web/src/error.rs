@@ -22,7 +22,10 @@ pub enum WebError {
     #[error("bad request: {0}")]
     BadRequest(String),
     #[error("too many requests")]
-    TooManyRequests { message: String, retry_after_secs: u64 },
+    TooManyRequests {
+        message: String,
+        retry_after_secs: u64,
+    },
     #[error("internal error: {0}")]
     Internal(#[from] anyhow::Error),
 }
@@ -31,7 +34,9 @@ impl From<StoreError> for WebError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound => WebError::NotFound,
-            StoreError::InvalidCursor => WebError::BadRequest("That page link is not valid any more.".into()),
+            StoreError::InvalidCursor => {
+                WebError::BadRequest("That page link is not valid any more.".into())
+            }
             other => WebError::Internal(other.into()),
         }
     }
@@ -67,8 +72,12 @@ impl IntoResponse for WebError {
             }
         };
         let mut resp = (status, ErrorPage { title, message }).into_response();
-        if let WebError::TooManyRequests { retry_after_secs, .. } = self {
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        if let WebError::TooManyRequests {
+            retry_after_secs, ..
+        } = self
+        {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
         }
         resp
     }
@@ -92,7 +101,12 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), fields: vec![] }
+        Self {
+            status,
+            code,
+            message: message.into(),
+            fields: vec![],
+        }
     }
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
@@ -117,7 +131,11 @@ impl ApiError {
     }
     pub fn internal(cause: impl std::fmt::Debug) -> Self {
         tracing::error!(error = ?cause, "API request failed");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Latchkey could not finish this request.")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Latchkey could not finish this request.",
+        )
     }
 }
 
@@ -150,10 +168,17 @@ struct ErrorDetail<'a> {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody { error: ErrorDetail { code: self.code, message: &self.message, fields: &self.fields } };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: &self.message,
+                fields: &self.fields,
+            },
+        };
         let mut resp = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         resp
     }

@@ -44,14 +44,27 @@ impl Metrics {
         let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
             Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0])
         });
-        registry.register("latchkey_http_requests", "HTTP requests by method, route and status", requests.clone());
-        registry.register("latchkey_http_request_duration_seconds", "HTTP request latency by route", latency.clone());
-        Self { registry: Arc::new(registry), requests, latency }
+        registry.register(
+            "latchkey_http_requests",
+            "HTTP requests by method, route and status",
+            requests.clone(),
+        );
+        registry.register(
+            "latchkey_http_request_duration_seconds",
+            "HTTP request latency by route",
+            latency.clone(),
+        );
+        Self {
+            registry: Arc::new(registry),
+            requests,
+            latency,
+        }
     }
 
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode_registry(&mut out, &self.registry).expect("writing to a String");
+        prometheus_client::encoding::text::encode_registry(&mut out, &self.registry)
+            .expect("writing to a String");
         out
     }
 }
@@ -70,12 +83,18 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
     state
         .metrics
         .latency
-        .get_or_create(&RouteLabels { route: route.clone() })
+        .get_or_create(&RouteLabels {
+            route: route.clone(),
+        })
         .observe(started.elapsed().as_secs_f64());
     state
         .metrics
         .requests
-        .get_or_create(&RequestLabels { method, route, status: resp.status().as_u16() })
+        .get_or_create(&RequestLabels {
+            method,
+            route,
+            status: resp.status().as_u16(),
+        })
         .inc();
     resp
 }

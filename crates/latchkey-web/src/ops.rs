@@ -18,11 +18,16 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         Ok(true) => (StatusCode::OK, Json(json!({"status": "ready"}))),
         Ok(false) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "not_ready", "reason": "database migrations are not current; run `latchkey migrate`"})),
+            Json(
+                json!({"status": "not_ready", "reason": "database migrations are not current; run `latchkey migrate`"}),
+            ),
         ),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "not_ready", "reason": "database unreachable"})))
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "not_ready", "reason": "database unreachable"})),
+            )
         }
     }
 }
@@ -36,11 +41,22 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let (size, idle) = state.store.pool_stats();
     out.push_str("# HELP latchkey_db_pool_connections Database pool connections by state.\n");
     out.push_str("# TYPE latchkey_db_pool_connections gauge\n");
-    out.push_str(&format!("latchkey_db_pool_connections{{state=\"idle\"}} {idle}\n"));
-    out.push_str(&format!("latchkey_db_pool_connections{{state=\"in_use\"}} {}\n", size as usize - idle.min(size as usize)));
+    out.push_str(&format!(
+        "latchkey_db_pool_connections{{state=\"idle\"}} {idle}\n"
+    ));
+    out.push_str(&format!(
+        "latchkey_db_pool_connections{{state=\"in_use\"}} {}\n",
+        size as usize - idle.min(size as usize)
+    ));
     for source in &state.extra_metrics {
         out.push_str(&source(state.store.clone()).await);
     }
     out.push_str("# EOF\n");
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], out)
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        out,
+    )
 }

@@ -28,18 +28,39 @@ pub fn router(state: AppState) -> Router {
     let pages = Router::new()
         .route("/", get(views::dashboard::root))
         .route("/dashboard", get(views::dashboard::show))
-        .route("/signup", get(views::signup::show).post(views::signup::submit))
+        .route(
+            "/signup",
+            get(views::signup::show).post(views::signup::submit),
+        )
         .route("/login", get(views::login::show).post(views::login::submit))
         .route("/logout", post(views::login::logout))
-        .route("/invite/{token}", get(views::invite::show).post(views::invite::accept))
+        .route(
+            "/invite/{token}",
+            get(views::invite::show).post(views::invite::accept),
+        )
         .route("/settings/people", get(views::people::show))
         .route("/settings/people/invite", post(views::people::invite))
-        .route("/settings/people/{id}/role", post(views::people::change_role))
-        .route("/settings/people/{id}/disable", post(views::people::disable))
+        .route(
+            "/settings/people/{id}/role",
+            post(views::people::change_role),
+        )
+        .route(
+            "/settings/people/{id}/disable",
+            post(views::people::disable),
+        )
         .route("/settings/people/{id}/enable", post(views::people::enable))
-        .route("/settings/api-clients", get(views::api_clients::show).post(views::api_clients::create))
-        .route("/settings/api-clients/{id}/rotate", post(views::api_clients::rotate))
-        .route("/settings/api-clients/{id}/revoke", post(views::api_clients::revoke))
+        .route(
+            "/settings/api-clients",
+            get(views::api_clients::show).post(views::api_clients::create),
+        )
+        .route(
+            "/settings/api-clients/{id}/rotate",
+            post(views::api_clients::rotate),
+        )
+        .route(
+            "/settings/api-clients/{id}/revoke",
+            post(views::api_clients::revoke),
+        )
         .layer(csrf);
 
     // The API authenticates with bearer tokens, never cookies, so it is not a CSRF target.
@@ -48,7 +69,10 @@ pub fn router(state: AppState) -> Router {
         .route("/me", get(api::me::show))
         .route("/users", get(api::users::list))
         .route("/users/{id}", get(api::users::get))
-        .route("/api-clients", get(api::api_clients::list).post(api::api_clients::create))
+        .route(
+            "/api-clients",
+            get(api::api_clients::list).post(api::api_clients::create),
+        )
         .route("/api-clients/{id}", get(api::api_clients::get))
         .route("/api-clients/{id}/revoke", post(api::api_clients::revoke))
         .fallback(api::not_found);
@@ -61,7 +85,10 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/static/app.css", get(stylesheet))
         .fallback(page_not_found)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track));
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ));
     for layer in headers::layers() {
         app = app.layer(layer);
     }
@@ -70,13 +97,25 @@ pub fn router(state: AppState) -> Router {
     // covers everything (auth failures included); sensitive headers are marked before it
     // so that `Authorization` and `Cookie` can never reach a log line.
     let outer = ServiceBuilder::new()
-        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE, header::SET_COOKIE]))
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+            header::COOKIE,
+            header::SET_COOKIE,
+        ]))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-            let request_id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+            let request_id = req
+                .headers()
+                .get(REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
             // The route template, not the raw path: paths can carry one-time tokens.
-            let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str()).unwrap_or("");
+            let route = req
+                .extensions()
+                .get::<MatchedPath>()
+                .map(|p| p.as_str())
+                .unwrap_or("");
             tracing::info_span!(
                 "http",
                 method = %req.method(),
@@ -88,14 +127,20 @@ pub fn router(state: AppState) -> Router {
             )
         }))
         .layer(CatchPanicLayer::new())
-        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(30),
+        ))
         .layer(RequestBodyLimitLayer::new(1024 * 1024));
     app.layer(outer).with_state(state)
 }
 
 async fn stylesheet() -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=300")],
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
         include_str!("../../../static/app.css"),
     )
 }

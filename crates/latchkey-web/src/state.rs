@@ -27,12 +27,22 @@ pub struct Inner {
 impl AppState {
     pub fn new(store: Store, keys: Arc<KeyRing>, config: WebConfig) -> Self {
         let tokens = TokenKeys::derive(&keys);
-        Self(Arc::new(Inner { store, keys, config, tokens, metrics: Metrics::new(), extra_metrics: vec![] }))
+        Self(Arc::new(Inner {
+            store,
+            keys,
+            config,
+            tokens,
+            metrics: Metrics::new(),
+            extra_metrics: vec![],
+        }))
     }
 
     /// Adds a source of extra `/metrics` lines. Call before the state is shared.
     pub fn with_extra_metrics(mut self, source: ExtraMetrics) -> Self {
-        Arc::get_mut(&mut self.0).expect("state not shared yet").extra_metrics.push(source);
+        Arc::get_mut(&mut self.0)
+            .expect("state not shared yet")
+            .extra_metrics
+            .push(source);
         self
     }
 }

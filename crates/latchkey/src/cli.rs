@@ -4,7 +4,12 @@
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "latchkey", version, about = "Just-in-time access for Microsoft Entra ID", propagate_version = true)]
+#[command(
+    name = "latchkey",
+    version,
+    about = "Just-in-time access for Microsoft Entra ID",
+    propagate_version = true
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,

@@ -26,11 +26,19 @@ impl ConfigError {
         } else {
             format!("={value:?} is not valid")
         };
-        Self { var, problem: shown, expected: expected.into() }
+        Self {
+            var,
+            problem: shown,
+            expected: expected.into(),
+        }
     }
 
     pub fn missing(var: &'static str, expected: impl Into<String>) -> Self {
-        Self { var, problem: "is not set".into(), expected: expected.into() }
+        Self {
+            var,
+            problem: "is not set".into(),
+            expected: expected.into(),
+        }
     }
 }
 
@@ -43,7 +51,9 @@ pub enum LogFormat {
 pub fn database_url(flag: Option<String>) -> Result<String, ConfigError> {
     let url = flag.unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string());
     match Url::parse(&url) {
-        Ok(u) if matches!(u.scheme(), "postgres" | "postgresql") && u.host_str().is_some() => Ok(url),
+        Ok(u) if matches!(u.scheme(), "postgres" | "postgresql") && u.host_str().is_some() => {
+            Ok(url)
+        }
         _ => Err(ConfigError::invalid(
             "DATABASE_URL",
             &redact_url(&url),
@@ -64,18 +74,38 @@ fn redact_url(url: &str) -> String {
 
 pub fn listen(flag: Option<String>) -> Result<SocketAddr, ConfigError> {
     let raw = flag.unwrap_or_else(|| DEFAULT_LISTEN.to_string());
-    raw.parse()
-        .map_err(|_| ConfigError::invalid("LATCHKEY_LISTEN", &raw, "an address and port such as 127.0.0.1:8080"))
+    raw.parse().map_err(|_| {
+        ConfigError::invalid(
+            "LATCHKEY_LISTEN",
+            &raw,
+            "an address and port such as 127.0.0.1:8080",
+        )
+    })
 }
 
 pub fn public_url(flag: Option<String>, listen: SocketAddr) -> Result<Url, ConfigError> {
     let Some(raw) = flag else {
-        let host = if listen.ip().is_unspecified() { "127.0.0.1".to_string() } else { listen.ip().to_string() };
-        let host = if listen.is_ipv6() && !listen.ip().is_unspecified() { format!("[{host}]") } else { host };
-        return Ok(Url::parse(&format!("http://{host}:{}/", listen.port())).expect("valid URL from a socket address"));
+        let host = if listen.ip().is_unspecified() {
+            "127.0.0.1".to_string()
+        } else {
+            listen.ip().to_string()
+        };
+        let host = if listen.is_ipv6() && !listen.ip().is_unspecified() {
+            format!("[{host}]")
+        } else {
+            host
+        };
+        return Ok(Url::parse(&format!("http://{host}:{}/", listen.port()))
+            .expect("valid URL from a socket address"));
     };
     match Url::parse(&raw) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() && u.query().is_none() => Ok(u),
+        Ok(u)
+            if matches!(u.scheme(), "http" | "https")
+                && u.host_str().is_some()
+                && u.query().is_none() =>
+        {
+            Ok(u)
+        }
         _ => Err(ConfigError::invalid(
             "LATCHKEY_PUBLIC_URL",
             &raw,
@@ -91,14 +121,19 @@ pub fn master_keys(flag: Option<String>) -> Result<KeyRing, ConfigError> {
             "one or more `id:base64key` entries, comma-separated, the first active (create one with `latchkey keys generate`)",
         )
     })?;
-    KeyRing::parse(&raw).map_err(|e| ConfigError::invalid("LATCHKEY_MASTER_KEYS", "", e.to_string()))
+    KeyRing::parse(&raw)
+        .map_err(|e| ConfigError::invalid("LATCHKEY_MASTER_KEYS", "", e.to_string()))
 }
 
 pub fn log_format(flag: Option<String>) -> Result<LogFormat, ConfigError> {
     match flag.as_deref() {
         None | Some("pretty") => Ok(LogFormat::Pretty),
         Some("json") => Ok(LogFormat::Json),
-        Some(other) => Err(ConfigError::invalid("LATCHKEY_LOG_FORMAT", other, "`pretty` or `json`")),
+        Some(other) => Err(ConfigError::invalid(
+            "LATCHKEY_LOG_FORMAT",
+            other,
+            "`pretty` or `json`",
+        )),
     }
 }
 
@@ -115,16 +150,46 @@ mod tests {
     fn defaults_and_errors() {
         assert_eq!(listen(None).unwrap().to_string(), "127.0.0.1:8080");
         let e = listen(Some("8080".into())).unwrap_err().to_string();
-        assert!(e.contains("LATCHKEY_LISTEN") && e.contains("127.0.0.1:8080"), "{e}");
-        assert!(database_url(Some("mysql://x".into())).unwrap_err().to_string().contains("DATABASE_URL"));
-        let e = database_url(Some("http://u:hunter2@h/db".into())).unwrap_err().to_string();
+        assert!(
+            e.contains("LATCHKEY_LISTEN") && e.contains("127.0.0.1:8080"),
+            "{e}"
+        );
+        assert!(
+            database_url(Some("mysql://x".into()))
+                .unwrap_err()
+                .to_string()
+                .contains("DATABASE_URL")
+        );
+        let e = database_url(Some("http://u:hunter2@h/db".into()))
+            .unwrap_err()
+            .to_string();
         assert!(!e.contains("hunter2"), "{e}");
-        assert_eq!(public_url(None, "0.0.0.0:9000".parse().unwrap()).unwrap().as_str(), "http://127.0.0.1:9000/");
+        assert_eq!(
+            public_url(None, "0.0.0.0:9000".parse().unwrap())
+                .unwrap()
+                .as_str(),
+            "http://127.0.0.1:9000/"
+        );
         assert!(public_url(Some("ftp://x".into()), listen(None).unwrap()).is_err());
         assert_eq!(log_format(Some("json".into())).unwrap(), LogFormat::Json);
-        assert!(log_format(Some("xml".into())).unwrap_err().to_string().contains("LATCHKEY_LOG_FORMAT"));
-        let e = master_keys(Some("k1:c2VjcmV0".into())).unwrap_err().to_string();
-        assert!(e.contains("LATCHKEY_MASTER_KEYS") && !e.contains("c2VjcmV0"), "{e}");
-        assert!(master_keys(None).unwrap_err().to_string().contains("keys generate"));
+        assert!(
+            log_format(Some("xml".into()))
+                .unwrap_err()
+                .to_string()
+                .contains("LATCHKEY_LOG_FORMAT")
+        );
+        let e = master_keys(Some("k1:c2VjcmV0".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("LATCHKEY_MASTER_KEYS") && !e.contains("c2VjcmV0"),
+            "{e}"
+        );
+        assert!(
+            master_keys(None)
+                .unwrap_err()
+                .to_string()
+                .contains("keys generate")
+        );
     }
 }

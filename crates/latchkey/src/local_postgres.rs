@@ -30,7 +30,11 @@ pub fn find_binaries() -> Option<(PathBuf, PathBuf)> {
 }
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -41,7 +45,9 @@ fn free_port() -> anyhow::Result<u16> {
 impl LocalPostgres {
     /// Starts (initialising first if needed) the private cluster.
     pub fn start(base: &Path) -> anyhow::Result<Self> {
-        let Some((initdb, pg_ctl)) = find_binaries() else { bail!("initdb and pg_ctl were not found") };
+        let Some((initdb, pg_ctl)) = find_binaries() else {
+            bail!("initdb and pg_ctl were not found")
+        };
         std::fs::create_dir_all(base).with_context(|| format!("creating {}", base.display()))?;
         let base = base.canonicalize()?;
         let data_dir = base.join("postgres");
@@ -55,26 +61,66 @@ impl LocalPostgres {
             } else {
                 Command::new(program)
             };
-            cmd.args(args).output().with_context(|| format!("running {}", program.display()))
+            cmd.args(args)
+                .output()
+                .with_context(|| format!("running {}", program.display()))
         };
         if !data_dir.join("PG_VERSION").exists() {
             std::fs::create_dir_all(&data_dir)?;
             if run_as_postgres {
-                let status = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&data_dir).status()?;
+                let status = Command::new("chown")
+                    .args(["-R", "postgres:postgres"])
+                    .arg(&data_dir)
+                    .status()?;
                 if !status.success() {
                     bail!("could not hand {} to the postgres user", data_dir.display());
                 }
             }
-            eprintln!("Initialising a private PostgreSQL cluster in {} ...", data_dir.display());
-            let out = run(&initdb, &["-D", path_str(&data_dir)?, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])?;
+            eprintln!(
+                "Initialising a private PostgreSQL cluster in {} ...",
+                data_dir.display()
+            );
+            let out = run(
+                &initdb,
+                &[
+                    "-D",
+                    path_str(&data_dir)?,
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--no-sync",
+                ],
+            )?;
             if !out.status.success() {
-                bail!("initdb failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+                bail!(
+                    "initdb failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
             }
         }
         let port = free_port()?;
         let log = data_dir.join("server.log");
-        let opts = format!("-p {port} -k {} -c listen_addresses=127.0.0.1", path_str(&data_dir)?);
-        let out = run(&pg_ctl, &["-D", path_str(&data_dir)?, "-l", path_str(&log)?, "-o", &opts, "-w", "-t", "60", "start"])?;
+        let opts = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1",
+            path_str(&data_dir)?
+        );
+        let out = run(
+            &pg_ctl,
+            &[
+                "-D",
+                path_str(&data_dir)?,
+                "-l",
+                path_str(&log)?,
+                "-o",
+                &opts,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+        )?;
         if !out.status.success() {
             bail!(
                 "the private PostgreSQL did not start: {} (see {})",
@@ -82,8 +128,16 @@ impl LocalPostgres {
                 log.display()
             );
         }
-        eprintln!("Started a private PostgreSQL on 127.0.0.1:{port} (data in {}).", data_dir.display());
-        Ok(Self { data_dir, url: format!("postgres://postgres@127.0.0.1:{port}/latchkey"), run_as_postgres, pg_ctl })
+        eprintln!(
+            "Started a private PostgreSQL on 127.0.0.1:{port} (data in {}).",
+            data_dir.display()
+        );
+        Ok(Self {
+            data_dir,
+            url: format!("postgres://postgres@127.0.0.1:{port}/latchkey"),
+            run_as_postgres,
+            pg_ctl,
+        })
     }
 }
 
@@ -93,7 +147,9 @@ fn path_str(p: &Path) -> anyhow::Result<&str> {
 
 impl Drop for LocalPostgres {
     fn drop(&mut self) {
-        let Ok(dir) = path_str(&self.data_dir) else { return };
+        let Ok(dir) = path_str(&self.data_dir) else {
+            return;
+        };
         let mut cmd = if self.run_as_postgres {
             let mut c = Command::new("runuser");
             c.args(["-u", "postgres", "--"]).arg(&self.pg_ctl);

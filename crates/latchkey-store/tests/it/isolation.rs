@@ -25,13 +25,24 @@ async fn unfiltered_queries_still_see_only_their_org() {
     let b = org(&db, "beta").await;
 
     let mut tx = db.store.org_tx(a).await.unwrap();
-    users::create(&mut tx, &Email::parse("member@alpha.example").unwrap(), &DisplayName::parse("M").unwrap(), Role::Member)
+    users::create(
+        &mut tx,
+        &Email::parse("member@alpha.example").unwrap(),
+        &DisplayName::parse("M").unwrap(),
+        Role::Member,
+    )
+    .await
+    .unwrap();
+    // Deliberately wrong: no org filter at all.
+    let emails: Vec<String> = sqlx::query_scalar("SELECT email FROM users ORDER BY email")
+        .fetch_all(tx.conn())
         .await
         .unwrap();
-    // Deliberately wrong: no org filter at all.
-    let emails: Vec<String> = sqlx::query_scalar("SELECT email FROM users ORDER BY email").fetch_all(tx.conn()).await.unwrap();
     assert_eq!(emails, vec!["admin@alpha.example", "member@alpha.example"]);
-    let org_count: i64 = sqlx::query_scalar("SELECT count(*) FROM orgs").fetch_one(tx.conn()).await.unwrap();
+    let org_count: i64 = sqlx::query_scalar("SELECT count(*) FROM orgs")
+        .fetch_one(tx.conn())
+        .await
+        .unwrap();
     assert_eq!(org_count, 1);
     // Deliberately wrong: asking for the other organization by id.
     let other: Vec<String> = sqlx::query_scalar("SELECT email FROM users WHERE org_id = $1")
@@ -43,7 +54,10 @@ async fn unfiltered_queries_still_see_only_their_org() {
     tx.commit().await.unwrap();
 
     // The owner connection sees both (that is why it is only used for system work).
-    let all: i64 = sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(db.store.system()).await.unwrap();
+    let all: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(db.store.system())
+        .await
+        .unwrap();
     assert_eq!(all, 3);
 }
 
@@ -67,8 +81,14 @@ async fn without_an_org_scope_nothing_is_visible() {
     let db = TestDb::new().await;
     org(&db, "alpha").await;
     let mut tx = db.store.system().begin().await.unwrap();
-    sqlx::query("SET LOCAL ROLE latchkey_app").execute(&mut *tx).await.unwrap();
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(&mut *tx).await.unwrap();
+    sqlx::query("SET LOCAL ROLE latchkey_app")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
     assert_eq!(n, 0);
 }
 
@@ -77,10 +97,20 @@ async fn last_super_admin_cannot_be_demoted_or_disabled() {
     let db = TestDb::new().await;
     let a = org(&db, "alpha").await;
     let mut tx = db.store.org_tx(a).await.unwrap();
-    let admin = users::list(&mut tx, None, 10).await.unwrap().items.remove(0);
+    let admin = users::list(&mut tx, None, 10)
+        .await
+        .unwrap()
+        .items
+        .remove(0);
     let id = latchkey_core::UserId(admin.id);
-    assert!(matches!(users::set_role(&mut tx, id, Role::Member).await, Err(latchkey_store::StoreError::Conflict { .. })));
-    assert!(matches!(users::set_disabled(&mut tx, id, true).await, Err(latchkey_store::StoreError::Conflict { .. })));
+    assert!(matches!(
+        users::set_role(&mut tx, id, Role::Member).await,
+        Err(latchkey_store::StoreError::Conflict { .. })
+    ));
+    assert!(matches!(
+        users::set_disabled(&mut tx, id, true).await,
+        Err(latchkey_store::StoreError::Conflict { .. })
+    ));
 }
 
 #[tokio::test]
@@ -96,7 +126,10 @@ async fn duplicate_email_is_a_field_conflict() {
     )
     .await
     .unwrap_err();
-    assert!(matches!(err, latchkey_store::StoreError::Conflict { field: "email" }), "{err:?}");
+    assert!(
+        matches!(err, latchkey_store::StoreError::Conflict { field: "email" }),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]

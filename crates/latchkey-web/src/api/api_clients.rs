@@ -32,18 +32,38 @@ pub async fn create_client(
     let client_id = format!("lkc_{}", random_token(18));
     let client_secret = format!("lks_{}", random_token(32));
     let mut tx = store.org_tx(org).await?;
-    let client =
-        api_clients::create(&mut tx, name, role, &client_id, &sha256_hex(client_secret.as_bytes()), created_by).await?;
+    let client = api_clients::create(
+        &mut tx,
+        name,
+        role,
+        &client_id,
+        &sha256_hex(client_secret.as_bytes()),
+        created_by,
+    )
+    .await?;
     tx.commit().await?;
-    Ok((client, NewCredentials { client_id, client_secret }))
+    Ok((
+        client,
+        NewCredentials {
+            client_id,
+            client_secret,
+        },
+    ))
 }
 
-pub async fn rotate_client(store: &Store, org: OrgId, id: ApiClientId) -> Result<NewCredentials, StoreError> {
+pub async fn rotate_client(
+    store: &Store,
+    org: OrgId,
+    id: ApiClientId,
+) -> Result<NewCredentials, StoreError> {
     let client_secret = format!("lks_{}", random_token(32));
     let mut tx = store.org_tx(org).await?;
     let client = api_clients::rotate(&mut tx, id, &sha256_hex(client_secret.as_bytes())).await?;
     tx.commit().await?;
-    Ok(NewCredentials { client_id: client.client_id, client_secret })
+    Ok(NewCredentials {
+        client_id: client.client_id,
+        client_secret,
+    })
 }
 
 pub async fn list(
@@ -80,25 +100,49 @@ pub async fn create(
     who.require(who.role.can_manage_people())?;
     let mut fields = vec![];
     let name = DisplayName::parse(body.name.as_deref().unwrap_or(""))
-        .map_err(|e| fields.push(FieldError { field: "name".into(), message: e.to_string() }))
+        .map_err(|e| {
+            fields.push(FieldError {
+                field: "name".into(),
+                message: e.to_string(),
+            })
+        })
         .ok();
     let role = body
         .role
         .as_deref()
         .unwrap_or("")
         .parse::<Role>()
-        .map_err(|e| fields.push(FieldError { field: "role".into(), message: e.to_string() }))
+        .map_err(|e| {
+            fields.push(FieldError {
+                field: "role".into(),
+                message: e.to_string(),
+            })
+        })
         .ok();
-    let (Some(name), Some(role)) = (name, role) else { return Err(ApiError::validation(fields)) };
+    let (Some(name), Some(role)) = (name, role) else {
+        return Err(ApiError::validation(fields));
+    };
     let (client, creds) = create_client(&state.store, who.org_id, &name, role, None).await?;
-    Ok((StatusCode::CREATED, Json(Created { client, client_secret: creds.client_secret })))
+    Ok((
+        StatusCode::CREATED,
+        Json(Created {
+            client,
+            client_secret: creds.client_secret,
+        }),
+    ))
 }
 
 fn parse_id(id: &str) -> Result<ApiClientId, ApiError> {
-    Uuid::parse_str(id).map(ApiClientId).map_err(|_| ApiError::not_found())
+    Uuid::parse_str(id)
+        .map(ApiClientId)
+        .map_err(|_| ApiError::not_found())
 }
 
-pub async fn get(State(state): State<AppState>, who: ApiPrincipal, Path(id): Path<String>) -> Result<Json<ApiClient>, ApiError> {
+pub async fn get(
+    State(state): State<AppState>,
+    who: ApiPrincipal,
+    Path(id): Path<String>,
+) -> Result<Json<ApiClient>, ApiError> {
     who.require(who.role.can_manage_people())?;
     let mut tx = state.store.org_tx(who.org_id).await?;
     let client = api_clients::get(&mut tx, parse_id(&id)?).await?;
@@ -106,7 +150,11 @@ pub async fn get(State(state): State<AppState>, who: ApiPrincipal, Path(id): Pat
     Ok(Json(client))
 }
 
-pub async fn revoke(State(state): State<AppState>, who: ApiPrincipal, Path(id): Path<String>) -> Result<Json<ApiClient>, ApiError> {
+pub async fn revoke(
+    State(state): State<AppState>,
+    who: ApiPrincipal,
+    Path(id): Path<String>,
+) -> Result<Json<ApiClient>, ApiError> {
     who.require(who.role.can_manage_people())?;
     let mut tx = state.store.org_tx(who.org_id).await?;
     let client = api_clients::revoke(&mut tx, parse_id(&id)?).await?;

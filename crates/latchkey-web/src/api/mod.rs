@@ -31,7 +31,9 @@ impl From<JsonRejection> for ApiError {
                 "unsupported_media_type",
                 "Send the body as JSON with Content-Type: application/json.",
             ),
-            other => ApiError::bad_request(format!("The body is not valid JSON: {}", other.body_text())),
+            other => {
+                ApiError::bad_request(format!("The body is not valid JSON: {}", other.body_text()))
+            }
         }
     }
 }
@@ -51,5 +53,9 @@ impl PageQuery {
 
 /// Unknown `/api/...` paths answer in the API's own error shape.
 pub async fn not_found() -> ApiError {
-    ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "No such endpoint.")
+    ApiError::new(
+        axum::http::StatusCode::NOT_FOUND,
+        "not_found",
+        "No such endpoint.",
+    )
 }

@@ -31,10 +31,18 @@ struct TokenResponse {
 }
 
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
-    let mut resp = (status, Json(json!({"error": error, "error_description": description}))).into_response();
-    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let mut resp = (
+        status,
+        Json(json!({"error": error, "error_description": description})),
+    )
+        .into_response();
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if status == StatusCode::UNAUTHORIZED {
-        resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"latchkey\""));
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"latchkey\""),
+        );
     }
     resp
 }
@@ -42,14 +50,19 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
 fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let encoded = value.strip_prefix("Basic ")?;
-    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (id, secret) = text.split_once(':')?;
     Some((id.to_string(), secret.to_string()))
 }
 
 pub async fn issue(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let parsed: Result<TokenRequest, String> = if content_type.starts_with("application/json") {
         serde_json::from_slice(&body).map_err(|e| e.to_string())
     } else if content_type.starts_with("application/x-www-form-urlencoded") || body.is_empty() {
@@ -68,32 +81,65 @@ pub async fn issue(State(state): State<AppState>, headers: HeaderMap, body: Byte
     match req.grant_type.as_deref() {
         Some("client_credentials") => {}
         Some(_) => {
-            return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "only grant_type=client_credentials is supported");
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "only grant_type=client_credentials is supported",
+            );
         }
-        None => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "grant_type is required"),
+        None => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "grant_type is required",
+            );
+        }
     }
     let (Some(client_id), Some(secret)) = (req.client_id, req.client_secret) else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "client_id and client_secret are required");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "client_id and client_secret are required",
+        );
     };
     let creds = match api_clients::find_credentials(&state.store, &client_id).await {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "token endpoint could not read client");
-            return oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "try again later");
+            return oauth_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "try again later",
+            );
         }
     };
     let presented = sha256_hex(secret.as_bytes());
-    let valid = creds
-        .as_ref()
-        .is_some_and(|c| !c.revoked && constant_time_eq(c.secret_hash.as_bytes(), presented.as_bytes()));
+    let valid = creds.as_ref().is_some_and(|c| {
+        !c.revoked && constant_time_eq(c.secret_hash.as_bytes(), presented.as_bytes())
+    });
     let Some(c) = creds.filter(|_| valid) else {
-        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "unknown client, wrong secret, or revoked client");
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "unknown client, wrong secret, or revoked client",
+        );
     };
     let lifetime = state.config.api_token_lifetime.as_secs();
-    let claims = TokenKeys::new_claims(OrgId(c.org_id), ApiClientId(c.id), c.role, c.generation, lifetime as i64);
+    let claims = TokenKeys::new_claims(
+        OrgId(c.org_id),
+        ApiClientId(c.id),
+        c.role,
+        c.generation,
+        lifetime as i64,
+    );
     tracing::info!(org_id = %c.org_id, api_client_id = %c.id, "API token issued");
-    let mut resp =
-        Json(TokenResponse { access_token: state.tokens.issue(&claims), token_type: "Bearer", expires_in: lifetime }).into_response();
-    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let mut resp = Json(TokenResponse {
+        access_token: state.tokens.issue(&claims),
+        token_type: "Bearer",
+        expires_in: lifetime,
+    })
+    .into_response();
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }

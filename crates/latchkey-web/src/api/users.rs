@@ -11,7 +11,11 @@ use latchkey_store::Page;
 use latchkey_store::users::{self, User};
 use uuid::Uuid;
 
-pub async fn list(State(state): State<AppState>, who: ApiPrincipal, Query(q): Query<PageQuery>) -> Result<Json<Page<User>>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    who: ApiPrincipal,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<Page<User>>, ApiError> {
     let (cursor, limit) = q.parse()?;
     let mut tx = state.store.org_tx(who.org_id).await?;
     let page = users::list(&mut tx, cursor, limit).await?;
@@ -19,7 +23,11 @@ pub async fn list(State(state): State<AppState>, who: ApiPrincipal, Query(q): Qu
     Ok(Json(page))
 }
 
-pub async fn get(State(state): State<AppState>, who: ApiPrincipal, Path(id): Path<String>) -> Result<Json<User>, ApiError> {
+pub async fn get(
+    State(state): State<AppState>,
+    who: ApiPrincipal,
+    Path(id): Path<String>,
+) -> Result<Json<User>, ApiError> {
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found())?;
     let mut tx = state.store.org_tx(who.org_id).await?;
     let user = users::get(&mut tx, UserId(id)).await?;

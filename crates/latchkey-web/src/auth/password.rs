@@ -32,7 +32,12 @@ pub async fn verify(password: &str, stored: Option<String>) -> bool {
         let target = stored.unwrap_or_else(|| DUMMY_HASH.clone());
         let real = target != *DUMMY_HASH;
         match PasswordHash::new(&target) {
-            Ok(parsed) => Argon2::default().verify_password(pw.as_bytes(), &parsed).is_ok() && real,
+            Ok(parsed) => {
+                Argon2::default()
+                    .verify_password(pw.as_bytes(), &parsed)
+                    .is_ok()
+                    && real
+            }
             Err(_) => false,
         }
     })

@@ -27,7 +27,11 @@ pub struct SignedIn {
 
 impl SignedIn {
     pub fn require(&self, allowed: bool, why: &'static str) -> Result<(), WebError> {
-        if allowed { Ok(()) } else { Err(WebError::Forbidden(why)) }
+        if allowed {
+            Ok(())
+        } else {
+            Err(WebError::Forbidden(why))
+        }
     }
 
     pub async fn tx(&self, state: &AppState) -> Result<OrgTx, WebError> {
@@ -40,7 +44,11 @@ fn to_time(d: std::time::Duration) -> time::Duration {
 }
 
 /// Starts a session for a person who just proved who they are. Returns the cookie to set.
-pub async fn start(state: &AppState, org: OrgId, user: UserId) -> Result<Cookie<'static>, WebError> {
+pub async fn start(
+    state: &AppState,
+    org: OrgId,
+    user: UserId,
+) -> Result<Cookie<'static>, WebError> {
     let token = random_token(32);
     let now = OffsetDateTime::now_utc();
     let mut tx = state.store.org_tx(org).await?;
@@ -81,8 +89,11 @@ pub async fn end(state: &AppState, who: &SignedIn) -> Result<Cookie<'static>, We
 
 async fn load(parts: &mut Parts, state: &AppState) -> Result<Option<SignedIn>, WebError> {
     let jar = CookieJar::from_headers(&parts.headers);
-    let Some(cookie) = jar.get(state.config.session_cookie_name()) else { return Ok(None) };
-    let Some(row) = sessions::lookup(&state.store, &sha256_hex(cookie.value().as_bytes())).await? else {
+    let Some(cookie) = jar.get(state.config.session_cookie_name()) else {
+        return Ok(None);
+    };
+    let Some(row) = sessions::lookup(&state.store, &sha256_hex(cookie.value().as_bytes())).await?
+    else {
         return Ok(None);
     };
     let who = SignedIn {
@@ -99,7 +110,12 @@ async fn load(parts: &mut Parts, state: &AppState) -> Result<Option<SignedIn>, W
     let now = OffsetDateTime::now_utc();
     if now - row.last_seen_at > time::Duration::MINUTE {
         let mut tx = who.tx(state).await?;
-        sessions::touch(&mut tx, who.session_id, now + to_time(state.config.session_idle)).await?;
+        sessions::touch(
+            &mut tx,
+            who.session_id,
+            now + to_time(state.config.session_idle),
+        )
+        .await?;
         tx.commit().await?;
     }
     let span = tracing::Span::current();
@@ -111,11 +127,18 @@ async fn load(parts: &mut Parts, state: &AppState) -> Result<Option<SignedIn>, W
 impl FromRequestParts<AppState> for SignedIn {
     type Rejection = WebError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         match load(parts, state).await? {
             Some(who) => Ok(who),
             None => {
-                let next = parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
+                let next = parts
+                    .uri
+                    .path_and_query()
+                    .map(|p| p.as_str().to_string())
+                    .unwrap_or_else(|| "/".into());
                 Err(WebError::SignInRequired { next })
             }
         }
@@ -125,7 +148,10 @@ impl FromRequestParts<AppState> for SignedIn {
 impl OptionalFromRequestParts<AppState> for SignedIn {
     type Rejection = WebError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Option<Self>, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Option<Self>, Self::Rejection> {
         load(parts, state).await
     }
 }

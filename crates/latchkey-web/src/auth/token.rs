@@ -52,11 +52,21 @@ impl TokenKeys {
             .map(|k| {
                 let hk = Hkdf::<Sha256>::new(Some(b"latchkey"), k.bytes());
                 let mut okm = [0u8; 32];
-                hk.expand(b"api-token-signing-v1", &mut okm).expect("32 bytes is a valid HKDF length");
-                (k.id().to_string(), (EncodingKey::from_secret(&okm), DecodingKey::from_secret(&okm)))
+                hk.expand(b"api-token-signing-v1", &mut okm)
+                    .expect("32 bytes is a valid HKDF length");
+                (
+                    k.id().to_string(),
+                    (
+                        EncodingKey::from_secret(&okm),
+                        DecodingKey::from_secret(&okm),
+                    ),
+                )
             })
             .collect();
-        Self { active_kid: ring.active().id().to_string(), keys: Arc::new(keys) }
+        Self {
+            active_kid: ring.active().id().to_string(),
+            keys: Arc::new(keys),
+        }
     }
 
     pub fn issue(&self, claims: &Claims) -> String {
@@ -66,7 +76,13 @@ impl TokenKeys {
         jsonwebtoken::encode(&header, claims, enc).expect("HS256 signing cannot fail")
     }
 
-    pub fn new_claims(org: OrgId, client: ApiClientId, role: Role, generation: i32, lifetime_secs: i64) -> Claims {
+    pub fn new_claims(
+        org: OrgId,
+        client: ApiClientId,
+        role: Role,
+        generation: i32,
+        lifetime_secs: i64,
+    ) -> Claims {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         Claims {
             iss: ISSUER.into(),
@@ -82,12 +98,20 @@ impl TokenKeys {
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
-        let bad = || ApiError::unauthorized("The access token is not valid. Request a new one at /api/v1/auth/token.");
+        let bad = || {
+            ApiError::unauthorized(
+                "The access token is not valid. Request a new one at /api/v1/auth/token.",
+            )
+        };
         let header = jsonwebtoken::decode_header(token).map_err(|_| bad())?;
         if header.alg != Algorithm::HS256 {
             return Err(bad());
         }
-        let (_, dec) = header.kid.as_deref().and_then(|k| self.keys.get(k)).ok_or_else(bad)?;
+        let (_, dec) = header
+            .kid
+            .as_deref()
+            .and_then(|k| self.keys.get(k))
+            .ok_or_else(bad)?;
         let mut v = Validation::new(Algorithm::HS256);
         v.set_issuer(&[ISSUER]);
         v.set_audience(&[AUDIENCE]);
@@ -95,9 +119,11 @@ impl TokenKeys {
         v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         match jsonwebtoken::decode::<Claims>(token, dec, &v) {
             Ok(data) => Ok(data.claims),
-            Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::ExpiredSignature) => Err(ApiError::unauthorized(
-                "The access token has expired. Request a new one at /api/v1/auth/token.",
-            )),
+            Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::ExpiredSignature) => {
+                Err(ApiError::unauthorized(
+                    "The access token has expired. Request a new one at /api/v1/auth/token.",
+                ))
+            }
             Err(_) => Err(bad()),
         }
     }
@@ -116,7 +142,10 @@ impl ApiPrincipal {
         if allowed {
             Ok(())
         } else {
-            Err(ApiError::forbidden(format!("The {} role may not do this.", self.role.label())))
+            Err(ApiError::forbidden(format!(
+                "The {} role may not do this.",
+                self.role.label()
+            )))
         }
     }
 }
@@ -124,16 +153,23 @@ impl ApiPrincipal {
 impl FromRequestParts<AppState> for ApiPrincipal {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let header = parts
             .headers
             .get(AUTHORIZATION)
             .and_then(|h| h.to_str().ok())
-            .ok_or_else(|| ApiError::unauthorized("Send an access token: Authorization: Bearer <token>."))?;
+            .ok_or_else(|| {
+                ApiError::unauthorized("Send an access token: Authorization: Bearer <token>.")
+            })?;
         let token = header
             .strip_prefix("Bearer ")
             .or_else(|| header.strip_prefix("bearer "))
-            .ok_or_else(|| ApiError::unauthorized("Use the Bearer scheme: Authorization: Bearer <token>."))?;
+            .ok_or_else(|| {
+                ApiError::unauthorized("Use the Bearer scheme: Authorization: Bearer <token>.")
+            })?;
         let claims = state.tokens.verify(token.trim())?;
         let org = OrgId(claims.org);
         let client = ApiClientId(claims.sub);
@@ -146,9 +182,15 @@ impl FromRequestParts<AppState> for ApiPrincipal {
                 span.record("org_id", tracing::field::display(org));
                 span.record("api_client_id", tracing::field::display(client));
                 // The role in the row wins over the token's, so a demotion applies at once.
-                Ok(ApiPrincipal { org_id: org, client_id: client, role: s.role })
+                Ok(ApiPrincipal {
+                    org_id: org,
+                    client_id: client,
+                    role: s.role,
+                })
             }
-            _ => Err(ApiError::unauthorized("This API client has been revoked or its secret rotated.")),
+            _ => Err(ApiError::unauthorized(
+                "This API client has been revoked or its secret rotated.",
+            )),
         }
     }
 }

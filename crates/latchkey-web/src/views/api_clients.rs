@@ -53,7 +53,10 @@ async fn page(state: &AppState, who: &SignedIn) -> Result<ApiClientsPage, WebErr
     })
 }
 
-pub async fn show(State(state): State<AppState>, who: SignedIn) -> Result<ApiClientsPage, WebError> {
+pub async fn show(
+    State(state): State<AppState>,
+    who: SignedIn,
+) -> Result<ApiClientsPage, WebError> {
     who.require(who.role.can_manage_people(), ONLY_SUPER_ADMINS)?;
     page(&state, &who).await
 }
@@ -68,16 +71,40 @@ pub struct CreateForm {
     role: String,
 }
 
-pub async fn create(State(state): State<AppState>, who: SignedIn, Form(form): Form<CreateForm>) -> Result<Response, WebError> {
+pub async fn create(
+    State(state): State<AppState>,
+    who: SignedIn,
+    Form(form): Form<CreateForm>,
+) -> Result<Response, WebError> {
     csrf::verify_session(&who, &form.csrf_token)?;
     who.require(who.role.can_manage_people(), ONLY_SUPER_ADMINS)?;
     let mut errors = vec![];
-    let name = DisplayName::parse(&form.name).map_err(|e| errors.push(FieldProblem { field: "name", message: e.to_string() })).ok();
-    let role = form.role.parse::<Role>().map_err(|e| errors.push(FieldProblem { field: "role", message: e.to_string() })).ok();
+    let name = DisplayName::parse(&form.name)
+        .map_err(|e| {
+            errors.push(FieldProblem {
+                field: "name",
+                message: e.to_string(),
+            })
+        })
+        .ok();
+    let role = form
+        .role
+        .parse::<Role>()
+        .map_err(|e| {
+            errors.push(FieldProblem {
+                field: "role",
+                message: e.to_string(),
+            })
+        })
+        .ok();
     if let (Some(name), Some(role)) = (name, role) {
-        let (_, creds) = create_client(&state.store, who.org_id, &name, role, Some(who.user_id)).await?;
+        let (_, creds) =
+            create_client(&state.store, who.org_id, &name, role, Some(who.user_id)).await?;
         let mut p = page(&state, &who).await?;
-        p.notice = Some(format!("API client \u{201c}{}\u{201d} created. Copy the secret now: it will not be shown again.", name));
+        p.notice = Some(format!(
+            "API client \u{201c}{}\u{201d} created. Copy the secret now: it will not be shown again.",
+            name
+        ));
         p.revealed = Some(creds);
         return Ok(p.into_response());
     }
@@ -120,6 +147,9 @@ pub async fn revoke(
     let client = api_clients::revoke(&mut tx, ApiClientId(id)).await?;
     tx.commit().await?;
     let mut p = page(&state, &who).await?;
-    p.notice = Some(format!("API client \u{201c}{}\u{201d} revoked; its tokens no longer work.", client.name));
+    p.notice = Some(format!(
+        "API client \u{201c}{}\u{201d} revoked; its tokens no longer work.",
+        client.name
+    ));
     Ok(p.into_response())
 }

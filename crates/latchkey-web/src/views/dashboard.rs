@@ -13,9 +13,15 @@ pub struct DashboardPage {
 }
 
 pub async fn show(who: SignedIn) -> impl IntoResponse {
-    DashboardPage { nav: Nav::new(&who, "dashboard") }
+    DashboardPage {
+        nav: Nav::new(&who, "dashboard"),
+    }
 }
 
 pub async fn root(who: Option<SignedIn>) -> Redirect {
-    Redirect::to(if who.is_some() { "/dashboard" } else { "/login" })
+    Redirect::to(if who.is_some() {
+        "/dashboard"
+    } else {
+        "/login"
+    })
 }

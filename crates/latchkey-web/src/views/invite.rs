@@ -35,12 +35,26 @@ impl InvitePage {
 
 const GONE: &str = "This invitation link has already been used or has expired. Ask a Super Administrator of your organization for a new one.";
 
-pub async fn show(State(state): State<AppState>, jar: CookieJar, Path(token): Path<String>) -> Result<Response, WebError> {
+pub async fn show(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    Path(token): Path<String>,
+) -> Result<Response, WebError> {
     let Some(inv) = invitations::lookup(&state.store, &sha256_hex(token.as_bytes())).await? else {
         return Err(WebError::BadRequest(GONE.into()));
     };
     let (jar, csrf_token) = csrf::issue_presession(&state, jar);
-    Ok((jar, InvitePage { csrf_token, token, email: inv.email, org_name: inv.org_name, errors: vec![] }).into_response())
+    Ok((
+        jar,
+        InvitePage {
+            csrf_token,
+            token,
+            email: inv.email,
+            org_name: inv.org_name,
+            errors: vec![],
+        },
+    )
+        .into_response())
 }
 
 #[derive(Deserialize)]
@@ -69,16 +83,30 @@ pub async fn accept(
             let hash = password::hash(&pw).await?;
             let org = OrgId(inv.org_id);
             let mut tx = state.store.org_tx(org).await?;
-            invitations::accept(&mut tx, inv.id).await.map_err(|_| WebError::BadRequest(GONE.into()))?;
+            invitations::accept(&mut tx, inv.id)
+                .await
+                .map_err(|_| WebError::BadRequest(GONE.into()))?;
             users::set_password_hash(&mut tx, UserId(inv.user_id), &hash).await?;
             tx.commit().await?;
             let cookie = session::start(&state, org, UserId(inv.user_id)).await?;
             return Ok((jar.add(cookie), Redirect::to("/dashboard")).into_response());
         }
-        Ok(_) => errors.push(FieldProblem { field: "password_confirm", message: "the two passwords differ".into() }),
-        Err(e) => errors.push(FieldProblem { field: "password", message: e.to_string() }),
+        Ok(_) => errors.push(FieldProblem {
+            field: "password_confirm",
+            message: "the two passwords differ".into(),
+        }),
+        Err(e) => errors.push(FieldProblem {
+            field: "password",
+            message: e.to_string(),
+        }),
     }
     let (jar, csrf_token) = csrf::issue_presession(&state, jar);
-    let page = InvitePage { csrf_token, token, email: inv.email, org_name: inv.org_name, errors };
+    let page = InvitePage {
+        csrf_token,
+        token,
+        email: inv.email,
+        org_name: inv.org_name,
+        errors,
+    };
     Ok((StatusCode::UNPROCESSABLE_ENTITY, jar, page).into_response())
 }

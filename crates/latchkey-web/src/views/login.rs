@@ -42,7 +42,16 @@ pub async fn show(
         return Redirect::to(&next).into_response();
     }
     let (jar, csrf_token) = csrf::issue_presession(&state, jar);
-    (jar, LoginPage { csrf_token, email: String::new(), next, error: None }).into_response()
+    (
+        jar,
+        LoginPage {
+            csrf_token,
+            email: String::new(),
+            next,
+            error: None,
+        },
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]
@@ -67,14 +76,29 @@ pub async fn submit(
     let failed = |jar: CookieJar, status: StatusCode, message: String| {
         let (jar, csrf_token) = csrf::issue_presession(&state, jar);
         let email = form.email.clone();
-        (status, jar, LoginPage { csrf_token, email, next: next.clone(), error: Some(message) }).into_response()
+        (
+            status,
+            jar,
+            LoginPage {
+                csrf_token,
+                email,
+                next: next.clone(),
+                error: Some(message),
+            },
+        )
+            .into_response()
     };
     let Ok(email) = Email::parse(&form.email) else {
-        return Ok(failed(jar, StatusCode::UNPROCESSABLE_ENTITY, "Enter the email address you signed up with.".into()));
+        return Ok(failed(
+            jar,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Enter the email address you signed up with.".into(),
+        ));
     };
     let ip = peer.ip().to_string();
 
-    let window = time::Duration::try_from(state.config.login_window).unwrap_or(time::Duration::MINUTE * 15);
+    let window =
+        time::Duration::try_from(state.config.login_window).unwrap_or(time::Duration::MINUTE * 15);
     let f = login_throttle::recent_failures(&state.store, email.as_str(), &ip, window).await?;
     let max = state.config.login_max_failures;
     let frees_at = if f.by_email >= max {
@@ -85,7 +109,9 @@ pub async fn submit(
         None
     };
     if let Some(at) = frees_at {
-        let secs = (at - time::OffsetDateTime::now_utc()).whole_seconds().max(1);
+        let secs = (at - time::OffsetDateTime::now_utc())
+            .whole_seconds()
+            .max(1);
         let minutes = (secs + 59) / 60;
         tracing::warn!(client_ip = %ip, "sign-in throttled");
         return Err(WebError::TooManyRequests {
@@ -98,7 +124,11 @@ pub async fn submit(
     }
 
     let candidate = users::find_for_login(&state.store, &email).await?;
-    let ok = password::verify(&form.password, candidate.as_ref().and_then(|c| c.password_hash.clone())).await;
+    let ok = password::verify(
+        &form.password,
+        candidate.as_ref().and_then(|c| c.password_hash.clone()),
+    )
+    .await;
     match candidate {
         Some(c) if ok && !c.disabled => {
             login_throttle::record(&state.store, email.as_str(), &ip, true).await?;

@@ -51,13 +51,23 @@ pub struct FieldProblem {
 
 /// Looks up the problem for `field` in templates: `{% if let Some(m) = problem(errors, "email") %}`.
 pub fn problem<'a>(errors: &'a [FieldProblem], field: &str) -> Option<&'a str> {
-    errors.iter().find(|p| p.field == field).map(|p| p.message.as_str())
+    errors
+        .iter()
+        .find(|p| p.field == field)
+        .map(|p| p.message.as_str())
 }
 
 /// Only same-site relative paths are allowed as a post-sign-in destination.
 pub fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') && !n.contains("://") => n.to_string(),
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.contains('\\')
+                && !n.contains("://") =>
+        {
+            n.to_string()
+        }
         _ => "/dashboard".to_string(),
     }
 }
@@ -69,7 +79,13 @@ mod tests {
     #[test]
     fn open_redirects_are_refused() {
         assert_eq!(safe_next(Some("/settings/people")), "/settings/people");
-        for bad in ["//evil.example", "https://evil.example", "/\\evil.example", "evil", ""] {
+        for bad in [
+            "//evil.example",
+            "https://evil.example",
+            "/\\evil.example",
+            "evil",
+            "",
+        ] {
             assert_eq!(safe_next(Some(bad)), "/dashboard", "{bad}");
         }
         assert_eq!(safe_next(None), "/dashboard");

@@ -50,7 +50,11 @@ pub struct ListQuery {
     notice: Option<String>,
 }
 
-async fn page(state: &AppState, who: &SignedIn, cursor: Option<&str>) -> Result<PeoplePage, WebError> {
+async fn page(
+    state: &AppState,
+    who: &SignedIn,
+    cursor: Option<&str>,
+) -> Result<PeoplePage, WebError> {
     let after = cursor.map(Cursor::parse).transpose()?;
     let mut tx = who.tx(state).await?;
     let list = users::list(&mut tx, after, clamp_limit(Some(100))).await?;
@@ -70,14 +74,21 @@ async fn page(state: &AppState, who: &SignedIn, cursor: Option<&str>) -> Result<
     })
 }
 
-pub async fn show(State(state): State<AppState>, who: SignedIn, Query(q): Query<ListQuery>) -> Result<PeoplePage, WebError> {
+pub async fn show(
+    State(state): State<AppState>,
+    who: SignedIn,
+    Query(q): Query<ListQuery>,
+) -> Result<PeoplePage, WebError> {
     who.require(who.role.can_manage_people(), ONLY_SUPER_ADMINS)?;
     let mut p = page(&state, &who, q.cursor.as_deref()).await?;
-    p.notice = q.notice.filter(|n| ["role", "disabled", "enabled"].contains(&n.as_str())).map(|n| match n.as_str() {
-        "role" => "Role changed.".to_string(),
-        "disabled" => "Account disabled; its sessions have ended.".to_string(),
-        _ => "Account enabled.".to_string(),
-    });
+    p.notice = q
+        .notice
+        .filter(|n| ["role", "disabled", "enabled"].contains(&n.as_str()))
+        .map(|n| match n.as_str() {
+            "role" => "Role changed.".to_string(),
+            "disabled" => "Account disabled; its sessions have ended.".to_string(),
+            _ => "Account enabled.".to_string(),
+        });
     Ok(p)
 }
 
@@ -93,15 +104,40 @@ pub struct InviteForm {
     role: String,
 }
 
-pub async fn invite(State(state): State<AppState>, who: SignedIn, Form(form): Form<InviteForm>) -> Result<Response, WebError> {
+pub async fn invite(
+    State(state): State<AppState>,
+    who: SignedIn,
+    Form(form): Form<InviteForm>,
+) -> Result<Response, WebError> {
     csrf::verify_session(&who, &form.csrf_token)?;
     who.require(who.role.can_manage_people(), ONLY_SUPER_ADMINS)?;
     let mut errors = vec![];
-    let email = Email::parse(&form.email).map_err(|e| errors.push(FieldProblem { field: "email", message: e.to_string() })).ok();
-    let name = DisplayName::parse(&form.display_name)
-        .map_err(|e| errors.push(FieldProblem { field: "display_name", message: e.to_string() }))
+    let email = Email::parse(&form.email)
+        .map_err(|e| {
+            errors.push(FieldProblem {
+                field: "email",
+                message: e.to_string(),
+            })
+        })
         .ok();
-    let role = form.role.parse::<Role>().map_err(|e| errors.push(FieldProblem { field: "role", message: e.to_string() })).ok();
+    let name = DisplayName::parse(&form.display_name)
+        .map_err(|e| {
+            errors.push(FieldProblem {
+                field: "display_name",
+                message: e.to_string(),
+            })
+        })
+        .ok();
+    let role = form
+        .role
+        .parse::<Role>()
+        .map_err(|e| {
+            errors.push(FieldProblem {
+                field: "role",
+                message: e.to_string(),
+            })
+        })
+        .ok();
 
     if let (Some(email), Some(name), Some(role)) = (&email, &name, role) {
         let mut tx = who.tx(&state).await?;
@@ -109,19 +145,31 @@ pub async fn invite(State(state): State<AppState>, who: SignedIn, Form(form): Fo
             Ok(user) => {
                 let token = random_token(32);
                 let expires = time::OffsetDateTime::now_utc()
-                    + time::Duration::try_from(state.config.invitation_lifetime).unwrap_or(time::Duration::WEEK);
-                invitations::create(&mut tx, UserId(user.id), &sha256_hex(token.as_bytes()), who.user_id, expires).await?;
+                    + time::Duration::try_from(state.config.invitation_lifetime)
+                        .unwrap_or(time::Duration::WEEK);
+                invitations::create(
+                    &mut tx,
+                    UserId(user.id),
+                    &sha256_hex(token.as_bytes()),
+                    who.user_id,
+                    expires,
+                )
+                .await?;
                 tx.commit().await?;
                 tracing::info!(invited_user_id = %user.id, role = %role, "person invited");
                 let mut p = page(&state, &who, None).await?;
                 let base = state.config.public_url.as_str().trim_end_matches('/');
                 p.invite_link = Some(format!("{base}/invite/{token}"));
-                p.notice = Some(format!("{} was invited. Send them this link; it works once, for 7 days.", user.email));
+                p.notice = Some(format!(
+                    "{} was invited. Send them this link; it works once, for 7 days.",
+                    user.email
+                ));
                 return Ok(p.into_response());
             }
-            Err(StoreError::Conflict { .. }) => {
-                errors.push(FieldProblem { field: "email", message: "someone with this email already has an account".into() })
-            }
+            Err(StoreError::Conflict { .. }) => errors.push(FieldProblem {
+                field: "email",
+                message: "someone with this email already has an account".into(),
+            }),
             Err(e) => return Err(e.into()),
         }
     }
@@ -149,7 +197,10 @@ pub async fn change_role(
 ) -> Result<Response, WebError> {
     csrf::verify_session(&who, &form.csrf_token)?;
     who.require(who.role.can_manage_people(), ONLY_SUPER_ADMINS)?;
-    let role = form.role.parse::<Role>().map_err(|e| WebError::BadRequest(e.to_string()))?;
+    let role = form
+        .role
+        .parse::<Role>()
+        .map_err(|e| WebError::BadRequest(e.to_string()))?;
     let mut tx = who.tx(&state).await?;
     match users::set_role(&mut tx, UserId(id), role).await {
         Ok(_) => {}
@@ -188,7 +239,13 @@ pub async fn enable(
     set_disabled(state, who, id, form, false).await
 }
 
-async fn set_disabled(state: AppState, who: SignedIn, id: Uuid, form: CsrfOnly, disabled: bool) -> Result<Response, WebError> {
+async fn set_disabled(
+    state: AppState,
+    who: SignedIn,
+    id: Uuid,
+    form: CsrfOnly,
+    disabled: bool,
+) -> Result<Response, WebError> {
     csrf::verify_session(&who, &form.csrf_token)?;
     who.require(who.role.can_manage_people(), ONLY_SUPER_ADMINS)?;
     let mut tx = who.tx(&state).await?;
@@ -202,5 +259,10 @@ async fn set_disabled(state: AppState, who: SignedIn, id: Uuid, form: CsrfOnly, 
         Err(e) => return Err(e.into()),
     }
     tx.commit().await?;
-    Ok(Redirect::to(if disabled { "/settings/people?notice=disabled" } else { "/settings/people?notice=enabled" }).into_response())
+    Ok(Redirect::to(if disabled {
+        "/settings/people?notice=disabled"
+    } else {
+        "/settings/people?notice=enabled"
+    })
+    .into_response())
 }

@@ -60,23 +60,50 @@ pub struct SignupForm {
     password_confirm: String,
 }
 
-pub async fn submit(State(state): State<AppState>, jar: CookieJar, Form(form): Form<SignupForm>) -> Result<Response, WebError> {
+pub async fn submit(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    Form(form): Form<SignupForm>,
+) -> Result<Response, WebError> {
     csrf::verify_presession(&state, &jar, &form.csrf_token)?;
     let mut errors = vec![];
     let org_name = DisplayName::parse(&form.org_name)
-        .map_err(|e| errors.push(FieldProblem { field: "org_name", message: e.to_string() }))
+        .map_err(|e| {
+            errors.push(FieldProblem {
+                field: "org_name",
+                message: e.to_string(),
+            })
+        })
         .ok();
     let display_name = DisplayName::parse(&form.display_name)
-        .map_err(|e| errors.push(FieldProblem { field: "display_name", message: e.to_string() }))
+        .map_err(|e| {
+            errors.push(FieldProblem {
+                field: "display_name",
+                message: e.to_string(),
+            })
+        })
         .ok();
     let email = Email::parse(&form.email)
-        .map_err(|e| errors.push(FieldProblem { field: "email", message: e.to_string() }))
+        .map_err(|e| {
+            errors.push(FieldProblem {
+                field: "email",
+                message: e.to_string(),
+            })
+        })
         .ok();
     let pw = Password::parse(&form.password)
-        .map_err(|e| errors.push(FieldProblem { field: "password", message: e.to_string() }))
+        .map_err(|e| {
+            errors.push(FieldProblem {
+                field: "password",
+                message: e.to_string(),
+            })
+        })
         .ok();
     if pw.is_some() && form.password != form.password_confirm {
-        errors.push(FieldProblem { field: "password_confirm", message: "the two passwords differ".into() });
+        errors.push(FieldProblem {
+            field: "password_confirm",
+            message: "the two passwords differ".into(),
+        });
     }
     if let (true, Some(org_name), Some(display_name), Some(email), Some(pw)) =
         (errors.is_empty(), org_name, display_name, email.clone(), pw)
@@ -96,6 +123,12 @@ pub async fn submit(State(state): State<AppState>, jar: CookieJar, Form(form): F
         }
     }
     let (jar, csrf_token) = csrf::issue_presession(&state, jar);
-    let page = SignupPage { csrf_token, org_name: form.org_name, display_name: form.display_name, email: form.email, errors };
+    let page = SignupPage {
+        csrf_token,
+        org_name: form.org_name,
+        display_name: form.display_name,
+        email: form.email,
+        errors,
+    };
     Ok((StatusCode::UNPROCESSABLE_ENTITY, jar, page).into_response())
 }

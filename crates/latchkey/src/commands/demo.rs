@@ -31,14 +31,20 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
                 move || LocalPostgres::start(&dir)
             })
             .await??;
-            let store = Store::connect(&DbConfig::new(&cluster.url)).await.context("connecting to the private PostgreSQL")?;
+            let store = Store::connect(&DbConfig::new(&cluster.url))
+                .await
+                .context("connecting to the private PostgreSQL")?;
             (store, Some(cluster))
         }
         Err(e) if e.is_unreachable() => {
             eprintln!("Cannot reach PostgreSQL at {url}: {e}\n\n{HOW_TO_GET_POSTGRES}");
             anyhow::bail!("no database available");
         }
-        Err(e) => return Err(anyhow::anyhow!("cannot connect to the database at {url}: {e}")),
+        Err(e) => {
+            return Err(anyhow::anyhow!(
+                "cannot connect to the database at {url}: {e}"
+            ));
+        }
     };
     store.migrate().await.context("applying migrations")?;
     let keys = Arc::new(demo_keys(args.keys.master_keys.clone(), &dir)?);
@@ -61,7 +67,8 @@ fn demo_keys(configured: Option<String>, dir: &std::path::Path) -> anyhow::Resul
     }
     let path = dir.join("master.key");
     if let Ok(existing) = std::fs::read_to_string(&path) {
-        return KeyRing::parse(existing.trim()).with_context(|| format!("{} is not a valid key entry", path.display()));
+        return KeyRing::parse(existing.trim())
+            .with_context(|| format!("{} is not a valid key entry", path.display()));
     }
     std::fs::create_dir_all(dir)?;
     let entry = latchkey_crypto::generate_key_entry("dev1");
@@ -82,7 +89,9 @@ fn write_private(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let mut f = opts.open(path).with_context(|| format!("writing {}", path.display()))?;
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
     f.write_all(contents.as_bytes())?;
     Ok(())
 }

@@ -9,7 +9,11 @@ pub async fn run(global: &GlobalArgs, cmd: KeysCommand) -> anyhow::Result<()> {
     match cmd {
         KeysCommand::Generate { id } => {
             let id = id.unwrap_or_else(default_key_id);
-            if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            if id.is_empty()
+                || !id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
                 anyhow::bail!("the key id must be letters, digits, '-' or '_'");
             }
             println!("{}", latchkey_crypto::generate_key_entry(&id));
@@ -20,7 +24,9 @@ pub async fn run(global: &GlobalArgs, cmd: KeysCommand) -> anyhow::Result<()> {
         }
         KeysCommand::Rotate { keys } => {
             let ring = config::master_keys(keys.master_keys)?;
-            let store = super::connect_and_migrate(&config::database_url(global.database_url.clone())?).await?;
+            let store =
+                super::connect_and_migrate(&config::database_url(global.database_url.clone())?)
+                    .await?;
             let report = secrets::rotate_all(&store, &ring, 500).await?;
             println!(
                 "{}",
@@ -35,7 +41,9 @@ pub async fn run(global: &GlobalArgs, cmd: KeysCommand) -> anyhow::Result<()> {
             Ok(())
         }
         KeysCommand::Status => {
-            let store = super::connect_and_migrate(&config::database_url(global.database_url.clone())?).await?;
+            let store =
+                super::connect_and_migrate(&config::database_url(global.database_url.clone())?)
+                    .await?;
             let counts = secrets::count_by_key(&store).await?;
             let by_key: serde_json::Map<String, serde_json::Value> =
                 counts.into_iter().map(|(k, n)| (k, json!(n))).collect();
@@ -47,5 +55,10 @@ pub async fn run(global: &GlobalArgs, cmd: KeysCommand) -> anyhow::Result<()> {
 
 fn default_key_id() -> String {
     let today = time::OffsetDateTime::now_utc().date();
-    format!("k{:04}{:02}{:02}", today.year(), u8::from(today.month()), today.day())
+    format!(
+        "k{:04}{:02}{:02}",
+        today.year(),
+        u8::from(today.month()),
+        today.day()
+    )
 }

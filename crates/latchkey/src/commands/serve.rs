@@ -12,8 +12,16 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     let listen = config::listen(args.web.listen.clone())?;
     let public_url = config::public_url(args.web.public_url.clone(), listen)?;
     let keys = config::master_keys(args.keys.master_keys.clone())?;
-    let store = super::connect_and_migrate(&config::database_url(global.database_url.clone())?).await?;
-    serve_until(store, Arc::new(keys), &args.web, public_url, shutdown::on_signal()).await
+    let store =
+        super::connect_and_migrate(&config::database_url(global.database_url.clone())?).await?;
+    serve_until(
+        store,
+        Arc::new(keys),
+        &args.web,
+        public_url,
+        shutdown::on_signal(),
+    )
+    .await
 }
 
 /// Binds and serves until `stop` is cancelled (shared with `demo`).
@@ -25,9 +33,9 @@ pub async fn serve_until(
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let listen = config::listen(web.listen.clone())?;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e} (set LATCHKEY_LISTEN to another address)"))?;
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+        anyhow::anyhow!("cannot listen on {listen}: {e} (set LATCHKEY_LISTEN to another address)")
+    })?;
     let state = AppState::new(store, keys, WebConfig::new(public_url.clone()));
     tracing::info!(%listen, %public_url, "web server listening");
     latchkey_web::serve(listener, state, async move { stop.cancelled().await }).await?;

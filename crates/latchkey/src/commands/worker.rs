@@ -9,7 +9,8 @@ use tokio_util::sync::CancellationToken;
 
 pub async fn run(global: &GlobalArgs, args: WorkerArgs) -> anyhow::Result<()> {
     let _keys = config::master_keys(args.keys.master_keys.clone())?;
-    let store = super::connect_and_migrate(&config::database_url(global.database_url.clone())?).await?;
+    let store =
+        super::connect_and_migrate(&config::database_url(global.database_url.clone())?).await?;
     tracing::info!(concurrency = args.concurrency, "worker started");
     run_until(store, shutdown::on_signal()).await;
     tracing::info!("worker stopped");

@@ -1,0 +1,12 @@
+//! Web integration tests: the real server on a random port, a fresh database per test,
+//! a real HTTP client with a cookie jar.
+
+mod api_tokens;
+mod csrf;
+mod headers;
+mod isolation;
+mod ops;
+mod people;
+mod roles;
+mod sessions;
+mod support;
