@@ -1,0 +1,6 @@
+//! Tests of the `latchkey` binary as a process: configuration errors, CLI output
+//! contracts, start-up and graceful shutdown.
+
+mod cli;
+mod lifecycle;
+mod support;
