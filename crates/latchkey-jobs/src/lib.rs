@@ -1,0 +1,1 @@
+//! Postgres job queue and worker pool.
