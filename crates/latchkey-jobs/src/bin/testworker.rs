@@ -70,6 +70,5 @@ async fn main() -> anyhow::Result<()> {
     WorkerPool::new(store, cfg, testkit::registry())
         .run(stop)
         .await?;
-    println!("stopped");
     Ok(())
 }
