@@ -1,0 +1,78 @@
+// Starts a real `latchkey serve` on a fresh database and a headless Debian chromium.
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, '../..');
+export const artifacts = path.join(here, 'artifacts');
+mkdirSync(artifacts, { recursive: true });
+
+const bin = process.env.LATCHKEY_BIN ?? path.join(root, 'target/debug/latchkey');
+const pgServer = process.env.LATCHKEY_BROWSER_PG ?? 'postgres://postgres@127.0.0.1:5432';
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+    srv.on('error', reject);
+  });
+}
+
+async function waitReady(url, ms = 30000) {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    try {
+      const r = await fetch(url);
+      if (r.ok) return;
+    } catch { /* not up yet */ }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${url} did not become ready`);
+}
+
+/** Starts the app; returns { base, run(args), stop() }. */
+export async function startApp() {
+  const port = await freePort();
+  const db = `lk_test_browser_${Date.now()}_${Math.floor(Math.random() * 1e6)}`;
+  const env = {
+    ...process.env,
+    DATABASE_URL: `${pgServer}/${db}`,
+    LATCHKEY_LISTEN: `127.0.0.1:${port}`,
+    LATCHKEY_MASTER_KEYS: execFileSync(bin, ['keys', 'generate'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim(),
+    RUST_LOG: 'warn',
+  };
+  const child = spawn(bin, ['serve'], { env, stdio: ['ignore', 'inherit', 'inherit'] });
+  const base = `http://127.0.0.1:${port}`;
+  await waitReady(`${base}/readyz`);
+  return {
+    base,
+    /** Runs another latchkey command against the same database; returns stdout. */
+    run: (args) => execFileSync(bin, args, { env }).toString(),
+    stop: async () => {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.on('exit', r));
+    },
+  };
+}
+
+export async function launchBrowser() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    headless: true,
+    args: [
+      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    ],
+  });
+}
+
+export async function shot(page, name) {
+  await page.screenshot({ path: path.join(artifacts, `${name}.png`), fullPage: true });
+}
