@@ -64,6 +64,13 @@ impl FromStr for Role {
     }
 }
 
+impl TryFrom<String> for Role {
+    type Error = UnknownRole;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,12 +90,5 @@ mod tests {
         assert!(!Role::ConnectorAdmin.can_manage_people());
         assert!(Role::ConnectorAdmin.can_manage_connectors());
         assert!(!Role::Member.can_manage_connectors());
-    }
-}
-
-impl TryFrom<String> for Role {
-    type Error = UnknownRole;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        s.parse()
     }
 }
