@@ -14,10 +14,14 @@ mod error;
 pub mod page;
 
 pub mod api_clients;
+pub mod apps;
+pub mod connectors;
 pub mod invitations;
 pub mod jobs;
 pub mod login_throttle;
+pub mod oauth_states;
 pub mod orgs;
+pub mod outbox;
 pub mod secrets;
 pub mod sessions;
 pub mod users;
