@@ -23,7 +23,11 @@ impl T {
     pub async fn with(cfg: SimConfig) -> T {
         let sim = SimServer::start(cfg).await.unwrap();
         let http = client();
-        let mut t = T { sim, http, token: String::new() };
+        let mut t = T {
+            sim,
+            http,
+            token: String::new(),
+        };
         t.token = t.fetch_token().await;
         t
     }
@@ -55,7 +59,10 @@ impl T {
         v["access_token"].as_str().unwrap().to_string()
     }
 
-    pub async fn send(&self, req: reqwest::RequestBuilder) -> (StatusCode, Value, reqwest::header::HeaderMap) {
+    pub async fn send(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> (StatusCode, Value, reqwest::header::HeaderMap) {
         let r = req.send().await.unwrap();
         let s = r.status();
         let h = r.headers().clone();
@@ -69,30 +76,53 @@ impl T {
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
-        let (s, v, _) = self.send(self.http.get(self.url(path)).bearer_auth(&self.token)).await;
+        let (s, v, _) = self
+            .send(self.http.get(self.url(path)).bearer_auth(&self.token))
+            .await;
         (s, v)
     }
 
     /// GET with advanced-query headers.
     pub async fn get_eventual(&self, path: &str) -> (StatusCode, Value) {
         let (s, v, _) = self
-            .send(self.http.get(self.url(path)).bearer_auth(&self.token).header("ConsistencyLevel", "eventual"))
+            .send(
+                self.http
+                    .get(self.url(path))
+                    .bearer_auth(&self.token)
+                    .header("ConsistencyLevel", "eventual"),
+            )
             .await;
         (s, v)
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        let (s, v, _) = self.send(self.http.post(self.url(path)).bearer_auth(&self.token).json(&body)).await;
+        let (s, v, _) = self
+            .send(
+                self.http
+                    .post(self.url(path))
+                    .bearer_auth(&self.token)
+                    .json(&body),
+            )
+            .await;
         (s, v)
     }
 
     pub async fn patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        let (s, v, _) = self.send(self.http.patch(self.url(path)).bearer_auth(&self.token).json(&body)).await;
+        let (s, v, _) = self
+            .send(
+                self.http
+                    .patch(self.url(path))
+                    .bearer_auth(&self.token)
+                    .json(&body),
+            )
+            .await;
         (s, v)
     }
 
     pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
-        let (s, v, _) = self.send(self.http.delete(self.url(path)).bearer_auth(&self.token)).await;
+        let (s, v, _) = self
+            .send(self.http.delete(self.url(path)).bearer_auth(&self.token))
+            .await;
         (s, v)
     }
 
@@ -118,11 +148,24 @@ impl T {
 
     /// Ground truth over the introspection API.
     pub async fn sim_get(&self, path: &str) -> Value {
-        self.http.get(self.url(path)).send().await.unwrap().json().await.unwrap()
+        self.http
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     pub async fn sim_post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        let r = self.http.post(self.url(path)).json(&body).send().await.unwrap();
+        let r = self
+            .http
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         let s = r.status();
         (s, r.json().await.unwrap())
     }
@@ -142,7 +185,12 @@ impl T {
 
     pub async fn user_ids(&self) -> Vec<String> {
         let v = self.sim_get("/_sim/truth/users").await;
-        v["value"].as_array().unwrap().iter().map(|u| u["id"].as_str().unwrap().to_string()).collect()
+        v["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["id"].as_str().unwrap().to_string())
+            .collect()
     }
 }
 
