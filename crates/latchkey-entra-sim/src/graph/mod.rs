@@ -504,12 +504,15 @@ fn dispatch(st: &State, r: &GReq) -> GResult {
         ["users", id, "assignLicense"] if post => write::assign_license(st, r, id),
         ["users", id, "revokeSignInSessions"] if post => write::revoke_sessions(st, r, id),
         ["users", id, "memberOf"] if get => read::member_of(st, r, id),
+        ["users", id, "appRoleAssignments"] if get => read::user_app_role_assignments(st, r, id),
         ["users", id, "manager"] if get => read::manager(st, r, id),
         ["users", id, "licenseDetails"] if get => misc::license_details(st, r, id),
         ["groups"] if get => read::list_groups(st, r),
         ["groups", "$count"] if get => read::count(st, r, "groups"),
         ["groups", "delta" | "delta()"] if get => delta::groups_delta(st, r),
         ["groups", id] if get => read::get_group(st, r, id),
+        ["groups", id] if patch => write::patch_group(st, r, id),
+        ["groups", id, "transitiveMembers"] if get => read::transitive_members(st, r, id),
         ["groups", id, rel @ ("members" | "owners")] if get => {
             read::list_links(st, r, "groups", id, rel, None)
         }

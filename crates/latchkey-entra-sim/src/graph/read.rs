@@ -882,3 +882,59 @@ pub(crate) fn get_directory_object(st: &State, r: &GReq, id: &str) -> GResult {
     write_member(&mut out, &d, obj, &sel);
     ok(entity_body(r, "directoryObjects/$entity", &out))
 }
+
+/// `GET /groups/{id}/transitiveMembers`: members of nested groups too, each object once.
+pub(crate) fn transitive_members(st: &State, r: &GReq, id: &str) -> GResult {
+    r.require(GROUP_READ)?;
+    let sel = mixed_select(r)?;
+    let top = page_size(r, 100, 999)?;
+    let d = st.read();
+    let gi = d.find_group(id).ok_or_else(|| GraphError::not_found(id))?;
+    let mut seen_groups = vec![gi];
+    let mut queue = vec![gi];
+    let mut all: Vec<ObjRef> = Vec::new();
+    while let Some(g) = queue.pop() {
+        for &m in &d.groups[g].members {
+            if !visible_link(&d, r, m) {
+                continue;
+            }
+            all.push(m);
+            if m.kind() == ObjKind::Group && !seen_groups.contains(&m.idx()) {
+                seen_groups.push(m.idx());
+                queue.push(m.idx());
+            }
+        }
+    }
+    all.sort();
+    all.dedup();
+    let page = page_indices(r, "transitiveMembers", all.len(), &|_| true, None, top)?;
+    let mut items = Vec::new();
+    for (k, &i) in page.items.iter().enumerate() {
+        if k > 0 {
+            items.push(b',');
+        }
+        write_member(&mut items, &d, all[i], &sel);
+    }
+    ok(collection_body(r, "directoryObjects", None, page.next, &items))
+}
+
+/// `GET /users/{id}/appRoleAssignments`: the app roles a user holds directly.
+pub(crate) fn user_app_role_assignments(st: &State, r: &GReq, id: &str) -> GResult {
+    r.require(USER_READ)?;
+    let d = st.read();
+    let ui = d.find_user(id).ok_or_else(|| GraphError::not_found(id))?;
+    let me = ObjRef::user(ui);
+    let mut items = Vec::new();
+    for (si, sp) in d.sps.iter().enumerate() {
+        if sp.deleted.is_some() {
+            continue;
+        }
+        for a in sp.assigned_to.iter().filter(|a| a.principal == me) {
+            if !items.is_empty() {
+                items.push(b',');
+            }
+            items.extend_from_slice(assignment_value(&d, si, a).to_string().as_bytes());
+        }
+    }
+    ok(collection_body(r, &format!("users('{id}')/appRoleAssignments"), None, None, &items))
+}

@@ -674,3 +674,73 @@ pub(crate) fn delete_assignment(st: &State, r: &GReq, id: &str, aid: &str) -> GR
     );
     Ok(no_content())
 }
+
+/// `PATCH /groups/{id}` with `members@odata.bind` / `owners@odata.bind`: at most 20, all or nothing.
+pub(crate) fn patch_group(st: &State, r: &GReq, id: &str) -> GResult {
+    r.require(GROUP_MEMBER_WRITE)?;
+    let body = r.json_body()?;
+    let Value::Object(fields) = &body else {
+        return Err(GraphError::bad_request("The request payload must be a JSON object."));
+    };
+    let mut d = st.write();
+    let gi = d.find_group(id).ok_or_else(|| GraphError::not_found(id))?;
+    let kind = d.groups[gi].kind;
+    let mut plan: Vec<(&str, ObjRef)> = Vec::new();
+    for (k, v) in fields {
+        let rel = match k.as_str() {
+            "members@odata.bind" => "members",
+            "owners@odata.bind" => "owners",
+            other => {
+                return Err(GraphError::bad_request(format!(
+                    "Property '{other}' is not supported by this simulated tenant on group updates."
+                )));
+            }
+        };
+        let refs = v.as_array().ok_or_else(|| GraphError::bad_request(format!("'{k}' must be an array.")))?;
+        if let Some(e) = group_write_refusal(kind, rel) {
+            return Err(e);
+        }
+        for item in refs {
+            let raw = item.as_str().unwrap_or("");
+            let tid = raw.trim_end_matches('/').rsplit('/').next().unwrap_or("");
+            let target = Uuid::parse_str(tid)
+                .ok()
+                .and_then(|u| d.lookup(&u))
+                .ok_or_else(|| GraphError::not_found(tid))?;
+            let exists = if rel == "members" {
+                d.groups[gi].members.binary_search(&target).is_ok()
+            } else {
+                d.groups[gi].owners.binary_search(&target).is_ok()
+            };
+            if exists {
+                return Err(GraphError::bad_request(format!(
+                    "One or more added object references already exist for the following modified properties: '{rel}'."
+                )));
+            }
+            plan.push((rel, target));
+        }
+    }
+    if plan.len() > 20 {
+        return Err(GraphError::bad_request(
+            "The maximum number of references that can be added in a single request is 20.",
+        ));
+    }
+    if kind == GroupKind::RoleAssignable && !r.token.has_any(ROLE_WRITE) {
+        return Err(GraphError::denied());
+    }
+    for (rel, target) in plan {
+        if rel == "members" {
+            d.add_member(gi, target);
+            let targets = vec![d.target(target), d.target(ObjRef::group(gi))];
+            d.audit("GroupManagement", "Add member to group", "Assign", r.actor(), targets);
+        } else {
+            if let Err(p) = d.groups[gi].owners.binary_search(&target) {
+                d.groups[gi].owners.insert(p, target);
+            }
+            d.touch_group(gi);
+            let targets = vec![d.target(target), d.target(ObjRef::group(gi))];
+            d.audit("GroupManagement", "Add owner to group", "Assign", r.actor(), targets);
+        }
+    }
+    Ok(no_content())
+}
