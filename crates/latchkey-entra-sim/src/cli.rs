@@ -4,7 +4,8 @@ use clap::{Args, ValueEnum};
 use uuid::Uuid;
 
 use crate::config::{
-    ConsentOutcome, Faults, PROVISIONING_PERMISSIONS, SYNC_PERMISSIONS, SimConfig, Throttle, default_permissions,
+    ConsentOutcome, Faults, PROVISIONING_PERMISSIONS, SYNC_PERMISSIONS, SimConfig, Throttle,
+    default_permissions,
 };
 use crate::server::SimServer;
 
@@ -140,11 +141,18 @@ impl SimArgs {
             audit_unavailable: self.audit_unavailable,
         };
         cfg.granted_permissions = match &self.permissions {
-            Some(p) => p.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
+            Some(p) => p
+                .iter()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
             None => match self.permission_set {
                 PermissionSet::Full => default_permissions(),
                 PermissionSet::Sync => SYNC_PERMISSIONS.iter().map(|s| s.to_string()).collect(),
-                PermissionSet::Provisioning => PROVISIONING_PERMISSIONS.iter().map(|s| s.to_string()).collect(),
+                PermissionSet::Provisioning => PROVISIONING_PERMISSIONS
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
                 PermissionSet::None => vec![],
             },
         };
@@ -181,13 +189,14 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
@@ -213,9 +222,23 @@ mod tests {
     #[test]
     fn flags_map_to_config() {
         let cli = Cli::parse_from([
-            "sim", "--port", "0", "--seed", "9", "--users", "10", "--throttle-every", "3", "--no-premium",
-            "--permissions", "User.Read.All,Group.Read.All", "--consent", "wrong-tenant", "--expired-secret",
-            "--redirect-uri", "http://localhost:1/cb",
+            "sim",
+            "--port",
+            "0",
+            "--seed",
+            "9",
+            "--users",
+            "10",
+            "--throttle-every",
+            "3",
+            "--no-premium",
+            "--permissions",
+            "User.Read.All,Group.Read.All",
+            "--consent",
+            "wrong-tenant",
+            "--expired-secret",
+            "--redirect-uri",
+            "http://localhost:1/cb",
         ]);
         let cfg = cli.sim.to_config();
         assert_eq!(cfg.seed, 9);
@@ -223,8 +246,14 @@ mod tests {
         assert_eq!(cfg.faults.throttle, Throttle::EveryN { n: 3 });
         assert!(!cfg.faults.premium_p1 && !cfg.faults.premium_p2);
         assert!(cfg.faults.expired_secret);
-        assert_eq!(cfg.granted_permissions, vec!["User.Read.All", "Group.Read.All"]);
+        assert_eq!(
+            cfg.granted_permissions,
+            vec!["User.Read.All", "Group.Read.All"]
+        );
         assert_eq!(cfg.consent, ConsentOutcome::WrongTenant);
-        assert_eq!(cfg.latchkey_app.redirect_uris, vec!["http://localhost:1/cb"]);
+        assert_eq!(
+            cfg.latchkey_app.redirect_uris,
+            vec!["http://localhost:1/cb"]
+        );
     }
 }

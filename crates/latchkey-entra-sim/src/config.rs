@@ -181,7 +181,7 @@ pub struct LatchkeyAppConfig {
 impl Default for LatchkeyAppConfig {
     fn default() -> Self {
         LatchkeyAppConfig {
-            client_id: Uuid::from_u128(0x1a7c_4e3e_0000_4000_8000_1a7c4e3e0001),
+            client_id: Uuid::from_u128(0x1a7c4e3e_0000_4000_8000_1a7c4e3e0001),
             client_secret: "lk08Q~latchkey-multi-tenant-app-secret01".to_string(),
             display_name: "Latchkey".to_string(),
             redirect_uris: vec![

@@ -43,7 +43,13 @@ fn resolve_tenant(st: &State, t: &str) -> Option<TenantRef> {
 }
 
 /// Entra's token-endpoint error body.
-pub(crate) fn login_error(base: &str, status: StatusCode, error: &str, code: u32, desc: String) -> Response {
+pub(crate) fn login_error(
+    base: &str,
+    status: StatusCode,
+    error: &str,
+    code: u32,
+    desc: String,
+) -> Response {
     let trace = Uuid::new_v4();
     let corr = Uuid::new_v4();
     let ts = fmt_ts(now()).replace('T', " ");
@@ -56,7 +62,15 @@ pub(crate) fn login_error(base: &str, status: StatusCode, error: &str, code: u32
         "correlation_id": corr,
         "error_uri": format!("{base}/error?code={code}"),
     });
-    (status, [(http::header::CONTENT_TYPE, "application/json; charset=utf-8")], body.to_string()).into_response()
+    (
+        status,
+        [(
+            http::header::CONTENT_TYPE,
+            "application/json; charset=utf-8",
+        )],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 fn tenant_not_found(base: &str, t: &str) -> Response {
@@ -65,7 +79,9 @@ fn tenant_not_found(base: &str, t: &str) -> Response {
         StatusCode::BAD_REQUEST,
         "invalid_tenant",
         90002,
-        format!("Tenant '{t}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Check with your subscription administrator, this may happen if there are no active subscriptions for the tenant."),
+        format!(
+            "Tenant '{t}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Check with your subscription administrator, this may happen if there are no active subscriptions for the tenant."
+        ),
     )
 }
 
@@ -75,17 +91,27 @@ fn app_not_found(base: &str, app: &str, domain: &str) -> Response {
         StatusCode::BAD_REQUEST,
         "unauthorized_client",
         700016,
-        format!("Application with identifier '{app}' was not found in the directory '{domain}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant."),
+        format!(
+            "Application with identifier '{app}' was not found in the directory '{domain}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant."
+        ),
     )
 }
 
 /// An HTML error page, as the login UI shows when it cannot redirect back.
 fn error_page(code: u32, msg: &str) -> Response {
-    let esc = msg.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    let esc = msg
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
     let html = format!(
         "<!DOCTYPE html><html><head><title>Sign in to your account</title></head><body><h1>Sign in</h1><p>Sorry, but we're having trouble signing you in.</p><p id=\"error\">AADSTS{code}: {esc}</p></body></html>"
     );
-    (StatusCode::BAD_REQUEST, [(http::header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
+    (
+        StatusCode::BAD_REQUEST,
+        [(http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        html,
+    )
+        .into_response()
 }
 
 fn redirect(url: String) -> Response {
@@ -112,9 +138,18 @@ fn parse_form(body: &[u8]) -> HashMap<String, String> {
 fn basic_auth(headers: &HeaderMap) -> Option<(String, String)> {
     let v = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
     let b = v.strip_prefix("Basic ")?;
-    let raw = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b.trim()).ok()?).ok()?;
+    let raw = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(b.trim())
+            .ok()?,
+    )
+    .ok()?;
     let (id, secret) = raw.split_once(':')?;
-    let dec = |s: &str| url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned());
+    let dec = |s: &str| {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+    };
     Some((dec(id)?, dec(secret)?))
 }
 
@@ -162,31 +197,53 @@ fn graph_resource_ok(resource: &str) -> bool {
     }
 }
 
-pub(crate) async fn token(st: St, Path(tenant): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+pub(crate) async fn token(
+    st: St,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let base = st.base_for(&headers);
     let tref = match resolve_tenant(&st, &tenant) {
         Some(t) => t,
         None => return tenant_not_found(&base, &tenant),
     };
     let form = parse_form(&body);
-    let (mut client_id, mut secret) = (form.get("client_id").cloned(), form.get("client_secret").cloned());
+    let (mut client_id, mut secret) = (
+        form.get("client_id").cloned(),
+        form.get("client_secret").cloned(),
+    );
     if let Some((id, s)) = basic_auth(&headers) {
         client_id.get_or_insert(id);
         secret.get_or_insert(s);
     }
     let grant = form.get("grant_type").map(String::as_str).unwrap_or("");
     let Some(client_id) = client_id else {
-        return login_error(&base, StatusCode::BAD_REQUEST, "invalid_request", 900144, "The request body must contain the following parameter: 'client_id'.".into());
+        return login_error(
+            &base,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            900144,
+            "The request body must contain the following parameter: 'client_id'.".into(),
+        );
     };
     let domain = st.read().initial_domain.clone();
     let client = client_kind(&st, &client_id);
     let (app_id, expected_secret, app_name) = match client {
-        Client::Customer => (st.customer.client_id, st.customer.client_secret.clone(), "Latchkey Connector".to_string()),
+        Client::Customer => (
+            st.customer.client_id,
+            st.customer.client_secret.clone(),
+            "Latchkey Connector".to_string(),
+        ),
         Client::Latchkey { consented } => {
             if grant == "client_credentials" && !consented {
                 return app_not_found(&base, &client_id, &domain);
             }
-            (st.latchkey.client_id, st.latchkey.client_secret.clone(), st.latchkey.display_name.clone())
+            (
+                st.latchkey.client_id,
+                st.latchkey.client_secret.clone(),
+                st.latchkey.display_name.clone(),
+            )
         }
         Client::Unknown => return app_not_found(&base, &client_id, &domain),
     };
@@ -194,11 +251,27 @@ pub(crate) async fn token(st: St, Path(tenant): Path<String>, headers: HeaderMap
         return login_error(&base, StatusCode::UNAUTHORIZED, "invalid_client", 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.".into());
     };
     if secret != expected_secret {
-        return login_error(&base, StatusCode::UNAUTHORIZED, "invalid_client", 7000215, format!("Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{app_id}'."));
+        return login_error(
+            &base,
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            7000215,
+            format!(
+                "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{app_id}'."
+            ),
+        );
     }
     let faults = st.faults();
     if matches!(client, Client::Customer) && faults.expired_secret {
-        return login_error(&base, StatusCode::UNAUTHORIZED, "invalid_client", 7000222, format!("The provided client secret keys for app '{app_id}' are expired. Visit the Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or consider using certificate credentials for added security: https://aka.ms/certCreds."));
+        return login_error(
+            &base,
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            7000222,
+            format!(
+                "The provided client secret keys for app '{app_id}' are expired. Visit the Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or consider using certificate credentials for added security: https://aka.ms/certCreds."
+            ),
+        );
     }
     match grant {
         "client_credentials" => {
@@ -206,18 +279,48 @@ pub(crate) async fn token(st: St, Path(tenant): Path<String>, headers: HeaderMap
                 return login_error(&base, StatusCode::BAD_REQUEST, "invalid_request", 7000212, "The tenant is not specified. Client credential flows must use a tenant-specific authority.".into());
             }
             let Some(scope) = form.get("scope").filter(|s| !s.trim().is_empty()) else {
-                return login_error(&base, StatusCode::BAD_REQUEST, "invalid_request", 900144, "The request body must contain the following parameter: 'scope'.".into());
+                return login_error(
+                    &base,
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    900144,
+                    "The request body must contain the following parameter: 'scope'.".into(),
+                );
             };
             let scopes: Vec<&str> = scope.split_whitespace().collect();
             if scopes.len() != 1 {
-                return login_error(&base, StatusCode::BAD_REQUEST, "invalid_scope", 70011, format!("The provided request must include a 'scope' input parameter. The provided value for the input parameter 'scope' is not valid. The scope {scope} is not valid."));
+                return login_error(
+                    &base,
+                    StatusCode::BAD_REQUEST,
+                    "invalid_scope",
+                    70011,
+                    format!(
+                        "The provided request must include a 'scope' input parameter. The provided value for the input parameter 'scope' is not valid. The scope {scope} is not valid."
+                    ),
+                );
             }
             let Some(resource) = scopes[0].strip_suffix("/.default") else {
-                return login_error(&base, StatusCode::BAD_REQUEST, "invalid_scope", 1002012, format!("The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."));
+                return login_error(
+                    &base,
+                    StatusCode::BAD_REQUEST,
+                    "invalid_scope",
+                    1002012,
+                    format!(
+                        "The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."
+                    ),
+                );
             };
             if !graph_resource_ok(resource) {
                 let org = st.read().org_name.clone();
-                return login_error(&base, StatusCode::BAD_REQUEST, "invalid_resource", 500011, format!("The resource principal named {resource} was not found in the tenant named {org}. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant."));
+                return login_error(
+                    &base,
+                    StatusCode::BAD_REQUEST,
+                    "invalid_resource",
+                    500011,
+                    format!(
+                        "The resource principal named {resource} was not found in the tenant named {org}. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant."
+                    ),
+                );
             }
             let roles = match client {
                 Client::Customer => st.consent().customer_permissions.clone(),
@@ -234,30 +337,69 @@ pub(crate) async fn token(st: St, Path(tenant): Path<String>, headers: HeaderMap
         "authorization_code" => redeem_code(&st, &base, &form, app_id, &app_name),
         "refresh_token" => {
             let Some(rt) = form.get("refresh_token") else {
-                return login_error(&base, StatusCode::BAD_REQUEST, "invalid_request", 900144, "The request body must contain the following parameter: 'refresh_token'.".into());
+                return login_error(
+                    &base,
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    900144,
+                    "The request body must contain the following parameter: 'refresh_token'."
+                        .into(),
+                );
             };
             let code = st.refresh_tokens().get(rt).cloned();
             match code {
-                Some(c) if c.client_id == app_id => issue_user_tokens(&st, &base, &c, app_id, &app_name),
-                _ => login_error(&base, StatusCode::BAD_REQUEST, "invalid_grant", 9002313, "Invalid request. Request is malformed or invalid.".into()),
+                Some(c) if c.client_id == app_id => {
+                    issue_user_tokens(&st, &base, &c, app_id, &app_name)
+                }
+                _ => login_error(
+                    &base,
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    9002313,
+                    "Invalid request. Request is malformed or invalid.".into(),
+                ),
             }
         }
-        "" => login_error(&base, StatusCode::BAD_REQUEST, "invalid_request", 900144, "The request body must contain the following parameter: 'grant_type'.".into()),
-        other => login_error(&base, StatusCode::BAD_REQUEST, "unsupported_grant_type", 70003, format!("The app requested an unsupported grant type '{other}'.")),
+        "" => login_error(
+            &base,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            900144,
+            "The request body must contain the following parameter: 'grant_type'.".into(),
+        ),
+        other => login_error(
+            &base,
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            70003,
+            format!("The app requested an unsupported grant type '{other}'."),
+        ),
     }
 }
 
 fn token_ok(v: Value) -> Response {
     (
         StatusCode::OK,
-        [(http::header::CONTENT_TYPE, "application/json; charset=utf-8"), (http::header::CACHE_CONTROL, "no-store, no-cache")],
+        [
+            (
+                http::header::CONTENT_TYPE,
+                "application/json; charset=utf-8",
+            ),
+            (http::header::CACHE_CONTROL, "no-store, no-cache"),
+        ],
         v.to_string(),
     )
         .into_response()
 }
 
 fn server_error(base: &str, e: crate::error::SimError) -> Response {
-    login_error(base, StatusCode::INTERNAL_SERVER_ERROR, "server_error", 90000, e.to_string())
+    login_error(
+        base,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "server_error",
+        90000,
+        e.to_string(),
+    )
 }
 
 fn app_sp_id(st: &State, app_id: Uuid) -> Uuid {
@@ -280,7 +422,10 @@ fn issue_access_token(
     let lifetime = st.faults().token_lifetime_secs;
     let iat = now();
     let exp = iat + lifetime as i64;
-    let tid = user.as_ref().map(|u| u.3).unwrap_or_else(|| st.read().tenant_id);
+    let tid = user
+        .as_ref()
+        .map(|u| u.3)
+        .unwrap_or_else(|| st.read().tenant_id);
     let mut claims = json!({
         "aud": "https://graph.microsoft.com",
         "iss": format!("https://sts.windows.net/{tid}/"),
@@ -325,13 +470,31 @@ fn issue_access_token(
     Ok((tok, lifetime))
 }
 
-fn redeem_code(st: &State, base: &str, form: &HashMap<String, String>, app_id: Uuid, app_name: &str) -> Response {
+fn redeem_code(
+    st: &State,
+    base: &str,
+    form: &HashMap<String, String>,
+    app_id: Uuid,
+    app_name: &str,
+) -> Response {
     let Some(code) = form.get("code") else {
-        return login_error(base, StatusCode::BAD_REQUEST, "invalid_request", 900144, "The request body must contain the following parameter: 'code'.".into());
+        return login_error(
+            base,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            900144,
+            "The request body must contain the following parameter: 'code'.".into(),
+        );
     };
     let mut codes = st.codes();
     let Some(c) = codes.get_mut(code) else {
-        return login_error(base, StatusCode::BAD_REQUEST, "invalid_grant", 9002313, "Invalid request. Request is malformed or invalid.".into());
+        return login_error(
+            base,
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            9002313,
+            "Invalid request. Request is malformed or invalid.".into(),
+        );
     };
     if c.used {
         return login_error(base, StatusCode::BAD_REQUEST, "invalid_grant", 54005, "OAuth2 Authorization code was already redeemed, please retry with a new valid code or use an existing refresh token.".into());
@@ -340,7 +503,13 @@ fn redeem_code(st: &State, base: &str, form: &HashMap<String, String>, app_id: U
         return login_error(base, StatusCode::BAD_REQUEST, "invalid_grant", 70008, "The provided authorization code or refresh token has expired due to inactivity. Send a new interactive authorization request for this user and resource.".into());
     }
     if c.client_id != app_id {
-        return login_error(base, StatusCode::BAD_REQUEST, "invalid_grant", 70000, "Provided grant is invalid or malformed.".into());
+        return login_error(
+            base,
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            70000,
+            "Provided grant is invalid or malformed.".into(),
+        );
     }
     if form.get("redirect_uri").map(String::as_str) != Some(c.redirect_uri.as_str()) {
         return login_error(base, StatusCode::BAD_REQUEST, "invalid_grant", 500112, "The reply address does not match the reply address provided when requesting the authorization code.".into());
@@ -348,7 +517,9 @@ fn redeem_code(st: &State, base: &str, form: &HashMap<String, String>, app_id: U
     if let Some((challenge, method)) = &c.challenge {
         let ok = match form.get("code_verifier") {
             Some(v) if method == "S256" => {
-                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(v.as_bytes())) == *challenge
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .encode(sha2::Sha256::digest(v.as_bytes()))
+                    == *challenge
             }
             Some(v) => v == challenge,
             None => false,
@@ -363,7 +534,13 @@ fn redeem_code(st: &State, base: &str, form: &HashMap<String, String>, app_id: U
     issue_user_tokens(st, base, &c, app_id, app_name)
 }
 
-fn issue_user_tokens(st: &State, base: &str, c: &AuthCode, app_id: Uuid, app_name: &str) -> Response {
+fn issue_user_tokens(
+    st: &State,
+    base: &str,
+    c: &AuthCode,
+    app_id: Uuid,
+    app_name: &str,
+) -> Response {
     let (oid, upn, name) = {
         let d = st.read();
         let u = d.user(c.user as usize);
@@ -372,11 +549,24 @@ fn issue_user_tokens(st: &State, base: &str, c: &AuthCode, app_id: Uuid, app_nam
     let scopes: Vec<String> = c.scope.split_whitespace().map(str::to_string).collect();
     let delegated: Vec<String> = scopes
         .iter()
-        .filter(|s| !matches!(s.as_str(), "openid" | "profile" | "email" | "offline_access"))
+        .filter(|s| {
+            !matches!(
+                s.as_str(),
+                "openid" | "profile" | "email" | "offline_access"
+            )
+        })
         .map(|s| s.rsplit('/').next().unwrap_or(s).to_string())
         .filter(|s| s != ".default")
         .collect();
-    let (tok, lifetime) = match issue_access_token(st, app_id, app_name, app_id, vec![], delegated.clone(), Some((oid, upn.clone(), name.clone(), c.tenant))) {
+    let (tok, lifetime) = match issue_access_token(
+        st,
+        app_id,
+        app_name,
+        app_id,
+        vec![],
+        delegated.clone(),
+        Some((oid, upn.clone(), name.clone(), c.tenant)),
+    ) {
         Ok(t) => t,
         Err(e) => return server_error(base, e),
     };
@@ -449,56 +639,106 @@ fn consent_latchkey(st: &State) {
     d.ids.insert(id, ObjRef::sp(i));
     d.app_ids.insert(app_id, i as u32);
     let target = d.target(ObjRef::sp(i));
-    d.audit("ApplicationManagement", "Consent to application", "Assign", None, vec![target]);
+    d.audit(
+        "ApplicationManagement",
+        "Consent to application",
+        "Assign",
+        None,
+        vec![target],
+    );
 }
 
 /// Validates the client id and redirect URI of a front-channel request; `Err` is the page to show.
-fn front_channel_check(st: &State, q: &HashMap<String, String>) -> Result<(Uuid, String), Response> {
+fn front_channel_check(
+    st: &State,
+    q: &HashMap<String, String>,
+) -> Result<(Uuid, String), Box<Response>> {
     let client_id = q.get("client_id").cloned().unwrap_or_default();
     let domain = st.read().initial_domain.clone();
     let app = match client_kind(st, &client_id) {
         Client::Unknown => {
-            return Err(error_page(700016, &format!("Application with identifier '{client_id}' was not found in the directory '{domain}'.")));
+            return Err(Box::new(error_page(
+                700016,
+                &format!(
+                    "Application with identifier '{client_id}' was not found in the directory '{domain}'."
+                ),
+            )));
         }
         Client::Customer => st.customer.client_id,
         Client::Latchkey { .. } => st.latchkey.client_id,
     };
     let Some(redirect_uri) = q.get("redirect_uri").cloned() else {
-        return Err(error_page(900144, "The request body must contain the following parameter: 'redirect_uri'."));
+        return Err(Box::new(error_page(
+            900144,
+            "The request body must contain the following parameter: 'redirect_uri'.",
+        )));
     };
-    let allowed = app == st.latchkey.client_id && st.latchkey.redirect_uris.iter().any(|r| *r == redirect_uri);
+    let allowed = app == st.latchkey.client_id && st.latchkey.redirect_uris.contains(&redirect_uri);
     if !allowed {
-        return Err(error_page(50011, &format!("The redirect URI '{redirect_uri}' specified in the request does not match the redirect URIs configured for the application '{client_id}'. Make sure the redirect URI sent in the request matches one added to your application in the Azure portal.")));
+        return Err(Box::new(error_page(
+            50011,
+            &format!(
+                "The redirect URI '{redirect_uri}' specified in the request does not match the redirect URIs configured for the application '{client_id}'. Make sure the redirect URI sent in the request matches one added to your application in the Azure portal."
+            ),
+        )));
     }
     Ok((app, redirect_uri))
 }
 
-pub(crate) async fn authorize(st: St, Path(tenant): Path<String>, Query(q): Query<HashMap<String, String>>) -> Response {
+pub(crate) async fn authorize(
+    st: St,
+    Path(tenant): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     if resolve_tenant(&st, &tenant).is_none() {
         return error_page(90002, &format!("Tenant '{tenant}' not found."));
     }
     let (app, redirect_uri) = match front_channel_check(&st, &q) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let state = q.get("state").cloned().unwrap_or_default();
-    let err = |e: &str, d: &str| redirect(with_params(&redirect_uri, &[("error", e), ("error_description", d), ("state", &state)]));
+    let err = |e: &str, d: &str| {
+        redirect(with_params(
+            &redirect_uri,
+            &[("error", e), ("error_description", d), ("state", &state)],
+        ))
+    };
     if q.get("response_type").map(String::as_str) != Some("code") {
-        return err("unsupported_response_type", "AADSTS700054: response_type 'code' is required for this simulated flow.");
+        return err(
+            "unsupported_response_type",
+            "AADSTS700054: response_type 'code' is required for this simulated flow.",
+        );
     }
-    let challenge = match (q.get("code_challenge"), q.get("code_challenge_method").map(String::as_str)) {
+    let challenge = match (
+        q.get("code_challenge"),
+        q.get("code_challenge_method").map(String::as_str),
+    ) {
         (Some(c), Some("S256")) => Some((c.clone(), "S256".to_string())),
         (Some(c), None | Some("plain")) => Some((c.clone(), "plain".to_string())),
-        (Some(_), Some(_)) => return err("invalid_request", "AADSTS501491: Invalid size of Code_Challenge parameter or unsupported code_challenge_method."),
+        (Some(_), Some(_)) => {
+            return err(
+                "invalid_request",
+                "AADSTS501491: Invalid size of Code_Challenge parameter or unsupported code_challenge_method.",
+            );
+        }
         (None, _) => None,
     };
     let outcome = st.consent().outcome;
     let tenant_id = match outcome {
-        ConsentOutcome::Deny => return err("access_denied", "AADSTS65004: User declined to consent to access the app."),
+        ConsentOutcome::Deny => {
+            return err(
+                "access_denied",
+                "AADSTS65004: User declined to consent to access the app.",
+            );
+        }
         ConsentOutcome::WrongTenant => st.other_tenant,
         ConsentOutcome::Grant => st.read().tenant_id,
     };
-    if outcome == ConsentOutcome::Grant && q.get("prompt").map(String::as_str) == Some("admin_consent") && app == st.latchkey.client_id {
+    if outcome == ConsentOutcome::Grant
+        && q.get("prompt").map(String::as_str) == Some("admin_consent")
+        && app == st.latchkey.client_id
+    {
         consent_latchkey(&st);
     }
     let code = format!("1.A{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
@@ -527,33 +767,50 @@ fn admin_consent(st: &State, tenant: &str, q: &HashMap<String, String>, v2: bool
         return error_page(90002, &format!("Tenant '{tenant}' not found."));
     }
     if v2 && q.get("scope").is_none_or(|s| s.trim().is_empty()) {
-        return error_page(900144, "The request body must contain the following parameter: 'scope'.");
+        return error_page(
+            900144,
+            "The request body must contain the following parameter: 'scope'.",
+        );
     }
     let (app, redirect_uri) = match front_channel_check(st, q) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let state = q.get("state").cloned().unwrap_or_default();
     match st.consent().outcome {
         ConsentOutcome::Deny => {
             return if v2 {
-                redirect(with_params(&redirect_uri, &[
-                    ("admin_consent", "True"),
-                    ("error", "consent_required"),
-                    ("error_description", "AADSTS65004: The resource owner or authorization server denied the request."),
-                    ("state", &state),
-                ]))
+                redirect(with_params(
+                    &redirect_uri,
+                    &[
+                        ("admin_consent", "True"),
+                        ("error", "consent_required"),
+                        (
+                            "error_description",
+                            "AADSTS65004: The resource owner or authorization server denied the request.",
+                        ),
+                        ("state", &state),
+                    ],
+                ))
             } else {
-                redirect(with_params(&redirect_uri, &[
-                    ("error", "permission_denied"),
-                    ("error_description", "The admin canceled the request"),
-                    ("state", &state),
-                ]))
+                redirect(with_params(
+                    &redirect_uri,
+                    &[
+                        ("error", "permission_denied"),
+                        ("error_description", "The admin canceled the request"),
+                        ("state", &state),
+                    ],
+                ))
             };
         }
         ConsentOutcome::WrongTenant => {
             let other = st.other_tenant.to_string();
-            return redirect(consent_ok(&redirect_uri, &other, &state, v2.then(|| q.get("scope").cloned().unwrap_or_default())));
+            return redirect(consent_ok(
+                &redirect_uri,
+                &other,
+                &state,
+                v2.then(|| q.get("scope").cloned().unwrap_or_default()),
+            ));
         }
         ConsentOutcome::Grant => {}
     }
@@ -561,25 +818,57 @@ fn admin_consent(st: &State, tenant: &str, q: &HashMap<String, String>, v2: bool
         consent_latchkey(st);
     }
     let tid = st.read().tenant_id.to_string();
-    redirect(consent_ok(&redirect_uri, &tid, &state, v2.then(|| q.get("scope").cloned().unwrap_or_default())))
+    redirect(consent_ok(
+        &redirect_uri,
+        &tid,
+        &state,
+        v2.then(|| q.get("scope").cloned().unwrap_or_default()),
+    ))
 }
 
 fn consent_ok(redirect_uri: &str, tenant: &str, state: &str, scope: Option<String>) -> String {
     match scope {
-        Some(scope) => with_params(redirect_uri, &[("admin_consent", "True"), ("tenant", tenant), ("scope", &scope), ("state", state)]),
-        None => with_params(redirect_uri, &[("tenant", tenant), ("state", state), ("admin_consent", "True")]),
+        Some(scope) => with_params(
+            redirect_uri,
+            &[
+                ("admin_consent", "True"),
+                ("tenant", tenant),
+                ("scope", &scope),
+                ("state", state),
+            ],
+        ),
+        None => with_params(
+            redirect_uri,
+            &[
+                ("tenant", tenant),
+                ("state", state),
+                ("admin_consent", "True"),
+            ],
+        ),
     }
 }
 
-pub(crate) async fn admin_consent_v1(st: St, Path(tenant): Path<String>, Query(q): Query<HashMap<String, String>>) -> Response {
+pub(crate) async fn admin_consent_v1(
+    st: St,
+    Path(tenant): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     admin_consent(&st, &tenant, &q, false)
 }
 
-pub(crate) async fn admin_consent_v2(st: St, Path(tenant): Path<String>, Query(q): Query<HashMap<String, String>>) -> Response {
+pub(crate) async fn admin_consent_v2(
+    st: St,
+    Path(tenant): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     admin_consent(&st, &tenant, &q, true)
 }
 
-pub(crate) async fn openid_configuration(st: St, Path(tenant): Path<String>, headers: HeaderMap) -> Response {
+pub(crate) async fn openid_configuration(
+    st: St,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     let base = st.base_for(&headers);
     let (seg, issuer_tid) = match resolve_tenant(&st, &tenant) {
         None => return tenant_not_found(&base, &tenant),
@@ -614,7 +903,15 @@ pub(crate) async fn openid_configuration(st: St, Path(tenant): Path<String>, hea
         "msgraph_host": base.trim_start_matches("http://"),
         "rbac_url": "https://pas.windows.net",
     });
-    (StatusCode::OK, [(http::header::CONTENT_TYPE, "application/json; charset=utf-8")], doc.to_string()).into_response()
+    (
+        StatusCode::OK,
+        [(
+            http::header::CONTENT_TYPE,
+            "application/json; charset=utf-8",
+        )],
+        doc.to_string(),
+    )
+        .into_response()
 }
 
 pub(crate) async fn jwks(st: St, Path(tenant): Path<String>, headers: HeaderMap) -> Response {
@@ -624,7 +921,15 @@ pub(crate) async fn jwks(st: St, Path(tenant): Path<String>, headers: HeaderMap)
         Some(TenantRef::Multi(_)) => format!("{base}/{{tenantid}}/v2.0"),
         Some(TenantRef::This) => format!("{base}/{}/v2.0", st.read().tenant_id),
     };
-    (StatusCode::OK, [(http::header::CONTENT_TYPE, "application/json; charset=utf-8")], st.signer.jwks(&issuer).to_string()).into_response()
+    (
+        StatusCode::OK,
+        [(
+            http::header::CONTENT_TYPE,
+            "application/json; charset=utf-8",
+        )],
+        st.signer.jwks(&issuer).to_string(),
+    )
+        .into_response()
 }
 
 /// Microsoft's own tenant id, re-exported for tests that check first-party apps.

@@ -12,7 +12,6 @@ use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-
 use crate::config::{ConsentOutcome, Faults};
 use crate::server::State;
 use crate::truth::{self, Change};
@@ -33,7 +32,10 @@ pub(crate) fn routes() -> Router<Arc<State>> {
         .route("/_sim/truth/provision-on-demand", get(provision_calls))
         .route("/_sim/requests", get(requests).delete(clear_requests))
         .route("/_sim/changes", post(changes))
-        .route("/_sim/faults", get(get_faults).patch(patch_faults).put(put_faults))
+        .route(
+            "/_sim/faults",
+            get(get_faults).patch(patch_faults).put(put_faults),
+        )
         .route("/_sim/consent", get(get_consent).patch(patch_consent))
 }
 
@@ -192,7 +194,9 @@ async fn changes(st: St, Json(body): Json<Value>) -> Response {
         };
         match truth::apply_change(&st, change) {
             Ok(o) => outcomes.push(o),
-            Err(e @ crate::error::SimError::NotFound(_)) => return err(StatusCode::NOT_FOUND, e.to_string()),
+            Err(e @ crate::error::SimError::NotFound(_)) => {
+                return err(StatusCode::NOT_FOUND, e.to_string());
+            }
             Err(e) => return err(StatusCode::CONFLICT, e.to_string()),
         }
     }
@@ -256,4 +260,3 @@ async fn patch_consent(st: St, Json(p): Json<ConsentPatch>) -> Json<Value> {
     }
     Json(consent_json(&st))
 }
-

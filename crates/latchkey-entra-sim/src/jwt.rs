@@ -26,7 +26,8 @@ pub(crate) fn signer() -> Result<Arc<Signer>, SimError> {
     if let Some(s) = SIGNER.get() {
         return Ok(s.clone());
     }
-    let key = RsaKeyPair::generate(KeySize::Rsa2048).map_err(|_| SimError::Crypto("RSA key generation failed"))?;
+    let key = RsaKeyPair::generate(KeySize::Rsa2048)
+        .map_err(|_| SimError::Crypto("RSA key generation failed"))?;
     let public = key.public_key();
     let n = B64.encode(public.modulus().big_endian_without_leading_zero());
     let e = B64.encode(public.exponent().big_endian_without_leading_zero());
@@ -43,7 +44,12 @@ impl Signer {
         msg.push_str(&B64.encode(claims.to_string()));
         let mut sig = vec![0u8; self.key.public_modulus_len()];
         self.key
-            .sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), msg.as_bytes(), &mut sig)
+            .sign(
+                &RSA_PKCS1_SHA256,
+                &SystemRandom::new(),
+                msg.as_bytes(),
+                &mut sig,
+            )
             .map_err(|_| SimError::Crypto("RS256 signing failed"))?;
         msg.push('.');
         msg.push_str(&B64.encode(sig));

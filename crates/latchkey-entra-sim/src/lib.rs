@@ -6,7 +6,6 @@
 pub mod cli;
 mod config;
 mod error;
-mod tenant;
 mod graph;
 mod identity;
 mod introspect;
@@ -16,11 +15,12 @@ mod model;
 mod odata;
 mod rng;
 mod server;
+mod tenant;
 mod truth;
 
 pub use config::{
-    ConsentOutcome, Faults, LatchkeyAppConfig, PROVISIONING_PERMISSIONS, SYNC_PERMISSIONS, SimConfig, Sizes, Throttle,
-    default_permissions,
+    ConsentOutcome, Faults, LatchkeyAppConfig, PROVISIONING_PERMISSIONS, SYNC_PERMISSIONS,
+    SimConfig, Sizes, Throttle, default_permissions,
 };
 pub use error::SimError;
 pub use identity::MICROSOFT_SERVICES_TENANT;

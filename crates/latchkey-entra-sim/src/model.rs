@@ -132,10 +132,16 @@ impl GroupKind {
         GroupKind::RoleAssignable,
     ];
     pub(crate) fn unified(self) -> bool {
-        matches!(self, GroupKind::Microsoft365 | GroupKind::DynamicMicrosoft365)
+        matches!(
+            self,
+            GroupKind::Microsoft365 | GroupKind::DynamicMicrosoft365
+        )
     }
     pub(crate) fn dynamic(self) -> bool {
-        matches!(self, GroupKind::DynamicSecurity | GroupKind::DynamicMicrosoft365)
+        matches!(
+            self,
+            GroupKind::DynamicSecurity | GroupKind::DynamicMicrosoft365
+        )
     }
     pub(crate) fn mail_enabled(self) -> bool {
         matches!(
@@ -458,9 +464,29 @@ impl Directory {
         out
     }
 
+    /// Calls `f(sku, inherited_from)` for each licence state without allocating; direct first.
+    pub(crate) fn for_each_license(&self, ui: usize, mut f: impl FnMut(u16, Option<u32>)) {
+        for &s in &self.users[ui].licenses {
+            f(s, None);
+        }
+        let me = ObjRef::user(ui);
+        for &g in &self.license_groups {
+            let grp = &self.groups[g as usize];
+            if grp.deleted.is_none() && grp.members.binary_search(&me).is_ok() {
+                for &s in &grp.licenses {
+                    f(s, Some(g));
+                }
+            }
+        }
+    }
+
     /// Distinct SKUs in `assignedLicenses`.
     pub(crate) fn assigned_skus(&self, ui: usize) -> Vec<u16> {
-        let mut skus: Vec<u16> = self.license_states(ui).into_iter().map(|(s, _)| s).collect();
+        let mut skus: Vec<u16> = self
+            .license_states(ui)
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect();
         let mut seen = Vec::with_capacity(skus.len());
         skus.retain(|s| {
             if seen.contains(s) {

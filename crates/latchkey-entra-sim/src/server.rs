@@ -60,9 +60,12 @@ pub(crate) struct TokenInfo {
 
 impl TokenInfo {
     pub(crate) fn has_any(&self, perms: &[&str]) -> bool {
-        perms
-            .iter()
-            .any(|p| self.roles.iter().chain(&self.scopes).any(|r| r.eq_ignore_ascii_case(p)))
+        perms.iter().any(|p| {
+            self.roles
+                .iter()
+                .chain(&self.scopes)
+                .any(|r| r.eq_ignore_ascii_case(p))
+        })
     }
 }
 
@@ -103,6 +106,7 @@ pub(crate) struct State {
     pub log_seq: AtomicU64,
     pub log_capacity: usize,
     pub graph_count: AtomicU64,
+    pub request_ids: AtomicU64,
     pub buckets: Mutex<HashMap<Uuid, Bucket>>,
     pub signer: Arc<Signer>,
     pub seed: u64,
@@ -177,7 +181,10 @@ impl State {
 
     /// The base URL as the client addressed us, so links work for `localhost` and `127.0.0.1` alike.
     pub(crate) fn base_for(&self, headers: &HeaderMap) -> String {
-        match headers.get(http::header::HOST).and_then(|h| h.to_str().ok()) {
+        match headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+        {
             Some(h) if !h.is_empty() => format!("http://{h}"),
             _ => self.base_url.clone(),
         }
@@ -186,12 +193,20 @@ impl State {
 
 pub(crate) fn relevant_headers(h: &HeaderMap) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    for name in ["consistencylevel", "client-request-id", "prefer", "content-type"] {
+    for name in [
+        "consistencylevel",
+        "client-request-id",
+        "prefer",
+        "content-type",
+    ] {
         if let Some(v) = h.get(name).and_then(|v| v.to_str().ok()) {
             out.insert(name.to_string(), v.to_string());
         }
     }
-    if let Some(v) = h.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+    if let Some(v) = h
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
         let scheme = v.split_whitespace().next().unwrap_or("").to_string();
         out.insert("authorization".to_string(), scheme);
     }
@@ -231,9 +246,18 @@ fn router(st: Arc<State>) -> Router {
     let app = Router::new()
         .route("/{tenant}/oauth2/v2.0/token", post(crate::identity::token))
         .route("/{tenant}/oauth2/token", post(crate::identity::token))
-        .route("/{tenant}/oauth2/v2.0/authorize", get(crate::identity::authorize))
-        .route("/{tenant}/v2.0/adminconsent", get(crate::identity::admin_consent_v2))
-        .route("/{tenant}/adminconsent", get(crate::identity::admin_consent_v1))
+        .route(
+            "/{tenant}/oauth2/v2.0/authorize",
+            get(crate::identity::authorize),
+        )
+        .route(
+            "/{tenant}/v2.0/adminconsent",
+            get(crate::identity::admin_consent_v2),
+        )
+        .route(
+            "/{tenant}/adminconsent",
+            get(crate::identity::admin_consent_v1),
+        )
         .route(
             "/{tenant}/v2.0/.well-known/openid-configuration",
             get(crate::identity::openid_configuration),
@@ -243,7 +267,10 @@ fn router(st: Arc<State>) -> Router {
         .route("/v1.0/{*rest}", any(crate::graph::entry_v1))
         .route("/beta/{*rest}", any(crate::graph::entry_beta))
         .merge(crate::introspect::routes())
-        .layer(axum::middleware::from_fn_with_state(st.clone(), log_and_delay))
+        .layer(axum::middleware::from_fn_with_state(
+            st.clone(),
+            log_and_delay,
+        ))
         .with_state(st.clone());
     let _ = st.batch_router.set(app.clone());
     app
@@ -263,7 +290,10 @@ impl SimServer {
     }
 
     /// Like [`SimServer::start`], on a listener the caller bound.
-    pub async fn start_on(listener: tokio::net::TcpListener, config: SimConfig) -> Result<SimHandle, SimError> {
+    pub async fn start_on(
+        listener: tokio::net::TcpListener,
+        config: SimConfig,
+    ) -> Result<SimHandle, SimError> {
         let addr = listener.local_addr().map_err(SimError::Bind)?;
         let base_url = format!("http://{addr}");
         let signer = crate::jwt::signer()?;
@@ -293,6 +323,7 @@ impl SimServer {
             log_seq: AtomicU64::new(0),
             log_capacity: config.request_log_capacity,
             graph_count: AtomicU64::new(0),
+            request_ids: AtomicU64::new(1),
             buckets: Mutex::new(HashMap::new()),
             signer,
             seed: config.seed,

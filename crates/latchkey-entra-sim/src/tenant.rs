@@ -9,73 +9,304 @@ use crate::model::*;
 use crate::rng::Rng;
 
 const FIRST: &[&str] = &[
-    "Ada", "Alan", "Grace", "Linus", "Margaret", "Dennis", "Barbara", "Ken", "Frances", "Edsger",
-    "Radia", "Tim", "Hedy", "Donald", "Katherine", "John", "Shafi", "Leslie", "Sophie", "Niklaus",
-    "Anita", "Guido", "Karen", "Bjarne", "Jean", "Vint", "Lynn", "Whitfield", "Mary", "Yukihiro",
-    "Adele", "Robin", "Ivan", "Evelyn", "Fernando", "Joan", "Raj", "Amara", "Chen", "Ingrid",
+    "Ada",
+    "Alan",
+    "Grace",
+    "Linus",
+    "Margaret",
+    "Dennis",
+    "Barbara",
+    "Ken",
+    "Frances",
+    "Edsger",
+    "Radia",
+    "Tim",
+    "Hedy",
+    "Donald",
+    "Katherine",
+    "John",
+    "Shafi",
+    "Leslie",
+    "Sophie",
+    "Niklaus",
+    "Anita",
+    "Guido",
+    "Karen",
+    "Bjarne",
+    "Jean",
+    "Vint",
+    "Lynn",
+    "Whitfield",
+    "Mary",
+    "Yukihiro",
+    "Adele",
+    "Robin",
+    "Ivan",
+    "Evelyn",
+    "Fernando",
+    "Joan",
+    "Raj",
+    "Amara",
+    "Chen",
+    "Ingrid",
 ];
 const LAST: &[&str] = &[
-    "Lovelace", "Turing", "Hopper", "Torvalds", "Hamilton", "Ritchie", "Liskov", "Thompson",
-    "Allen", "Dijkstra", "Perlman", "Lee", "Lamarr", "Knuth", "Johnson", "McCarthy", "Goldwasser",
-    "Lamport", "Wilson", "Wirth", "Borg", "Rossum", "Jones", "Stroustrup", "Sammet", "Cerf",
-    "Conway", "Diffie", "Kenneth", "Matsumoto", "Goldberg", "Milner", "Sutherland", "Berezin",
-    "Corbato", "Clarke", "Reddy", "Okafor", "Wei", "Larsen",
+    "Lovelace",
+    "Turing",
+    "Hopper",
+    "Torvalds",
+    "Hamilton",
+    "Ritchie",
+    "Liskov",
+    "Thompson",
+    "Allen",
+    "Dijkstra",
+    "Perlman",
+    "Lee",
+    "Lamarr",
+    "Knuth",
+    "Johnson",
+    "McCarthy",
+    "Goldwasser",
+    "Lamport",
+    "Wilson",
+    "Wirth",
+    "Borg",
+    "Rossum",
+    "Jones",
+    "Stroustrup",
+    "Sammet",
+    "Cerf",
+    "Conway",
+    "Diffie",
+    "Kenneth",
+    "Matsumoto",
+    "Goldberg",
+    "Milner",
+    "Sutherland",
+    "Berezin",
+    "Corbato",
+    "Clarke",
+    "Reddy",
+    "Okafor",
+    "Wei",
+    "Larsen",
 ];
 const DEPARTMENTS: &[&str] = &[
-    "Engineering", "Sales", "Marketing", "Finance", "Legal", "Support", "Operations", "People",
-    "Security", "Product",
+    "Engineering",
+    "Sales",
+    "Marketing",
+    "Finance",
+    "Legal",
+    "Support",
+    "Operations",
+    "People",
+    "Security",
+    "Product",
 ];
 const TITLES: &[&str] = &[
-    "Engineer", "Senior Engineer", "Manager", "Director", "Analyst", "Specialist", "Consultant",
-    "Administrator", "Designer", "Architect",
+    "Engineer",
+    "Senior Engineer",
+    "Manager",
+    "Director",
+    "Analyst",
+    "Specialist",
+    "Consultant",
+    "Administrator",
+    "Designer",
+    "Architect",
 ];
-const OFFICES: &[&str] = &["Seattle", "London", "Dublin", "Singapore", "Berlin", "Remote"];
+const OFFICES: &[&str] = &[
+    "Seattle",
+    "London",
+    "Dublin",
+    "Singapore",
+    "Berlin",
+    "Remote",
+];
 const COUNTRIES: &[&str] = &["US", "GB", "IE", "SG", "DE", "FR", "NL"];
 const APPS: &[&str] = &[
-    "Salesforce", "ServiceNow", "Workday", "GitHub Enterprise Cloud", "Slack", "Zoom",
-    "Atlassian Cloud", "Dropbox Business", "Box", "AWS IAM Identity Center", "Google Cloud",
-    "Tableau", "Zendesk", "DocuSign", "Adobe Creative Cloud", "Miro", "Figma", "Notion", "Asana",
-    "HubSpot", "Snowflake", "Datadog", "PagerDuty", "Coupa",
+    "Salesforce",
+    "ServiceNow",
+    "Workday",
+    "GitHub Enterprise Cloud",
+    "Slack",
+    "Zoom",
+    "Atlassian Cloud",
+    "Dropbox Business",
+    "Box",
+    "AWS IAM Identity Center",
+    "Google Cloud",
+    "Tableau",
+    "Zendesk",
+    "DocuSign",
+    "Adobe Creative Cloud",
+    "Miro",
+    "Figma",
+    "Notion",
+    "Asana",
+    "HubSpot",
+    "Snowflake",
+    "Datadog",
+    "PagerDuty",
+    "Coupa",
 ];
 const GROUP_TOPICS: &[&str] = &[
-    "Engineering", "Sales", "Marketing", "Finance", "Legal", "Support", "Operations", "People",
-    "Security", "Product", "Platform", "Data", "Design", "Research", "Facilities", "Executives",
+    "Engineering",
+    "Sales",
+    "Marketing",
+    "Finance",
+    "Legal",
+    "Support",
+    "Operations",
+    "People",
+    "Security",
+    "Product",
+    "Platform",
+    "Data",
+    "Design",
+    "Research",
+    "Facilities",
+    "Executives",
 ];
 
 /// Built-in role templates: (id, name, description, privileged).
 pub(crate) const ROLE_CATALOG: &[(u128, &str, &str, bool)] = &[
-    (0x62e90394_69f5_4237_9190_012177145e10, "Global Administrator", "Can manage all aspects of Microsoft Entra ID and Microsoft services that use Microsoft Entra identities.", true),
-    (0xfe930be7_5e62_47db_91af_98c3a49a38b1, "User Administrator", "Can manage all aspects of users and groups, including resetting passwords for limited admins.", true),
-    (0xfdd7a751_b60b_444a_984c_02652fe8fa1c, "Groups Administrator", "Members of this role can create/manage groups, create/manage groups settings like naming and expiration policies, and view groups activity and audit reports.", false),
-    (0x9b895d92_2cd3_44c7_9d02_a6ac2d5ea5c3, "Application Administrator", "Can create and manage all aspects of app registrations and enterprise apps.", true),
-    (0x158c047a_c907_4556_b7ef_446551a6b5f7, "Cloud Application Administrator", "Can create and manage all aspects of app registrations and enterprise apps except App Proxy.", true),
-    (0x729827e3_9c14_49f7_bb1b_9608f156bbb8, "Helpdesk Administrator", "Can reset passwords for non-administrators and Helpdesk Administrators.", true),
-    (0x194ae4cb_b126_40b2_bd5b_6091b380977d, "Security Administrator", "Can read security information and reports, and manage configuration in Microsoft Entra ID and Office 365.", true),
-    (0x29232cdf_9323_42fd_ade2_1d097af3e4de, "Exchange Administrator", "Can manage all aspects of the Exchange product.", false),
-    (0xe8611ab8_c189_46e8_94e1_60213ab1f814, "Privileged Role Administrator", "Can manage role assignments in Microsoft Entra ID, and all aspects of Privileged Identity Management.", true),
-    (0xf2ef992c_3afb_46b9_b7cf_a126ee74c451, "Global Reader", "Can read everything that a Global Administrator can, but not update anything.", true),
-    (0xb0f54661_2d74_4c50_afa3_1ec803f12efe, "Billing Administrator", "Can perform common billing related tasks like updating payment information.", false),
-    (0x4d6ac14f_3453_41d0_bef9_a3e0c569773a, "License Administrator", "Can manage product licenses on users and groups.", false),
-    (0x7be44c8a_adaf_4e2a_84d6_ab2649e08a13, "Privileged Authentication Administrator", "Can access to view, set and reset authentication method information for any user (admin or non-admin).", true),
-    (0x966707d0_3269_4727_9be2_8c3a10f19b9d, "Password Administrator", "Can reset passwords for non-administrators and Password Administrators.", true),
+    (
+        0x62e90394_69f5_4237_9190_012177145e10,
+        "Global Administrator",
+        "Can manage all aspects of Microsoft Entra ID and Microsoft services that use Microsoft Entra identities.",
+        true,
+    ),
+    (
+        0xfe930be7_5e62_47db_91af_98c3a49a38b1,
+        "User Administrator",
+        "Can manage all aspects of users and groups, including resetting passwords for limited admins.",
+        true,
+    ),
+    (
+        0xfdd7a751_b60b_444a_984c_02652fe8fa1c,
+        "Groups Administrator",
+        "Members of this role can create/manage groups, create/manage groups settings like naming and expiration policies, and view groups activity and audit reports.",
+        false,
+    ),
+    (
+        0x9b895d92_2cd3_44c7_9d02_a6ac2d5ea5c3,
+        "Application Administrator",
+        "Can create and manage all aspects of app registrations and enterprise apps.",
+        true,
+    ),
+    (
+        0x158c047a_c907_4556_b7ef_446551a6b5f7,
+        "Cloud Application Administrator",
+        "Can create and manage all aspects of app registrations and enterprise apps except App Proxy.",
+        true,
+    ),
+    (
+        0x729827e3_9c14_49f7_bb1b_9608f156bbb8,
+        "Helpdesk Administrator",
+        "Can reset passwords for non-administrators and Helpdesk Administrators.",
+        true,
+    ),
+    (
+        0x194ae4cb_b126_40b2_bd5b_6091b380977d,
+        "Security Administrator",
+        "Can read security information and reports, and manage configuration in Microsoft Entra ID and Office 365.",
+        true,
+    ),
+    (
+        0x29232cdf_9323_42fd_ade2_1d097af3e4de,
+        "Exchange Administrator",
+        "Can manage all aspects of the Exchange product.",
+        false,
+    ),
+    (
+        0xe8611ab8_c189_46e8_94e1_60213ab1f814,
+        "Privileged Role Administrator",
+        "Can manage role assignments in Microsoft Entra ID, and all aspects of Privileged Identity Management.",
+        true,
+    ),
+    (
+        0xf2ef992c_3afb_46b9_b7cf_a126ee74c451,
+        "Global Reader",
+        "Can read everything that a Global Administrator can, but not update anything.",
+        true,
+    ),
+    (
+        0xb0f54661_2d74_4c50_afa3_1ec803f12efe,
+        "Billing Administrator",
+        "Can perform common billing related tasks like updating payment information.",
+        false,
+    ),
+    (
+        0x4d6ac14f_3453_41d0_bef9_a3e0c569773a,
+        "License Administrator",
+        "Can manage product licenses on users and groups.",
+        false,
+    ),
+    (
+        0x7be44c8a_adaf_4e2a_84d6_ab2649e08a13,
+        "Privileged Authentication Administrator",
+        "Can access to view, set and reset authentication method information for any user (admin or non-admin).",
+        true,
+    ),
+    (
+        0x966707d0_3269_4727_9be2_8c3a10f19b9d,
+        "Password Administrator",
+        "Can reset passwords for non-administrators and Password Administrators.",
+        true,
+    ),
 ];
 
 /// (skuId, part number, service plans)
 const SKU_CATALOG: &[(u128, &str, &[&str])] = &[
-    (0x6fd2c87f_b296_42f0_b197_1e91e994b900, "ENTERPRISEPACK", &["EXCHANGE_S_ENTERPRISE", "SHAREPOINTENTERPRISE", "TEAMS1"]),
-    (0x06ebc4ee_1bb5_47dd_8120_11324bc54e06, "SPE_E5", &["EXCHANGE_S_ENTERPRISE", "AAD_PREMIUM_P2", "TEAMS1"]),
-    (0x84a661c4_e949_4bd2_a560_ed7766fcaf2b, "AAD_PREMIUM_P2", &["AAD_PREMIUM", "AAD_PREMIUM_P2"]),
-    (0x078d2b04_f1bd_4111_bbd4_b4b1b354cef4, "AAD_PREMIUM", &["AAD_PREMIUM"]),
-    (0xa403ebcc_fae0_4ca2_8c8c_7a907fd6c235, "POWER_BI_STANDARD", &["BI_AZURE_P0"]),
-    (0xf30db892_07e9_47e9_837c_80727f46fd3d, "FLOW_FREE", &["FLOW_P2_VIRAL"]),
+    (
+        0x6fd2c87f_b296_42f0_b197_1e91e994b900,
+        "ENTERPRISEPACK",
+        &["EXCHANGE_S_ENTERPRISE", "SHAREPOINTENTERPRISE", "TEAMS1"],
+    ),
+    (
+        0x06ebc4ee_1bb5_47dd_8120_11324bc54e06,
+        "SPE_E5",
+        &["EXCHANGE_S_ENTERPRISE", "AAD_PREMIUM_P2", "TEAMS1"],
+    ),
+    (
+        0x84a661c4_e949_4bd2_a560_ed7766fcaf2b,
+        "AAD_PREMIUM_P2",
+        &["AAD_PREMIUM", "AAD_PREMIUM_P2"],
+    ),
+    (
+        0x078d2b04_f1bd_4111_bbd4_b4b1b354cef4,
+        "AAD_PREMIUM",
+        &["AAD_PREMIUM"],
+    ),
+    (
+        0xa403ebcc_fae0_4ca2_8c8c_7a907fd6c235,
+        "POWER_BI_STANDARD",
+        &["BI_AZURE_P0"],
+    ),
+    (
+        0xf30db892_07e9_47e9_837c_80727f46fd3d,
+        "FLOW_FREE",
+        &["FLOW_P2_VIRAL"],
+    ),
 ];
 
 /// Microsoft first-party service principals: (appId, name).
 const FIRST_PARTY: &[(u128, &str)] = &[
     (0x00000003_0000_0000_c000_000000000000, "Microsoft Graph"),
-    (0x00000002_0000_0ff1_ce00_000000000000, "Office 365 Exchange Online"),
-    (0x00000003_0000_0ff1_ce00_000000000000, "Office 365 SharePoint Online"),
-    (0xcc15fd57_2c6c_4117_a88c_83b1d56b4bbe, "Microsoft Teams Services"),
+    (
+        0x00000002_0000_0ff1_ce00_000000000000,
+        "Office 365 Exchange Online",
+    ),
+    (
+        0x00000003_0000_0ff1_ce00_000000000000,
+        "Office 365 SharePoint Online",
+    ),
+    (
+        0xcc15fd57_2c6c_4117_a88c_83b1d56b4bbe,
+        "Microsoft Teams Services",
+    ),
     (0xc44b4083_3bb0_49c1_b47d_974e53cbdf3c, "Azure Portal"),
 ];
 
@@ -115,7 +346,11 @@ pub(crate) fn generate(cfg: &SimConfig) -> Generated {
         .filter(|c| c.is_ascii_alphanumeric())
         .collect::<String>()
         .to_ascii_lowercase();
-    let slug = if slug.is_empty() { "tenant".to_string() } else { slug };
+    let slug = if slug.is_empty() {
+        "tenant".to_string()
+    } else {
+        slug
+    };
     let initial_domain = format!("{slug}.onmicrosoft.com");
     let domain = format!("{slug}.com");
     let anchor = crate::json::now() / 86_400 * 86_400;
@@ -235,8 +470,8 @@ pub(crate) fn generate(cfg: &SimConfig) -> Generated {
     let nusers = dir.users.len();
     let third_party_org = sr.uuid();
     for i in 0..sizes.apps {
-        let name = if i < APPS.len() {
-            APPS[i].to_string()
+        let name = if let Some(n) = APPS.get(i) {
+            n.to_string()
         } else {
             format!("Line-of-business App {i:04}")
         };
@@ -259,7 +494,11 @@ pub(crate) fn generate(cfg: &SimConfig) -> Generated {
                     display_name: format!("{name} {dn}"),
                     value: val.to_string(),
                     description: format!("{dn} access to {name}"),
-                    allowed_member_types: if k == 3 { vec!["User", "Application"] } else { vec!["User"] },
+                    allowed_member_types: if k == 3 {
+                        vec!["User", "Application"]
+                    } else {
+                        vec!["User"]
+                    },
                 });
             }
         }
@@ -269,11 +508,7 @@ pub(crate) fn generate(cfg: &SimConfig) -> Generated {
         }
         let sync_jobs = if i % 3 == 1 {
             vec![SyncJob {
-                id: format!(
-                    "scim.{}.{}",
-                    sr.uuid().simple(),
-                    tenant_id.simple()
-                ),
+                id: format!("scim.{}.{}", sr.uuid().simple(), tenant_id.simple()),
                 template_id: "scim",
                 state: if i % 6 == 1 { "Active" } else { "Paused" },
                 rule_id: sr.uuid().to_string(),
@@ -294,11 +529,18 @@ pub(crate) fn generate(cfg: &SimConfig) -> Generated {
                 app_id,
                 display_name: name.clone(),
                 sp_type: SpType::Application,
-                owner_org: Some(if i % 7 == 6 { third_party_org } else { tenant_id }),
+                owner_org: Some(if i % 7 == 6 {
+                    third_party_org
+                } else {
+                    tenant_id
+                }),
                 account_enabled: i % 11 != 10,
                 app_roles: roles,
                 tags,
-                names: vec![app_id.to_string(), format!("https://{}.example.com", slugify(&name))],
+                names: vec![
+                    app_id.to_string(),
+                    format!("https://{}.example.com", slugify(&name)),
+                ],
                 alternative_names: vec![],
                 homepage: Some(format!("https://{}.example.com/", slugify(&name))),
                 description: Some(format!("{name} (single sign-on)")),
@@ -320,13 +562,17 @@ pub(crate) fn generate(cfg: &SimConfig) -> Generated {
             let n = format!("id-workload-{i:03}");
             (
                 n.clone(),
-                format!("/subscriptions/{sub}/resourcegroups/rg-identities/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{n}"),
+                format!(
+                    "/subscriptions/{sub}/resourcegroups/rg-identities/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{n}"
+                ),
             )
         } else {
             let n = format!("app-service-{i:03}");
             (
                 n.clone(),
-                format!("/subscriptions/{sub}/resourcegroups/rg-web/providers/Microsoft.Web/sites/{n}"),
+                format!(
+                    "/subscriptions/{sub}/resourcegroups/rg-web/providers/Microsoft.Web/sites/{n}"
+                ),
             )
         };
         push_sp(
@@ -340,7 +586,10 @@ pub(crate) fn generate(cfg: &SimConfig) -> Generated {
                 account_enabled: true,
                 app_roles: vec![],
                 tags: vec![],
-                names: vec![app_id.to_string(), format!("https://identity.azure.net/{}", sr.uuid().simple())],
+                names: vec![
+                    app_id.to_string(),
+                    format!("https://identity.azure.net/{}", sr.uuid().simple()),
+                ],
                 alternative_names: vec![
                     format!("isExplicit={}", if explicit { "True" } else { "False" }),
                     arm,
@@ -409,7 +658,12 @@ fn gen_users(
         let nick = if i == 0 {
             "admin".to_string()
         } else {
-            format!("{}.{}{}", first.to_ascii_lowercase(), last.to_ascii_lowercase(), i)
+            format!(
+                "{}.{}{}",
+                first.to_ascii_lowercase(),
+                last.to_ascii_lowercase(),
+                i
+            )
         };
         let (upn, mail) = if guest {
             (
@@ -453,7 +707,10 @@ fn gen_users(
             on_prem: on_prem.then(|| OnPrem {
                 immutable_id: bs(base64_id(&id)),
                 sam_account_name: bs(nick.chars().take(20).collect::<String>()),
-                sid: bs(format!("S-1-5-21-1004336348-1177238915-682003330-{}", 1000 + i)),
+                sid: bs(format!(
+                    "S-1-5-21-1004336348-1177238915-682003330-{}",
+                    1000 + i
+                )),
                 last_sync: anchor - r.below(3600) as i64,
             }),
             sign_in,
@@ -509,7 +766,9 @@ fn gen_groups(dir: &mut Directory, cfg: &SimConfig, root: &Rng, anchor: i64, _do
             ),
             GroupKind::DynamicMicrosoft365 => (
                 format!("{topic} All Hands {i:05}"),
-                Some(format!("(user.department -eq \"{topic}\") -and (user.accountEnabled -eq true)")),
+                Some(format!(
+                    "(user.department -eq \"{topic}\") -and (user.accountEnabled -eq true)"
+                )),
             ),
             GroupKind::OnPremisesSecurity => (format!("AD-{topic}-{i:05}"), None),
             GroupKind::RoleAssignable => (format!("PRIV-{topic}-Admins-{i:05}"), None),
@@ -537,9 +796,17 @@ fn gen_groups(dir: &mut Directory, cfg: &SimConfig, root: &Rng, anchor: i64, _do
             membership_rule: rule.map(bs),
             visibility: kind.unified().then_some("Private"),
             created: anchor - 86_400 * (10 + r.below(900) as i64),
-            on_prem_sid: (kind == GroupKind::OnPremisesSecurity)
-                .then(|| bs(format!("S-1-5-21-1004336348-1177238915-682003330-{}", 50_000 + i))),
-            security_identifier: bs(format!("S-1-12-1-{}-{}", r.below(4_000_000_000), r.below(4_000_000_000))),
+            on_prem_sid: (kind == GroupKind::OnPremisesSecurity).then(|| {
+                bs(format!(
+                    "S-1-5-21-1004336348-1177238915-682003330-{}",
+                    50_000 + i
+                ))
+            }),
+            security_identifier: bs(format!(
+                "S-1-12-1-{}-{}",
+                r.below(4_000_000_000),
+                r.below(4_000_000_000)
+            )),
             licenses: Vec::new(),
             members: Vec::new(),
             owners,
@@ -555,7 +822,9 @@ fn gen_groups(dir: &mut Directory, cfg: &SimConfig, root: &Rng, anchor: i64, _do
         .filter(|&s| !dir.sps[s].first_party)
         .collect();
     let nested_target = (cfg.sizes.memberships / 200).max(2).min(ng * 2);
-    let sp_target = (cfg.sizes.memberships / 500).max(2).min(sp_members.len() * 4);
+    let sp_target = (cfg.sizes.memberships / 500)
+        .max(2)
+        .min(sp_members.len() * 4);
     let nestable = |k: GroupKind| matches!(k, GroupKind::Security | GroupKind::Microsoft365);
     let mut extra = 0usize;
     // Group 0 (security) always gets a nested Microsoft 365 group and a service principal, so tests see both.
@@ -570,7 +839,8 @@ fn gen_groups(dir: &mut Directory, cfg: &SimConfig, root: &Rng, anchor: i64, _do
     for _ in 0..nested_target {
         let parent = r.index(ng);
         let child = r.index(ng);
-        if parent != child && nestable(dir.groups[parent].kind) && nestable(dir.groups[child].kind) {
+        if parent != child && nestable(dir.groups[parent].kind) && nestable(dir.groups[child].kind)
+        {
             dir.groups[parent].members.push(ObjRef::group(child));
             extra += 1;
         }
@@ -589,7 +859,9 @@ fn gen_groups(dir: &mut Directory, cfg: &SimConfig, root: &Rng, anchor: i64, _do
         let j = r.index(k + 1);
         order.swap(k, j);
     }
-    let weights: Vec<f64> = (0..ng).map(|rank| 1.0 / ((rank + 2) as f64).powf(0.85)).collect();
+    let weights: Vec<f64> = (0..ng)
+        .map(|rank| 1.0 / ((rank + 2) as f64).powf(0.85))
+        .collect();
     let total: f64 = weights.iter().sum();
     let mut picks: Vec<u32> = Vec::new();
     for (rank, &g) in order.iter().enumerate() {
@@ -612,7 +884,8 @@ fn gen_groups(dir: &mut Directory, cfg: &SimConfig, root: &Rng, anchor: i64, _do
             }
         }
         let grp = &mut dir.groups[g];
-        grp.members.extend(picks.iter().map(|&u| ObjRef::user(u as usize)));
+        grp.members
+            .extend(picks.iter().map(|&u| ObjRef::user(u as usize)));
         grp.members.sort_unstable();
         grp.members.dedup();
     }
@@ -622,7 +895,12 @@ fn gen_app_assignments(dir: &mut Directory, root: &Rng, anchor: i64) {
     let mut r = root.fork(5);
     let nu = dir.users.len();
     let assignable_groups: Vec<usize> = (0..dir.groups.len())
-        .filter(|&g| matches!(dir.groups[g].kind, GroupKind::Security | GroupKind::Microsoft365 | GroupKind::OnPremisesSecurity))
+        .filter(|&g| {
+            matches!(
+                dir.groups[g].kind,
+                GroupKind::Security | GroupKind::Microsoft365 | GroupKind::OnPremisesSecurity
+            )
+        })
         .collect();
     let mis: Vec<usize> = (0..dir.sps.len())
         .filter(|&s| dir.sps[s].sp_type == SpType::ManagedIdentity)
@@ -632,7 +910,10 @@ fn gen_app_assignments(dir: &mut Directory, root: &Rng, anchor: i64) {
     }
     for s in 0..dir.sps.len() {
         let sp = &dir.sps[s];
-        if sp.first_party || sp.sp_type != SpType::Application || sp.display_name == "Latchkey Connector" {
+        if sp.first_party
+            || sp.sp_type != SpType::Application
+            || sp.display_name == "Latchkey Connector"
+        {
             continue;
         }
         let user_roles: Vec<Uuid> = {
@@ -698,7 +979,12 @@ fn gen_roles(dir: &mut Directory, cfg: &SimConfig, root: &Rng, anchor: i64) {
         return;
     }
     let add = |dir: &mut Directory, role: usize, principal: ObjRef, r: &mut Rng| {
-        if role >= dir.roles.len() || dir.role_assignments.iter().any(|a| a.role as usize == role && a.principal == principal) {
+        if role >= dir.roles.len()
+            || dir
+                .role_assignments
+                .iter()
+                .any(|a| a.role as usize == role && a.principal == principal)
+        {
             return;
         }
         let pid = dir.obj_id(principal);
@@ -717,11 +1003,19 @@ fn gen_roles(dir: &mut Directory, cfg: &SimConfig, root: &Rng, anchor: i64) {
         let u = r.index(nu);
         add(dir, role, ObjRef::user(u), &mut r);
     }
-    if let Some(g) = dir.groups.iter().position(|g| g.kind == GroupKind::RoleAssignable) {
+    if let Some(g) = dir
+        .groups
+        .iter()
+        .position(|g| g.kind == GroupKind::RoleAssignable)
+    {
         add(dir, 2, ObjRef::group(g), &mut r);
     }
     // The customer's app can hold a directory role too (Exchange path needs it).
-    if let Some(s) = dir.sps.iter().position(|s| s.display_name == "Latchkey Connector") {
+    if let Some(s) = dir
+        .sps
+        .iter()
+        .position(|s| s.display_name == "Latchkey Connector")
+    {
         add(dir, 7, ObjRef::sp(s), &mut r);
     }
     // PIM eligibility.
@@ -729,7 +1023,11 @@ fn gen_roles(dir: &mut Directory, cfg: &SimConfig, root: &Rng, anchor: i64) {
     for k in 0..ne {
         let role = (k * 3 + 1) % dir.roles.len();
         let principal = ObjRef::user(1 + r.index(nu.saturating_sub(1).max(1)).min(nu - 1));
-        if dir.eligibilities.iter().any(|e| e.role as usize == role && e.principal == principal) {
+        if dir
+            .eligibilities
+            .iter()
+            .any(|e| e.role as usize == role && e.principal == principal)
+        {
             continue;
         }
         let start = anchor - r.below(90) as i64 * 86_400;
@@ -743,7 +1041,10 @@ fn gen_roles(dir: &mut Directory, cfg: &SimConfig, root: &Rng, anchor: i64) {
             end: (k % 2 == 1).then_some(anchor + 180 * 86_400),
         });
     }
-    if let Some(g) = dir.groups.iter().position(|g| g.kind == GroupKind::RoleAssignable)
+    if let Some(g) = dir
+        .groups
+        .iter()
+        .position(|g| g.kind == GroupKind::RoleAssignable)
         && dir.roles.len() > 3
     {
         let pid = dir.groups[g].id;
@@ -766,18 +1067,29 @@ fn gen_licenses(dir: &mut Directory, root: &Rng) {
         if u.usage_location.is_none() || u.guest || i % 3 == 2 {
             continue;
         }
-        let primary = if r.chance(0.8) { 0 } else { 1.min(nskus as u16 - 1) };
+        let primary = if r.chance(0.8) {
+            0
+        } else {
+            1.min(nskus as u16 - 1)
+        };
         u.licenses.push(primary);
         if nskus > 4 && r.chance(0.3) && !u.licenses.contains(&(FULL_SKU)) {
             u.licenses.push(FULL_SKU);
         }
     }
     // Group-based licensing on the first security group and (when present) the first Microsoft 365 group.
-    if let Some(g) = dir.groups.iter().position(|g| g.kind == GroupKind::Security) {
+    if let Some(g) = dir
+        .groups
+        .iter()
+        .position(|g| g.kind == GroupKind::Security)
+    {
         dir.groups[g].licenses = vec![(2u16).min(nskus as u16 - 1)];
         dir.license_groups.push(g as u32);
     }
-    if let Some(g) = dir.groups.iter().position(|g| g.kind == GroupKind::Microsoft365)
+    if let Some(g) = dir
+        .groups
+        .iter()
+        .position(|g| g.kind == GroupKind::Microsoft365)
         && nskus > 3
     {
         dir.groups[g].licenses = vec![3];
@@ -785,7 +1097,11 @@ fn gen_licenses(dir: &mut Directory, root: &Rng) {
     }
     for s in 0..dir.skus.len() {
         let used = dir.consumed_units(s as u16);
-        dir.skus[s].enabled = if s as u16 == FULL_SKU { used } else { used + used / 5 + 5 };
+        dir.skus[s].enabled = if s as u16 == FULL_SKU {
+            used
+        } else {
+            used + used / 5 + 5
+        };
     }
 }
 
@@ -834,11 +1150,21 @@ mod tests {
         assert!(a.dir.users.iter().any(|u| !u.account_enabled));
         assert!(!a.dir.eligibilities.is_empty());
         assert!(!a.dir.role_assignments.is_empty());
-        assert!(a.dir.sps.iter().any(|s| s.sp_type == SpType::ManagedIdentity));
+        assert!(
+            a.dir
+                .sps
+                .iter()
+                .any(|s| s.sp_type == SpType::ManagedIdentity)
+        );
         assert!(!a.dir.license_groups.is_empty());
         let members: usize = a.dir.groups.iter().map(|g| g.members.len()).sum();
         assert!(members > 100, "{members}");
-        assert!(a.dir.groups[0].members.iter().any(|m| m.kind() == ObjKind::ServicePrincipal));
+        assert!(
+            a.dir.groups[0]
+                .members
+                .iter()
+                .any(|m| m.kind() == ObjKind::ServicePrincipal)
+        );
         assert!(a.dir.groups[0].members.windows(2).all(|w| w[0] < w[1]));
     }
 }

@@ -8,8 +8,8 @@ use uuid::Uuid;
 use crate::error::SimError;
 use crate::json::{fmt_ts, now};
 use crate::model::{
-    AppRoleAssignment, Directory, Eligibility, Group, GroupKind, ObjKind, ObjRef, RoleAssignment, SignIn, SpType, User,
-    app_role_assignment_id, role_assignment_id,
+    AppRoleAssignment, Directory, Eligibility, Group, GroupKind, ObjKind, ObjRef, RoleAssignment,
+    SignIn, SpType, User, app_role_assignment_id, role_assignment_id,
 };
 use crate::server::State;
 
@@ -69,12 +69,17 @@ pub(crate) fn summarize(d: &Directory) -> GroundTruth {
             }
         }
     }
-    let live_users: Vec<usize> = (0..d.users.len()).filter(|&i| d.users[i].deleted.is_none()).collect();
+    let live_users: Vec<usize> = (0..d.users.len())
+        .filter(|&i| d.users[i].deleted.is_none())
+        .collect();
     GroundTruth {
         tenant_id: d.tenant_id,
         users: live_users.len(),
         guests: live_users.iter().filter(|&&i| d.users[i].guest).count(),
-        disabled_users: live_users.iter().filter(|&&i| !d.users[i].account_enabled).count(),
+        disabled_users: live_users
+            .iter()
+            .filter(|&&i| !d.users[i].account_enabled)
+            .count(),
         groups: live_groups.len(),
         groups_by_kind: by_kind,
         memberships: um + gm + sm,
@@ -88,11 +93,20 @@ pub(crate) fn summarize(d: &Directory) -> GroundTruth {
             .iter()
             .filter(|s| s.deleted.is_none() && s.sp_type == SpType::Application && !s.first_party)
             .count(),
-        managed_identities: d.sps.iter().filter(|s| s.sp_type == SpType::ManagedIdentity).count(),
+        managed_identities: d
+            .sps
+            .iter()
+            .filter(|s| s.sp_type == SpType::ManagedIdentity)
+            .count(),
         app_role_assignments: d
             .sps
             .iter()
-            .map(|s| s.assigned_to.iter().filter(|a| !d.is_deleted(a.principal)).count())
+            .map(|s| {
+                s.assigned_to
+                    .iter()
+                    .filter(|a| !d.is_deleted(a.principal))
+                    .count()
+            })
             .sum(),
         role_definitions: d.roles.len(),
         active_role_assignments: d.active_assignments(t).count(),
@@ -101,7 +115,12 @@ pub(crate) fn summarize(d: &Directory) -> GroundTruth {
         direct_license_assignments: live_users.iter().map(|&i| d.users[i].licenses.len()).sum(),
         group_license_assignments: live_users
             .iter()
-            .map(|&i| d.license_states(i).iter().filter(|(_, g)| g.is_some()).count())
+            .map(|&i| {
+                d.license_states(i)
+                    .iter()
+                    .filter(|(_, g)| g.is_some())
+                    .count()
+            })
             .sum(),
         audit_records: d.audit.len(),
         provision_on_demand_calls: d.provision_calls.len(),
@@ -174,7 +193,11 @@ pub(crate) fn users(d: &Directory, offset: usize, limit: usize) -> Vec<TruthUser
                 user_type: if u.guest { "Guest" } else { "Member" }.to_string(),
                 on_premises_sync_enabled: u.on_prem.is_some(),
                 usage_location: u.usage_location.map(str::to_string),
-                licenses: d.assigned_skus(i).iter().map(|s| d.skus[*s as usize].sku_id).collect(),
+                licenses: d
+                    .assigned_skus(i)
+                    .iter()
+                    .map(|s| d.skus[*s as usize].sku_id)
+                    .collect(),
             }
         })
         .collect()
@@ -332,7 +355,10 @@ fn obj(d: &Directory, id: Uuid) -> Result<ObjRef, SimError> {
 }
 
 fn role_ix(d: &Directory, id: Uuid) -> Result<usize, SimError> {
-    d.roles.iter().position(|r| r.id == id).ok_or_else(|| nf("role definition", id))
+    d.roles
+        .iter()
+        .position(|r| r.id == id)
+        .ok_or_else(|| nf("role definition", id))
 }
 
 pub(crate) fn apply_change(st: &State, change: Change) -> Result<ChangeOutcome, SimError> {
@@ -341,16 +367,32 @@ pub(crate) fn apply_change(st: &State, change: Change) -> Result<ChangeOutcome, 
     let t = now();
     let mut out = ChangeOutcome::default();
     match change {
-        Change::CreateUser { display_name, user_principal_name, account_enabled, usage_location } => {
-            let nick: String = display_name.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_ascii_lowercase();
-            let upn = user_principal_name.unwrap_or_else(|| format!("{nick}{}@{}", d.users.len(), d.domain));
+        Change::CreateUser {
+            display_name,
+            user_principal_name,
+            account_enabled,
+            usage_location,
+        } => {
+            let nick: String = display_name
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric())
+                .collect::<String>()
+                .to_ascii_lowercase();
+            let upn = user_principal_name
+                .unwrap_or_else(|| format!("{nick}{}@{}", d.users.len(), d.domain));
             if d.upns.contains_key(&upn.to_ascii_lowercase()) {
-                return Err(SimError::InvalidChange(format!("userPrincipalName {upn} already exists")));
+                return Err(SimError::InvalidChange(format!(
+                    "userPrincipalName {upn} already exists"
+                )));
             }
             let id = d.new_id();
             let i = d.users.len();
             let seq = d.next_seq();
-            let loc = usage_location.and_then(|l| ["US", "GB", "IE", "SG", "DE", "FR", "NL"].into_iter().find(|c| c.eq_ignore_ascii_case(&l)));
+            let loc = usage_location.and_then(|l| {
+                ["US", "GB", "IE", "SG", "DE", "FR", "NL"]
+                    .into_iter()
+                    .find(|c| c.eq_ignore_ascii_case(&l))
+            });
             d.users.push(User {
                 id,
                 display_name: display_name.clone().into_boxed_str(),
@@ -385,7 +427,12 @@ pub(crate) fn apply_change(st: &State, change: Change) -> Result<ChangeOutcome, 
             d.audit("UserManagement", "Add user", "Add", None, vec![target]);
             out.id = Some(id.to_string());
         }
-        Change::UpdateUser { id, display_name, job_title, account_enabled } => {
+        Change::UpdateUser {
+            id,
+            display_name,
+            job_title,
+            account_enabled,
+        } => {
             let ui = user_ix(d, id)?;
             let u = &mut d.users[ui];
             if let Some(n) = display_name {
@@ -399,34 +446,63 @@ pub(crate) fn apply_change(st: &State, change: Change) -> Result<ChangeOutcome, 
             }
             d.touch_user(ui);
             let target = d.target(ObjRef::user(ui));
-            d.audit("UserManagement", "Update user", "Update", None, vec![target]);
+            d.audit(
+                "UserManagement",
+                "Update user",
+                "Update",
+                None,
+                vec![target],
+            );
         }
         Change::DeleteUser { id } => {
             let ui = user_ix(d, id)?;
             let target = d.target(ObjRef::user(ui));
             delete_user_inner(d, ui);
-            d.audit("UserManagement", "Delete user", "Delete", None, vec![target]);
+            d.audit(
+                "UserManagement",
+                "Delete user",
+                "Delete",
+                None,
+                vec![target],
+            );
         }
         Change::RecordSignIn { id } => {
             let ui = user_ix(d, id)?;
-            d.users[ui].sign_in = Some(SignIn { last: t, last_non_interactive: t, last_successful: t });
+            d.users[ui].sign_in = Some(SignIn {
+                last: t,
+                last_non_interactive: t,
+                last_successful: t,
+            });
         }
         Change::CreateGroup { display_name, kind } => {
             let id = d.new_id();
             let i = d.groups.len();
             let seq = d.next_seq();
-            let nick: String = display_name.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_ascii_lowercase();
-            let sid = format!("S-1-12-1-{}-{}", d.rng.below(4_000_000_000), d.rng.below(4_000_000_000));
+            let nick: String = display_name
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric())
+                .collect::<String>()
+                .to_ascii_lowercase();
+            let sid = format!(
+                "S-1-12-1-{}-{}",
+                d.rng.below(4_000_000_000),
+                d.rng.below(4_000_000_000)
+            );
             d.groups.push(Group {
                 id,
                 kind,
                 display_name: display_name.into_boxed_str(),
                 description: None,
                 mail_nickname: nick.into_boxed_str(),
-                membership_rule: kind.dynamic().then(|| "(user.accountEnabled -eq true)".into()),
+                membership_rule: kind
+                    .dynamic()
+                    .then(|| "(user.accountEnabled -eq true)".into()),
                 visibility: kind.unified().then_some("Private"),
                 created: t,
-                on_prem_sid: (kind == GroupKind::OnPremisesSecurity).then(|| format!("S-1-5-21-1004336348-1177238915-682003330-{}", 90_000 + i).into_boxed_str()),
+                on_prem_sid: (kind == GroupKind::OnPremisesSecurity).then(|| {
+                    format!("S-1-5-21-1004336348-1177238915-682003330-{}", 90_000 + i)
+                        .into_boxed_str()
+                }),
                 security_identifier: sid.into_boxed_str(),
                 licenses: vec![],
                 members: vec![],
@@ -451,61 +527,126 @@ pub(crate) fn apply_change(st: &State, change: Change) -> Result<ChangeOutcome, 
                 }
             }
             let target = d.target(me);
-            d.audit("GroupManagement", "Delete group", "Delete", None, vec![target]);
+            d.audit(
+                "GroupManagement",
+                "Delete group",
+                "Delete",
+                None,
+                vec![target],
+            );
         }
-        Change::AddMember { group_id, member_id } => {
+        Change::AddMember {
+            group_id,
+            member_id,
+        } => {
             let gi = group_ix(d, group_id)?;
             let m = obj(d, member_id)?;
             if !d.add_member(gi, m) {
-                return Err(SimError::InvalidChange(format!("{member_id} is already a member of {group_id}")));
+                return Err(SimError::InvalidChange(format!(
+                    "{member_id} is already a member of {group_id}"
+                )));
             }
             let targets = vec![d.target(m), d.target(ObjRef::group(gi))];
-            d.audit("GroupManagement", "Add member to group", "Assign", None, targets);
+            d.audit(
+                "GroupManagement",
+                "Add member to group",
+                "Assign",
+                None,
+                targets,
+            );
         }
-        Change::RemoveMember { group_id, member_id } => {
+        Change::RemoveMember {
+            group_id,
+            member_id,
+        } => {
             let gi = group_ix(d, group_id)?;
             let m = obj(d, member_id)?;
             if !d.remove_member(gi, m) {
-                return Err(SimError::InvalidChange(format!("{member_id} is not a member of {group_id}")));
+                return Err(SimError::InvalidChange(format!(
+                    "{member_id} is not a member of {group_id}"
+                )));
             }
             let targets = vec![d.target(m), d.target(ObjRef::group(gi))];
-            d.audit("GroupManagement", "Remove member from group", "Unassign", None, targets);
+            d.audit(
+                "GroupManagement",
+                "Remove member from group",
+                "Unassign",
+                None,
+                targets,
+            );
         }
         Change::AddOwner { group_id, owner_id } => {
             let gi = group_ix(d, group_id)?;
             let m = obj(d, owner_id)?;
             match d.groups[gi].owners.binary_search(&m) {
-                Ok(_) => return Err(SimError::InvalidChange(format!("{owner_id} already owns {group_id}"))),
+                Ok(_) => {
+                    return Err(SimError::InvalidChange(format!(
+                        "{owner_id} already owns {group_id}"
+                    )));
+                }
                 Err(p) => d.groups[gi].owners.insert(p, m),
             }
             d.touch_group(gi);
             let targets = vec![d.target(m), d.target(ObjRef::group(gi))];
-            d.audit("GroupManagement", "Add owner to group", "Assign", None, targets);
+            d.audit(
+                "GroupManagement",
+                "Add owner to group",
+                "Assign",
+                None,
+                targets,
+            );
         }
         Change::RemoveOwner { group_id, owner_id } => {
             let gi = group_ix(d, group_id)?;
             let m = obj(d, owner_id)?;
-            let p = d.groups[gi]
-                .owners
-                .binary_search(&m)
-                .map_err(|_| SimError::InvalidChange(format!("{owner_id} does not own {group_id}")))?;
+            let p = d.groups[gi].owners.binary_search(&m).map_err(|_| {
+                SimError::InvalidChange(format!("{owner_id} does not own {group_id}"))
+            })?;
             d.groups[gi].owners.remove(p);
             d.touch_group(gi);
             let targets = vec![d.target(m), d.target(ObjRef::group(gi))];
-            d.audit("GroupManagement", "Remove owner from group", "Unassign", None, targets);
+            d.audit(
+                "GroupManagement",
+                "Remove owner from group",
+                "Unassign",
+                None,
+                targets,
+            );
         }
-        Change::AssignAppRole { service_principal_id, principal_id, app_role_id } => {
-            let si = d.find_sp(&service_principal_id.to_string()).ok_or_else(|| nf("service principal", service_principal_id))?;
+        Change::AssignAppRole {
+            service_principal_id,
+            principal_id,
+            app_role_id,
+        } => {
+            let si = d
+                .find_sp(&service_principal_id.to_string())
+                .ok_or_else(|| nf("service principal", service_principal_id))?;
             let p = obj(d, principal_id)?;
             let role = app_role_id.unwrap_or_else(Uuid::nil);
             let id = app_role_assignment_id(&principal_id, &mut d.rng);
-            d.sps[si].assigned_to.push(AppRoleAssignment { id: id.clone(), app_role_id: role, principal: p, created: t });
+            d.sps[si].assigned_to.push(AppRoleAssignment {
+                id: id.clone(),
+                app_role_id: role,
+                principal: p,
+                created: t,
+            });
             let targets = vec![d.target(p), d.target(ObjRef::sp(si))];
-            d.audit("ApplicationManagement", "Add app role assignment grant to user", "Assign", None, targets);
+            d.audit(
+                "ApplicationManagement",
+                "Add app role assignment grant to user",
+                "Assign",
+                None,
+                targets,
+            );
             out.id = Some(id);
         }
-        Change::RemoveAppRoleAssignment { service_principal_id, assignment_id } => {
-            let si = d.find_sp(&service_principal_id.to_string()).ok_or_else(|| nf("service principal", service_principal_id))?;
+        Change::RemoveAppRoleAssignment {
+            service_principal_id,
+            assignment_id,
+        } => {
+            let si = d
+                .find_sp(&service_principal_id.to_string())
+                .ok_or_else(|| nf("service principal", service_principal_id))?;
             let pos = d.sps[si]
                 .assigned_to
                 .iter()
@@ -513,24 +654,44 @@ pub(crate) fn apply_change(st: &State, change: Change) -> Result<ChangeOutcome, 
                 .ok_or_else(|| nf("app role assignment", &assignment_id))?;
             let a = d.sps[si].assigned_to.remove(pos);
             let targets = vec![d.target(a.principal), d.target(ObjRef::sp(si))];
-            d.audit("ApplicationManagement", "Remove app role assignment from user", "Unassign", None, targets);
+            d.audit(
+                "ApplicationManagement",
+                "Remove app role assignment from user",
+                "Unassign",
+                None,
+                targets,
+            );
         }
-        Change::AssignDirectoryRole { role_definition_id, principal_id } => {
+        Change::AssignDirectoryRole {
+            role_definition_id,
+            principal_id,
+        } => {
             let ri = role_ix(d, role_definition_id)?;
             let p = obj(d, principal_id)?;
             let id = role_assignment_id(&role_definition_id, &principal_id);
             d.role_assignments.retain(|a| a.id != id);
-            d.role_assignments.push(RoleAssignment { id: id.clone(), role: ri as u16, principal: p, created: t, end: None, via_pim: false });
+            d.role_assignments.push(RoleAssignment {
+                id: id.clone(),
+                role: ri as u16,
+                principal: p,
+                created: t,
+                end: None,
+                via_pim: false,
+            });
             let targets = vec![d.target(p)];
             let act = format!("Add member to role ({})", d.roles[ri].display_name);
             d.audit("RoleManagement", &act, "Assign", None, targets);
             out.id = Some(id);
         }
-        Change::RemoveDirectoryRole { role_definition_id, principal_id } => {
+        Change::RemoveDirectoryRole {
+            role_definition_id,
+            principal_id,
+        } => {
             let ri = role_ix(d, role_definition_id)?;
             let p = obj(d, principal_id)?;
             let before = d.role_assignments.len();
-            d.role_assignments.retain(|a| !(a.role as usize == ri && a.principal == p));
+            d.role_assignments
+                .retain(|a| !(a.role as usize == ri && a.principal == p));
             if before == d.role_assignments.len() {
                 return Err(SimError::InvalidChange("no such role assignment".into()));
             }
@@ -538,32 +699,62 @@ pub(crate) fn apply_change(st: &State, change: Change) -> Result<ChangeOutcome, 
             let act = format!("Remove member from role ({})", d.roles[ri].display_name);
             d.audit("RoleManagement", &act, "Unassign", None, targets);
         }
-        Change::AddEligibility { role_definition_id, principal_id } => {
+        Change::AddEligibility {
+            role_definition_id,
+            principal_id,
+        } => {
             let ri = role_ix(d, role_definition_id)?;
             let p = obj(d, principal_id)?;
             let id = role_assignment_id(&role_definition_id, &principal_id).replace("-1", "-1-e");
             d.eligibilities.retain(|e| e.id != id);
-            d.eligibilities.push(Eligibility { id: id.clone(), role: ri as u16, principal: p, created: t, start: t, end: None });
+            d.eligibilities.push(Eligibility {
+                id: id.clone(),
+                role: ri as u16,
+                principal: p,
+                created: t,
+                start: t,
+                end: None,
+            });
             let targets = vec![d.target(p)];
-            let act = format!("Add eligible member to role in PIM completed ({})", d.roles[ri].display_name);
+            let act = format!(
+                "Add eligible member to role in PIM completed ({})",
+                d.roles[ri].display_name
+            );
             d.audit("RoleManagement", &act, "Assign", None, targets);
             out.id = Some(id);
         }
-        Change::RemoveEligibility { role_definition_id, principal_id } => {
+        Change::RemoveEligibility {
+            role_definition_id,
+            principal_id,
+        } => {
             let ri = role_ix(d, role_definition_id)?;
             let p = obj(d, principal_id)?;
             let before = d.eligibilities.len();
-            d.eligibilities.retain(|e| !(e.role as usize == ri && e.principal == p));
+            d.eligibilities
+                .retain(|e| !(e.role as usize == ri && e.principal == p));
             if before == d.eligibilities.len() {
                 return Err(SimError::InvalidChange("no such eligibility".into()));
             }
             let targets = vec![d.target(p)];
-            let act = format!("Remove eligible member from role in PIM completed ({})", d.roles[ri].display_name);
+            let act = format!(
+                "Remove eligible member from role in PIM completed ({})",
+                d.roles[ri].display_name
+            );
             d.audit("RoleManagement", &act, "Unassign", None, targets);
         }
-        Change::SetLicenses { user_id, add, remove } => {
+        Change::SetLicenses {
+            user_id,
+            add,
+            remove,
+        } => {
             let ui = user_ix(d, user_id)?;
-            let idx = |d: &Directory, s: &Uuid| d.skus.iter().position(|k| k.sku_id == *s).map(|p| p as u16).ok_or_else(|| nf("sku", s));
+            let idx = |d: &Directory, s: &Uuid| {
+                d.skus
+                    .iter()
+                    .position(|k| k.sku_id == *s)
+                    .map(|p| p as u16)
+                    .ok_or_else(|| nf("sku", s))
+            };
             let add: Vec<u16> = add.iter().map(|s| idx(d, s)).collect::<Result<_, _>>()?;
             let remove: Vec<u16> = remove.iter().map(|s| idx(d, s)).collect::<Result<_, _>>()?;
             let u = &mut d.users[ui];
@@ -575,7 +766,13 @@ pub(crate) fn apply_change(st: &State, change: Change) -> Result<ChangeOutcome, 
             }
             d.touch_user(ui);
             let target = d.target(ObjRef::user(ui));
-            d.audit("UserManagement", "Change user license", "Update", None, vec![target]);
+            d.audit(
+                "UserManagement",
+                "Change user license",
+                "Update",
+                None,
+                vec![target],
+            );
         }
     }
     Ok(out)

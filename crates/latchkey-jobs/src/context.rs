@@ -18,6 +18,9 @@ pub(crate) struct Signals {
     cancelled: AtomicBool,
     shutdown: AtomicBool,
     lost: AtomicBool,
+    /// The handler returned and the outcome is being written: a lease that vanishes now was
+    /// released by that write, not lost.
+    finishing: AtomicBool,
 }
 
 impl Signals {
@@ -32,6 +35,12 @@ impl Signals {
     pub(crate) fn lose(&self) {
         self.lost.store(true, Ordering::SeqCst);
         self.stop.cancel();
+    }
+    pub(crate) fn finishing(&self) {
+        self.finishing.store(true, Ordering::SeqCst);
+    }
+    pub(crate) fn is_finishing(&self) -> bool {
+        self.finishing.load(Ordering::SeqCst)
     }
     pub(crate) fn is_lost(&self) -> bool {
         self.lost.load(Ordering::SeqCst)

@@ -15,11 +15,19 @@ const MAX_REQUESTS: usize = 20;
 
 pub(crate) async fn batch(st: &Arc<State>, r: &GReq) -> GResult {
     if r.method != Method::POST {
-        return Err(GraphError::new(StatusCode::METHOD_NOT_ALLOWED, "BadRequest", "Only POST is supported on $batch."));
+        return Err(GraphError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "BadRequest",
+            "Only POST is supported on $batch.",
+        ));
     }
     let body = r.json_body()?;
     let Some(requests) = body.get("requests").and_then(Value::as_array) else {
-        return Err(GraphError::new(StatusCode::BAD_REQUEST, "BadRequest", "Invalid batch payload format."));
+        return Err(GraphError::new(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "Invalid batch payload format.",
+        ));
     };
     if requests.len() > MAX_REQUESTS {
         return Err(GraphError::new(
@@ -30,19 +38,43 @@ pub(crate) async fn batch(st: &Arc<State>, r: &GReq) -> GResult {
     }
     let mut ids = Vec::new();
     for req in requests {
-        let id = req.get("id").map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
+        let id = req.get("id").map(|v| {
+            v.as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| v.to_string())
+        });
         match id {
             Some(id) if !ids.contains(&id) => ids.push(id),
-            Some(id) => return Err(GraphError::new(StatusCode::BAD_REQUEST, "BadRequest", format!("Batch request ids must be unique: '{id}'."))),
-            None => return Err(GraphError::new(StatusCode::BAD_REQUEST, "BadRequest", "Each batch request must have an 'id'.")),
+            Some(id) => {
+                return Err(GraphError::new(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    format!("Batch request ids must be unique: '{id}'."),
+                ));
+            }
+            None => {
+                return Err(GraphError::new(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    "Each batch request must have an 'id'.",
+                ));
+            }
         }
     }
     let Some(router) = st.batch_router.get().cloned() else {
-        return Err(GraphError::new(StatusCode::INTERNAL_SERVER_ERROR, "generalException", "Batch router not ready."));
+        return Err(GraphError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "generalException",
+            "Batch router not ready.",
+        ));
     };
     let mut responses = Vec::new();
     for (req, id) in requests.iter().zip(ids) {
-        let method = req.get("method").and_then(Value::as_str).unwrap_or("GET").to_ascii_uppercase();
+        let method = req
+            .get("method")
+            .and_then(Value::as_str)
+            .unwrap_or("GET")
+            .to_ascii_uppercase();
         let url = req.get("url").and_then(Value::as_str).unwrap_or("");
         if url.starts_with("http://") || url.starts_with("https://") {
             responses.push(json!({"id": id, "status": 400, "body": {"error": {"code": "BadRequest", "message": "Batch request URLs must be relative to the version root."}}}));
@@ -57,7 +89,8 @@ pub(crate) async fn batch(st: &Arc<State>, r: &GReq) -> GResult {
         }
         if let Some(Value::Object(h)) = req.get("headers") {
             for (k, v) in h {
-                if let (Some(v), Ok(name)) = (v.as_str(), http::HeaderName::from_bytes(k.as_bytes()))
+                if let (Some(v), Ok(name)) =
+                    (v.as_str(), http::HeaderName::from_bytes(k.as_bytes()))
                     && let Ok(v) = HeaderValue::from_str(v)
                 {
                     b = b.header(name, v);
@@ -66,7 +99,11 @@ pub(crate) async fn batch(st: &Arc<State>, r: &GReq) -> GResult {
         }
         let body = match req.get("body") {
             Some(v) if !v.is_null() => {
-                if req.get("headers").and_then(|h| h.get("Content-Type").or_else(|| h.get("content-type"))).is_none() {
+                if req
+                    .get("headers")
+                    .and_then(|h| h.get("Content-Type").or_else(|| h.get("content-type")))
+                    .is_none()
+                {
                     b = b.header(http::header::CONTENT_TYPE, "application/json");
                 }
                 Body::from(v.to_string())
@@ -96,10 +133,13 @@ pub(crate) async fn batch(st: &Arc<State>, r: &GReq) -> GResult {
                 headers.insert(key.to_string(), json!(v));
             }
         }
-        let bytes = axum::body::to_bytes(resp.into_body(), 64 * 1024 * 1024).await.unwrap_or_default();
+        let bytes = axum::body::to_bytes(resp.into_body(), 64 * 1024 * 1024)
+            .await
+            .unwrap_or_default();
         let mut item = json!({"id": id, "status": status, "headers": headers});
         if !bytes.is_empty() {
-            item["body"] = serde_json::from_slice(&bytes).unwrap_or_else(|_| json!(String::from_utf8_lossy(&bytes)));
+            item["body"] = serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| json!(String::from_utf8_lossy(&bytes)));
         }
         responses.push(item);
     }

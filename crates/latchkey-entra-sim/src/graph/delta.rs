@@ -3,8 +3,6 @@
 
 use std::collections::HashMap;
 
-
-
 use super::out::*;
 use super::perms::*;
 use super::read::{bad_token, ok};
@@ -37,37 +35,91 @@ struct Round {
     members: bool,
 }
 
-fn state(r: &GReq, kind: &str, d: &Directory, initial_mask: impl Fn() -> Result<(u64, bool), GraphError>) -> Result<Round, GraphError> {
+fn state(
+    r: &GReq,
+    kind: &str,
+    d: &Directory,
+    initial_mask: impl Fn() -> Result<(u64, bool), GraphError>,
+) -> Result<Round, GraphError> {
     if let Some(t) = r.param("skiptoken") {
-        let f = decode_token(kind, t).filter(|f| f.len() == 6).ok_or_else(bad_token)?;
-        return Ok(Round { since: f[0], round: f[1], cursor: f[2], offset: f[3], mask: f[4], members: f[5] == 1 });
+        let f = decode_token(kind, t)
+            .filter(|f| f.len() == 6)
+            .ok_or_else(bad_token)?;
+        return Ok(Round {
+            since: f[0],
+            round: f[1],
+            cursor: f[2],
+            offset: f[3],
+            mask: f[4],
+            members: f[5] == 1,
+        });
     }
     if let Some(t) = r.param("deltatoken") {
-        let f = decode_token(&format!("{kind}T"), t).filter(|f| f.len() == 3).ok_or_else(|| {
-            GraphError::new(http::StatusCode::BAD_REQUEST, "SyncStateNotFound", "The sync state generation is not found. Please restart the synchronization.")
-        })?;
-        return Ok(Round { since: f[0], round: d.seq, cursor: 0, offset: 0, mask: f[1], members: f[2] == 1 });
+        let f = decode_token(&format!("{kind}T"), t)
+            .filter(|f| f.len() == 3)
+            .ok_or_else(|| {
+                GraphError::new(
+                    http::StatusCode::BAD_REQUEST,
+                    "SyncStateNotFound",
+                    "The sync state generation is not found. Please restart the synchronization.",
+                )
+            })?;
+        return Ok(Round {
+            since: f[0],
+            round: d.seq,
+            cursor: 0,
+            offset: 0,
+            mask: f[1],
+            members: f[2] == 1,
+        });
     }
     let (mask, members) = initial_mask()?;
-    Ok(Round { since: 0, round: d.seq, cursor: 0, offset: 0, mask, members })
+    Ok(Round {
+        since: 0,
+        round: d.seq,
+        cursor: 0,
+        offset: 0,
+        mask,
+        members,
+    })
 }
 
 fn link(r: &GReq, what: &str, param: &str, token: &str) -> String {
-    format!("{}/{}/{}/delta?{}={}", r.base, r.ver.as_str(), what, param, token)
+    format!(
+        "{}/{}/{}/delta?{}={}",
+        r.base,
+        r.ver.as_str(),
+        what,
+        param,
+        token
+    )
 }
 
-fn finish(r: &GReq, what: &str, kind: &str, items: &[u8], next: Option<[u64; 6]>, round: &Round) -> GResult {
+fn finish(
+    r: &GReq,
+    what: &str,
+    kind: &str,
+    items: &[u8],
+    next: Option<[u64; 6]>,
+    round: &Round,
+) -> GResult {
     let mut out = Vec::with_capacity(items.len() + 256);
     out.extend_from_slice(b"{\"@odata.context\":");
     json::str(&mut out, &r.context(what));
     match next {
         Some(f) => {
             out.extend_from_slice(b",\"@odata.nextLink\":");
-            json::str(&mut out, &link(r, what, "$skiptoken", &encode_token(kind, &f)));
+            json::str(
+                &mut out,
+                &link(r, what, "$skiptoken", &encode_token(kind, &f)),
+            );
         }
         None => {
             out.extend_from_slice(b",\"@odata.deltaLink\":");
-            let t = encode_token(&format!("{kind}T"), &[round.round, round.mask, round.members as u64]);
+            let t = encode_token(
+                &format!("{kind}T"),
+                &[round.round, round.mask, round.members as u64],
+            );
             json::str(&mut out, &link(r, what, "$deltatoken", &t));
         }
     }
@@ -88,7 +140,9 @@ pub(crate) fn users_delta(st: &State, r: &GReq) -> GResult {
     let d = st.read();
     let round = state(r, "udelta", &d, || Ok((user_select(r)? | 1, false)))?;
     if round.mask & (1 << U_SIGNIN) != 0 {
-        return Err(GraphError::bad_request("The property 'signInActivity' is not supported on delta queries."));
+        return Err(GraphError::bad_request(
+            "The property 'signInActivity' is not supported on delta queries.",
+        ));
     }
     let page = max_page(r);
     let mut items = Vec::new();
@@ -97,7 +151,11 @@ pub(crate) fn users_delta(st: &State, r: &GReq) -> GResult {
     let mut i = round.cursor as usize;
     while i < d.users.len() {
         let u = &d.users[i];
-        let include = if round.since == 0 { u.deleted.is_none() } else { u.seq > round.since };
+        let include = if round.since == 0 {
+            u.deleted.is_none()
+        } else {
+            u.seq > round.since
+        };
         if include {
             if n == page {
                 next = Some([round.since, round.round, i as u64, 0, round.mask, 0]);
@@ -122,9 +180,16 @@ fn group_delta_select(r: &GReq) -> Result<(u64, bool), GraphError> {
     match r.param("select") {
         None => Ok((group_default(r.ver), false)),
         Some(s) => {
-            let members = s.split(',').any(|p| p.trim().eq_ignore_ascii_case("members"));
-            let rest: Vec<&str> = s.split(',').map(str::trim).filter(|p| !p.eq_ignore_ascii_case("members")).collect();
-            let mask = parse_select(&rest.join(","), GROUP_PROPS, "group").map_err(GraphError::bad_request)?;
+            let members = s
+                .split(',')
+                .any(|p| p.trim().eq_ignore_ascii_case("members"));
+            let rest: Vec<&str> = s
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.eq_ignore_ascii_case("members"))
+                .collect();
+            let mask = parse_select(&rest.join(","), GROUP_PROPS, "group")
+                .map_err(GraphError::bad_request)?;
             Ok((mask | 1, members))
         }
     }
@@ -148,7 +213,9 @@ pub(crate) fn groups_delta(st: &State, r: &GReq) -> GResult {
     let page = max_page(r);
     // A big group's members are split over several appearances of the group, as Graph does.
     let chunk = (page * 10).min(1000);
-    let visible = |m: &ObjRef| !(r.ver == Ver::V1 && m.kind() == ObjKind::ServicePrincipal) && !d.is_deleted(*m);
+    let visible = |m: &ObjRef| {
+        (r.ver != Ver::V1 || m.kind() != ObjKind::ServicePrincipal) && !d.is_deleted(*m)
+    };
     // Net membership changes per group since the token.
     let mut changes: HashMap<u32, Vec<(ObjRef, bool)>> = HashMap::new();
     if round.since > 0 && round.members {
@@ -166,14 +233,25 @@ pub(crate) fn groups_delta(st: &State, r: &GReq) -> GResult {
     let mut offset = round.offset as usize;
     while g < d.groups.len() {
         let grp = &d.groups[g];
-        let include = if round.since == 0 { grp.deleted.is_none() } else { grp.seq > round.since };
+        let include = if round.since == 0 {
+            grp.deleted.is_none()
+        } else {
+            grp.seq > round.since
+        };
         if !include {
             g += 1;
             offset = 0;
             continue;
         }
         if n == page {
-            next = Some([round.since, round.round, g as u64, offset as u64, round.mask, round.members as u64]);
+            next = Some([
+                round.since,
+                round.round,
+                g as u64,
+                offset as u64,
+                round.mask,
+                round.members as u64,
+            ]);
             break;
         }
         if n > 0 {

@@ -24,7 +24,13 @@ fn sku_json(d: &Directory, i: usize) -> Value {
 }
 
 pub(crate) fn subscribed_skus(st: &State, r: &GReq, id: Option<&str>) -> GResult {
-    r.require(&["Organization.Read.All", "Directory.Read.All", "Directory.ReadWrite.All", "LicenseAssignment.Read.All", "LicenseAssignment.ReadWrite.All"])?;
+    r.require(&[
+        "Organization.Read.All",
+        "Directory.Read.All",
+        "Directory.ReadWrite.All",
+        "LicenseAssignment.Read.All",
+        "LicenseAssignment.ReadWrite.All",
+    ])?;
     let d = st.read();
     let select = select_names(r);
     let items: Vec<Value> = (0..d.skus.len())
@@ -35,7 +41,11 @@ pub(crate) fn subscribed_skus(st: &State, r: &GReq, id: Option<&str>) -> GResult
         })
         .collect();
     match id {
-        None => ok(json!({"@odata.context": r.context("subscribedSkus"), "value": items}).to_string().into_bytes()),
+        None => ok(
+            json!({"@odata.context": r.context("subscribedSkus"), "value": items})
+                .to_string()
+                .into_bytes(),
+        ),
         Some(id) => {
             let mut v = (0..d.skus.len())
                 .find(|&i| sku_json(&d, i)["id"] == id)
@@ -89,7 +99,11 @@ pub(crate) fn organization(st: &State, r: &GReq, id: Option<&str>) -> GResult {
         ],
     });
     match id {
-        None => ok(json!({"@odata.context": r.context("organization"), "value": [org]}).to_string().into_bytes()),
+        None => ok(
+            json!({"@odata.context": r.context("organization"), "value": [org]})
+                .to_string()
+                .into_bytes(),
+        ),
         Some(_) => {
             let mut v = org;
             v["@odata.context"] = json!(r.context("organization/$entity"));
@@ -100,7 +114,9 @@ pub(crate) fn organization(st: &State, r: &GReq, id: Option<&str>) -> GResult {
 
 fn audit_json(d: &Directory, a: &crate::model::AuditRecord) -> Value {
     let initiated = match &a.app {
-        Some((app_id, name, sp)) => json!({"user": null, "app": {"appId": app_id, "displayName": name, "servicePrincipalId": sp, "servicePrincipalName": null}}),
+        Some((app_id, name, sp)) => {
+            json!({"user": null, "app": {"appId": app_id, "displayName": name, "servicePrincipalId": sp, "servicePrincipalName": null}})
+        }
         None => {
             let admin = &d.users[0];
             json!({"app": null, "user": {"id": admin.id, "displayName": admin.display_name, "userPrincipalName": admin.upn, "ipAddress": "203.0.113.10", "userType": null, "homeTenantId": d.tenant_id, "homeTenantName": null}})
@@ -120,7 +136,18 @@ fn audit_json(d: &Directory, a: &crate::model::AuditRecord) -> Value {
 
 const AUDIT_RULES: FilterRules = FilterRules {
     resource: "DirectoryAudit",
-    default: &["activityDateTime", "category", "activityDisplayName", "operationType", "result", "loggedByService", "correlationId", "id", "initiatedBy", "targetResources"],
+    default: &[
+        "activityDateTime",
+        "category",
+        "activityDisplayName",
+        "operationType",
+        "result",
+        "loggedByService",
+        "correlationId",
+        "id",
+        "initiatedBy",
+        "targetResources",
+    ],
     advanced: &[],
 };
 
@@ -135,19 +162,29 @@ pub(crate) fn directory_audits(st: &State, r: &GReq, id: Option<&str>) -> GResul
     }
     let d = st.read();
     if let Some(id) = id {
-        let a = d.audit.iter().find(|a| a.id == id).ok_or_else(|| GraphError::not_found(id))?;
+        let a = d
+            .audit
+            .iter()
+            .find(|a| a.id == id)
+            .ok_or_else(|| GraphError::not_found(id))?;
         let mut v = audit_json(&d, a);
         v["@odata.context"] = json!(r.context("auditLogs/directoryAudits/$entity"));
         return ok(v.to_string().into_bytes());
     }
     let filter = prep_filter(r, &AUDIT_RULES)?;
-    let asc = r.param("orderby").is_some_and(|o| o.to_ascii_lowercase().contains("asc"));
+    let asc = r
+        .param("orderby")
+        .is_some_and(|o| o.to_ascii_lowercase().contains("asc"));
     let top = page_size_audit(r)?;
     let n = d.audit.len();
     // Newest first by default; the cursor is a record position, stable under appends.
     let cursor = match r.param("skiptoken") {
         None => None,
-        Some(t) => Some(decode_token("directoryAudits", t).filter(|f| f.len() == 1).ok_or_else(bad_token)?[0] as usize),
+        Some(t) => Some(
+            decode_token("directoryAudits", t)
+                .filter(|f| f.len() == 1)
+                .ok_or_else(bad_token)?[0] as usize,
+        ),
     };
     let order: Box<dyn Iterator<Item = usize>> = if asc {
         Box::new(cursor.unwrap_or(0)..n)
@@ -176,9 +213,18 @@ pub(crate) fn directory_audits(st: &State, r: &GReq, id: Option<&str>) -> GResul
         last = Some(i);
     }
     if more && let Some(l) = last {
-        next = Some(encode_token("directoryAudits", &[if asc { l as u64 + 1 } else { l as u64 }]));
+        next = Some(encode_token(
+            "directoryAudits",
+            &[if asc { l as u64 + 1 } else { l as u64 }],
+        ));
     }
-    ok(collection_body(r, "auditLogs/directoryAudits", None, next, &items))
+    ok(collection_body(
+        r,
+        "auditLogs/directoryAudits",
+        None,
+        next,
+        &items,
+    ))
 }
 
 fn page_size_audit(r: &GReq) -> Result<usize, GraphError> {
@@ -186,7 +232,9 @@ fn page_size_audit(r: &GReq) -> Result<usize, GraphError> {
         None => Ok(100),
         Some(t) => match t.parse::<usize>() {
             Ok(n) if (1..=1000).contains(&n) => Ok(n),
-            _ => Err(GraphError::unsupported_query(format!("Invalid page size specified: '{t}'. Must be between 1 and 1000 inclusive."))),
+            _ => Err(GraphError::unsupported_query(format!(
+                "Invalid page size specified: '{t}'. Must be between 1 and 1000 inclusive."
+            ))),
         },
     }
 }
@@ -208,7 +256,11 @@ fn job_json(j: &crate::model::SyncJob) -> Value {
 
 fn find_job(d: &Directory, sp: &str, job: &str) -> Result<(usize, usize), GraphError> {
     let si = d.find_sp(sp).ok_or_else(|| GraphError::not_found(sp))?;
-    let ji = d.sps[si].sync_jobs.iter().position(|j| j.id == job).ok_or_else(|| GraphError::not_found(job))?;
+    let ji = d.sps[si]
+        .sync_jobs
+        .iter()
+        .position(|j| j.id == job)
+        .ok_or_else(|| GraphError::not_found(job))?;
     Ok((si, ji))
 }
 
@@ -252,23 +304,52 @@ pub(crate) fn sync_start(st: &State, r: &GReq, sp: &str, job: &str) -> GResult {
 pub(crate) fn provision_on_demand(st: &State, r: &GReq, sp: &str, job: &str) -> GResult {
     r.require(SYNC_WRITE)?;
     let body = r.json_body()?;
-    let params = body.get("parameters").and_then(Value::as_array).filter(|p| !p.is_empty()).ok_or_else(|| {
-        GraphError::bad_request("The request body must contain a non-empty 'parameters' collection.")
-    })?;
+    let params = body
+        .get("parameters")
+        .and_then(Value::as_array)
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| {
+            GraphError::bad_request(
+                "The request body must contain a non-empty 'parameters' collection.",
+            )
+        })?;
     let mut d = st.write();
     let (si, ji) = find_job(&d, sp, job)?;
     let rule = d.sps[si].sync_jobs[ji].rule_id.clone();
     let mut subjects = Vec::new();
     let mut rule_id = String::new();
     for p in params {
-        rule_id = p.get("ruleId").and_then(Value::as_str).unwrap_or("").to_string();
+        rule_id = p
+            .get("ruleId")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         if rule_id != rule {
-            return Err(GraphError::bad_request(format!("The rule '{rule_id}' was not found in the job's schema.")));
+            return Err(GraphError::bad_request(format!(
+                "The rule '{rule_id}' was not found in the job's schema."
+            )));
         }
-        for s in p.get("subjects").and_then(Value::as_array).into_iter().flatten() {
-            let obj = s.get("objectId").and_then(Value::as_str).unwrap_or("").to_string();
-            let ty = s.get("objectTypeName").and_then(Value::as_str).unwrap_or("User").to_string();
-            if uuid::Uuid::parse_str(&obj).ok().and_then(|u| d.lookup(&u)).is_none() {
+        for s in p
+            .get("subjects")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let obj = s
+                .get("objectId")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let ty = s
+                .get("objectTypeName")
+                .and_then(Value::as_str)
+                .unwrap_or("User")
+                .to_string();
+            if uuid::Uuid::parse_str(&obj)
+                .ok()
+                .and_then(|u| d.lookup(&u))
+                .is_none()
+            {
                 return Err(GraphError::not_found(&obj));
             }
             subjects.push((obj, ty));
@@ -298,6 +379,7 @@ pub(crate) fn provision_on_demand(st: &State, r: &GReq, sp: &str, job: &str) -> 
         "@odata.context": r.context("microsoft.graph.stringKeyStringValuePair"),
         "key": "Microsoft.Identity.Health.CPP.Common.DataContracts.SyncFabric.StatusInfo",
         "value": value.to_string(),
-    }).to_string().into_bytes())
+    })
+    .to_string()
+    .into_bytes())
 }
-

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 
 use serde_json::{Map, Value, json};
 
-use super::{GraphError, GReq, Ver};
+use super::{GReq, GraphError, Ver};
 use crate::json;
 use crate::model::{Directory, Group, ObjKind, ObjRef, ServicePrincipal, SpType, User};
 use crate::odata::{FilterRules, Filterable, PV, parse_select};
@@ -59,8 +59,17 @@ pub(crate) fn user_default(ver: Ver) -> u64 {
         Ver::V1 => mask_of(
             USER_PROPS,
             &[
-                "id", "businessPhones", "displayName", "givenName", "jobTitle", "mail", "mobilePhone", "officeLocation",
-                "preferredLanguage", "surname", "userPrincipalName",
+                "id",
+                "businessPhones",
+                "displayName",
+                "givenName",
+                "jobTitle",
+                "mail",
+                "mobilePhone",
+                "officeLocation",
+                "preferredLanguage",
+                "surname",
+                "userPrincipalName",
             ],
         ),
         // beta returns (almost) everything, but never signInActivity unless selected.
@@ -120,14 +129,21 @@ pub(crate) fn write_user(out: &mut Vec<u8>, d: &Directory, ui: usize, mask: u64,
             1 => json::bool(out, u.account_enabled),
             2 => {
                 out.push(b'[');
-                for (k, s) in d.assigned_skus(ui).iter().enumerate() {
-                    if k > 0 {
+                let mut seen = [u16::MAX; 16];
+                let mut n = 0;
+                d.for_each_license(ui, |s, _| {
+                    if seen[..n].contains(&s) || n == seen.len() {
+                        return;
+                    }
+                    seen[n] = s;
+                    if n > 0 {
                         out.push(b',');
                     }
+                    n += 1;
                     out.extend_from_slice(b"{\"disabledPlans\":[],\"skuId\":");
-                    json::uuid(out, &d.skus[*s as usize].sku_id);
+                    json::uuid(out, &d.skus[s as usize].sku_id);
                     out.push(b'}');
-                }
+                });
                 out.push(b']');
             }
             3 => {
@@ -148,19 +164,21 @@ pub(crate) fn write_user(out: &mut Vec<u8>, d: &Directory, ui: usize, mask: u64,
             12 => json::opt_str(out, bs(&u.job_title)),
             13 => {
                 out.push(b'[');
-                for (k, (s, g)) in d.license_states(ui).iter().enumerate() {
+                let mut k = 0;
+                d.for_each_license(ui, |s, g| {
                     if k > 0 {
                         out.push(b',');
                     }
+                    k += 1;
                     out.extend_from_slice(b"{\"assignedByGroup\":");
                     match g {
-                        Some(g) => json::uuid(out, &d.groups[*g as usize].id),
+                        Some(g) => json::uuid(out, &d.groups[g as usize].id),
                         None => out.extend_from_slice(b"null"),
                     }
                     out.extend_from_slice(b",\"disabledPlans\":[],\"error\":\"None\",\"skuId\":");
-                    json::uuid(out, &d.skus[*s as usize].sku_id);
+                    json::uuid(out, &d.skus[s as usize].sku_id);
                     out.extend_from_slice(b",\"state\":\"Active\"}");
-                }
+                });
                 out.push(b']');
             }
             14 => json::opt_str(out, bs(&u.mail)),
@@ -201,7 +219,11 @@ pub(crate) fn write_user(out: &mut Vec<u8>, d: &Directory, ui: usize, mask: u64,
             32 => {
                 out.push(b'[');
                 if let Some(m) = &u.mail {
-                    json::str(out, &format!("SMTP:{m}"));
+                    out.extend_from_slice(b"\"SMTP:");
+                    let start = out.len();
+                    json::str(out, m);
+                    // Drop the opening quote of the inner literal: "SMTP:" + escaped address + '"'.
+                    out.remove(start);
                 }
                 out.push(b']');
             }
@@ -354,17 +376,31 @@ pub(crate) fn select_names(r: &GReq) -> Option<Vec<String>> {
     })
 }
 
-pub(crate) fn sp_props() -> Vec<String> {
-    [
-        "id", "deletedDateTime", "accountEnabled", "alternativeNames", "appDisplayName", "appDescription", "appId",
-        "applicationTemplateId", "appOwnerOrganizationId", "appRoleAssignmentRequired", "appRoles", "description",
-        "disabledByMicrosoftStatus", "displayName", "homepage", "info", "loginUrl", "notes", "preferredSingleSignOnMode",
-        "servicePrincipalNames", "servicePrincipalType", "signInAudience", "tags",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
-}
+pub(crate) const SP_PROPS: &[&str] = &[
+    "id",
+    "deletedDateTime",
+    "accountEnabled",
+    "alternativeNames",
+    "appDisplayName",
+    "appDescription",
+    "appId",
+    "applicationTemplateId",
+    "appOwnerOrganizationId",
+    "appRoleAssignmentRequired",
+    "appRoles",
+    "description",
+    "disabledByMicrosoftStatus",
+    "displayName",
+    "homepage",
+    "info",
+    "loginUrl",
+    "notes",
+    "preferredSingleSignOnMode",
+    "servicePrincipalNames",
+    "servicePrincipalType",
+    "signInAudience",
+    "tags",
+];
 
 /// `$select` for a mixed directoryObject collection (members, owners): each type keeps the names it knows.
 pub(crate) struct MixedSelect {
@@ -381,14 +417,17 @@ pub(crate) fn mixed_select(r: &GReq) -> Result<MixedSelect, GraphError> {
             sp: None,
         }),
         Some(raw) => {
-            let names: Vec<&str> = raw.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
-            let sp_known = sp_props();
+            let names: Vec<&str> = raw
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect();
             let mut user = 0u64;
             let mut group = 0u64;
             for n in &names {
                 let u = USER_PROPS.iter().position(|p| p.eq_ignore_ascii_case(n));
                 let g = GROUP_PROPS.iter().position(|p| p.eq_ignore_ascii_case(n));
-                let s = sp_known.iter().any(|p| p.eq_ignore_ascii_case(n));
+                let s = SP_PROPS.iter().any(|p| p.eq_ignore_ascii_case(n));
                 if u.is_none() && g.is_none() && !s {
                     return Err(GraphError::bad_request(format!(
                         "Could not find a property named '{n}' on type 'microsoft.graph.directoryObject'."
@@ -416,7 +455,10 @@ pub(crate) fn write_member(out: &mut Vec<u8>, d: &Directory, m: ObjRef, sel: &Mi
         ObjKind::Group => write_group(out, d, m.idx(), sel.group, true),
         ObjKind::ServicePrincipal => {
             let mut v = Map::new();
-            v.insert("@odata.type".into(), json!("#microsoft.graph.servicePrincipal"));
+            v.insert(
+                "@odata.type".into(),
+                json!("#microsoft.graph.servicePrincipal"),
+            );
             v.extend(filter_map(sp_value(d, &d.sps[m.idx()]), sel.sp.as_deref()));
             out.extend_from_slice(Value::Object(v).to_string().as_bytes());
         }
@@ -440,30 +482,88 @@ pub(crate) fn group_select(r: &GReq) -> Result<u64, GraphError> {
 pub(crate) const USER_RULES: FilterRules = FilterRules {
     resource: "User",
     default: &[
-        "id", "accountEnabled", "userType", "displayName", "givenName", "surname", "mail", "userPrincipalName",
-        "onPremisesSyncEnabled", "assignedLicenses", "createdDateTime", "usageLocation", "employeeId", "jobTitle",
-        "department", "mailNickname", "proxyAddresses", "otherMails", "signInActivity", "externalUserState",
-        "creationType", "onPremisesImmutableId", "onPremisesSamAccountName", "businessPhones", "mobilePhone",
+        "id",
+        "accountEnabled",
+        "userType",
+        "displayName",
+        "givenName",
+        "surname",
+        "mail",
+        "userPrincipalName",
+        "onPremisesSyncEnabled",
+        "assignedLicenses",
+        "createdDateTime",
+        "usageLocation",
+        "employeeId",
+        "jobTitle",
+        "department",
+        "mailNickname",
+        "proxyAddresses",
+        "otherMails",
+        "signInActivity",
+        "externalUserState",
+        "creationType",
+        "onPremisesImmutableId",
+        "onPremisesSamAccountName",
+        "businessPhones",
+        "mobilePhone",
     ],
-    advanced: &["companyName", "officeLocation", "preferredLanguage", "onPremisesSecurityIdentifier", "onPremisesLastSyncDateTime", "licenseAssignmentStates"],
+    advanced: &[
+        "companyName",
+        "officeLocation",
+        "preferredLanguage",
+        "onPremisesSecurityIdentifier",
+        "onPremisesLastSyncDateTime",
+        "licenseAssignmentStates",
+    ],
 };
 
 pub(crate) const GROUP_RULES: FilterRules = FilterRules {
     resource: "Group",
     default: &[
-        "id", "displayName", "mail", "mailEnabled", "securityEnabled", "onPremisesSyncEnabled", "isAssignableToRole",
-        "groupTypes", "mailNickname", "securityIdentifier", "onPremisesSecurityIdentifier", "proxyAddresses",
+        "id",
+        "displayName",
+        "mail",
+        "mailEnabled",
+        "securityEnabled",
+        "onPremisesSyncEnabled",
+        "isAssignableToRole",
+        "groupTypes",
+        "mailNickname",
+        "securityIdentifier",
+        "onPremisesSecurityIdentifier",
+        "proxyAddresses",
     ],
-    advanced: &["description", "createdDateTime", "membershipRule", "classification", "visibility", "assignedLicenses"],
+    advanced: &[
+        "description",
+        "createdDateTime",
+        "membershipRule",
+        "classification",
+        "visibility",
+        "assignedLicenses",
+    ],
 };
 
 pub(crate) const SP_RULES: FilterRules = FilterRules {
     resource: "ServicePrincipal",
     default: &[
-        "id", "servicePrincipalType", "appId", "displayName", "accountEnabled", "tags", "servicePrincipalNames",
-        "appOwnerOrganizationId", "preferredSingleSignOnMode", "alternativeNames",
+        "id",
+        "servicePrincipalType",
+        "appId",
+        "displayName",
+        "accountEnabled",
+        "tags",
+        "servicePrincipalNames",
+        "appOwnerOrganizationId",
+        "preferredSingleSignOnMode",
+        "alternativeNames",
     ],
-    advanced: &["appDisplayName", "description", "appRoleAssignmentRequired", "signInAudience"],
+    advanced: &[
+        "appDisplayName",
+        "description",
+        "appRoleAssignmentRequired",
+        "signInAudience",
+    ],
 };
 
 /// Members and owners: `$filter` on navigation collections needs advanced query parameters.
@@ -471,8 +571,19 @@ pub(crate) const MEMBER_RULES: FilterRules = FilterRules {
     resource: "DirectoryObject",
     default: &[],
     advanced: &[
-        "id", "accountEnabled", "userType", "displayName", "mail", "userPrincipalName", "onPremisesSyncEnabled",
-        "servicePrincipalType", "securityEnabled", "mailEnabled", "groupTypes", "createdDateTime", "jobTitle",
+        "id",
+        "accountEnabled",
+        "userType",
+        "displayName",
+        "mail",
+        "userPrincipalName",
+        "onPremisesSyncEnabled",
+        "servicePrincipalType",
+        "securityEnabled",
+        "mailEnabled",
+        "groupTypes",
+        "createdDateTime",
+        "jobTitle",
         "department",
     ],
 };
@@ -501,7 +612,9 @@ impl Filterable for UserF<'_> {
             "surname" => os(bs(&u.surname)),
             "mail" => os(bs(&u.mail)),
             "userprincipalname" => s(&u.upn),
-            "onpremisessyncenabled" => Some(u.on_prem.as_ref().map(|_| PV::B(true)).unwrap_or(PV::Null)),
+            "onpremisessyncenabled" => {
+                Some(u.on_prem.as_ref().map(|_| PV::B(true)).unwrap_or(PV::Null))
+            }
             "createddatetime" => Some(PV::T(u.created)),
             "usagelocation" => os(u.usage_location),
             "employeeid" => os(bs(&u.employee_id)),
@@ -517,13 +630,19 @@ impl Filterable for UserF<'_> {
             "onpremisesimmutableid" => os(u.on_prem.as_ref().map(|o| &*o.immutable_id)),
             "onpremisessamaccountname" => os(u.on_prem.as_ref().map(|o| &*o.sam_account_name)),
             "onpremisessecurityidentifier" => os(u.on_prem.as_ref().map(|o| &*o.sid)),
-            "signinactivity/lastsignindatetime" => Some(u.sign_in.map(|x| PV::T(x.last)).unwrap_or(PV::Null)),
-            "signinactivity/lastnoninteractivesignindatetime" => {
-                Some(u.sign_in.map(|x| PV::T(x.last_non_interactive)).unwrap_or(PV::Null))
+            "signinactivity/lastsignindatetime" => {
+                Some(u.sign_in.map(|x| PV::T(x.last)).unwrap_or(PV::Null))
             }
-            "signinactivity/lastsuccessfulsignindatetime" => {
-                Some(u.sign_in.map(|x| PV::T(x.last_successful)).unwrap_or(PV::Null))
-            }
+            "signinactivity/lastnoninteractivesignindatetime" => Some(
+                u.sign_in
+                    .map(|x| PV::T(x.last_non_interactive))
+                    .unwrap_or(PV::Null),
+            ),
+            "signinactivity/lastsuccessfulsignindatetime" => Some(
+                u.sign_in
+                    .map(|x| PV::T(x.last_successful))
+                    .unwrap_or(PV::Null),
+            ),
             _ => None,
         }
     }
@@ -534,7 +653,12 @@ impl Filterable for UserF<'_> {
                 .d
                 .assigned_skus(self.ui)
                 .into_iter()
-                .map(|k| vec![("skuId", PV::S(Cow::Owned(self.d.skus[k as usize].sku_id.to_string())))])
+                .map(|k| {
+                    vec![(
+                        "skuId",
+                        PV::S(Cow::Owned(self.d.skus[k as usize].sku_id.to_string())),
+                    )]
+                })
                 .collect(),
             "proxyaddresses" => u
                 .mail
@@ -563,7 +687,11 @@ impl Filterable for GroupF<'_> {
             "id" => Some(PV::S(Cow::Owned(g.id.to_string()))),
             "displayname" => s(&g.display_name),
             "description" => os(bs(&g.description)),
-            "mail" => Some(g.mail(&self.d.domain).map(|m| PV::S(Cow::Owned(m))).unwrap_or(PV::Null)),
+            "mail" => Some(
+                g.mail(&self.d.domain)
+                    .map(|m| PV::S(Cow::Owned(m)))
+                    .unwrap_or(PV::Null),
+            ),
             "mailenabled" => Some(PV::B(g.kind.mail_enabled())),
             "securityenabled" => Some(PV::B(g.kind.security_enabled())),
             "onpremisessyncenabled" => Some(if g.on_prem() { PV::B(true) } else { PV::Null }),
@@ -594,7 +722,12 @@ impl Filterable for GroupF<'_> {
             "assignedlicenses" => g
                 .licenses
                 .iter()
-                .map(|k| vec![("skuId", PV::S(Cow::Owned(self.d.skus[*k as usize].sku_id.to_string())))])
+                .map(|k| {
+                    vec![(
+                        "skuId",
+                        PV::S(Cow::Owned(self.d.skus[*k as usize].sku_id.to_string())),
+                    )]
+                })
                 .collect(),
             "proxyaddresses" => g
                 .mail(&self.d.domain)
@@ -612,7 +745,10 @@ fn lookup<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
     let mut cur = v;
     for part in path.split('/') {
         cur = match cur {
-            Value::Object(m) => m.iter().find(|(k, _)| k.eq_ignore_ascii_case(part)).map(|(_, v)| v)?,
+            Value::Object(m) => m
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(part))
+                .map(|(_, v)| v)?,
             _ => return None,
         };
     }
@@ -676,7 +812,8 @@ pub(crate) struct MemberF<'a> {
 
 impl<'a> MemberF<'a> {
     pub(crate) fn new(d: &'a Directory, m: ObjRef) -> Self {
-        let sp = (m.kind() == ObjKind::ServicePrincipal).then(|| Value::Object(sp_value(d, &d.sps[m.idx()])));
+        let sp = (m.kind() == ObjKind::ServicePrincipal)
+            .then(|| Value::Object(sp_value(d, &d.sps[m.idx()])));
         MemberF { d, m, sp }
     }
 }
@@ -684,19 +821,47 @@ impl<'a> MemberF<'a> {
 impl Filterable for MemberF<'_> {
     fn prop(&self, path: &str) -> Option<PV<'_>> {
         match self.m.kind() {
-            ObjKind::User => UserF { d: self.d, ui: self.m.idx() }.prop(path).map(owned),
-            ObjKind::Group => GroupF { d: self.d, gi: self.m.idx() }.prop(path).map(owned),
+            ObjKind::User => UserF {
+                d: self.d,
+                ui: self.m.idx(),
+            }
+            .prop(path)
+            .map(owned),
+            ObjKind::Group => GroupF {
+                d: self.d,
+                gi: self.m.idx(),
+            }
+            .prop(path)
+            .map(owned),
             ObjKind::ServicePrincipal => self.sp.as_ref().and_then(|v| JsonF(v).prop_a(path)),
         }
     }
     fn items(&self, path: &str) -> Vec<Vec<(&'static str, PV<'_>)>> {
         let conv = |v: Vec<Vec<(&'static str, PV<'_>)>>| -> Vec<Vec<(&'static str, PV<'static>)>> {
-            v.into_iter().map(|i| i.into_iter().map(|(k, p)| (k, owned(p))).collect()).collect()
+            v.into_iter()
+                .map(|i| i.into_iter().map(|(k, p)| (k, owned(p))).collect())
+                .collect()
         };
         match self.m.kind() {
-            ObjKind::User => conv(UserF { d: self.d, ui: self.m.idx() }.items(path)),
-            ObjKind::Group => conv(GroupF { d: self.d, gi: self.m.idx() }.items(path)),
-            ObjKind::ServicePrincipal => self.sp.as_ref().map(|v| JsonF(v).items_a(path)).unwrap_or_default(),
+            ObjKind::User => conv(
+                UserF {
+                    d: self.d,
+                    ui: self.m.idx(),
+                }
+                .items(path),
+            ),
+            ObjKind::Group => conv(
+                GroupF {
+                    d: self.d,
+                    gi: self.m.idx(),
+                }
+                .items(path),
+            ),
+            ObjKind::ServicePrincipal => self
+                .sp
+                .as_ref()
+                .map(|v| JsonF(v).items_a(path))
+                .unwrap_or_default(),
         }
     }
 }

@@ -10,7 +10,10 @@ use super::perms::*;
 use super::{GReq, GResult, GraphError};
 use crate::json;
 use crate::model::{Directory, ObjKind, ObjRef};
-use crate::odata::{Expr, FilterError, FilterRules, check_filter, decode_token, encode_token, eval, mentions, parse_filter};
+use crate::odata::{
+    Expr, FilterError, FilterRules, check_filter, decode_token, encode_token, eval, mentions,
+    parse_filter,
+};
 use crate::server::{State, json_response};
 
 /// `$expand` of a collection is cut here with no continuation link, as Graph does.
@@ -30,7 +33,11 @@ pub(crate) fn page_size(r: &GReq, default: usize, max: usize) -> Result<usize, G
 
 pub(crate) fn filter_error(e: FilterError, rules: &FilterRules) -> GraphError {
     match e {
-        FilterError::Syntax(m) => GraphError::new(StatusCode::BAD_REQUEST, "BadRequest", format!("Invalid filter clause: {m}")),
+        FilterError::Syntax(m) => GraphError::new(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            format!("Invalid filter clause: {m}"),
+        ),
         FilterError::NeedsAdvanced(op) => GraphError::unsupported_query(format!(
             "Operator '{op}' is not supported because the required parameters might be missing. Try adding $count=true query parameter and ConsistencyLevel:eventual header. Refer to https://aka.ms/graph-docs/advanced-queries for more information"
         )),
@@ -93,7 +100,11 @@ fn search_matches(f: &dyn crate::odata::Filterable, clauses: &[(String, String)]
 }
 
 /// `$orderby`, with Graph's default-mode restrictions.
-fn prep_orderby(r: &GReq, default_ok: &[&str], has_filter: bool) -> Result<Option<(String, bool)>, GraphError> {
+fn prep_orderby(
+    r: &GReq,
+    default_ok: &[&str],
+    has_filter: bool,
+) -> Result<Option<(String, bool)>, GraphError> {
     let Some(o) = r.param("orderby") else {
         return Ok(None);
     };
@@ -102,7 +113,9 @@ fn prep_orderby(r: &GReq, default_ok: &[&str], has_filter: bool) -> Result<Optio
     let desc = parts.next().is_some_and(|d| d.eq_ignore_ascii_case("desc"));
     let ok_default = default_ok.iter().any(|p| p.eq_ignore_ascii_case(&prop));
     if !r.advanced() && (has_filter || !ok_default) {
-        return Err(GraphError::unsupported_query("Sorting not supported for current query."));
+        return Err(GraphError::unsupported_query(
+            "Sorting not supported for current query.",
+        ));
     }
     Ok(Some((prop, desc)))
 }
@@ -123,7 +136,11 @@ pub(crate) fn page_indices(
 ) -> Result<Page, GraphError> {
     let cursor = match r.param("skiptoken") {
         None => None,
-        Some(t) => Some(decode_token(kind, t).filter(|f| f.len() == 2).ok_or_else(bad_token)?),
+        Some(t) => Some(
+            decode_token(kind, t)
+                .filter(|f| f.len() == 2)
+                .ok_or_else(bad_token)?,
+        ),
     };
     let mut items = Vec::with_capacity(top.min(n));
     let mut next = None;
@@ -158,7 +175,13 @@ pub(crate) fn page_indices(
     Ok(Page { items, next })
 }
 
-pub(crate) fn collection_body(r: &GReq, ctx: &str, count: Option<usize>, next: Option<String>, items: &[u8]) -> Vec<u8> {
+pub(crate) fn collection_body(
+    r: &GReq,
+    ctx: &str,
+    count: Option<usize>,
+    next: Option<String>,
+    items: &[u8],
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(items.len() + 256);
     out.extend_from_slice(b"{\"@odata.context\":");
     json::str(&mut out, &r.context(ctx));
@@ -227,9 +250,22 @@ fn write_user_full(out: &mut Vec<u8>, d: &Directory, ui: usize, mask: u64, manag
             out.push(b',');
         }
         out.extend_from_slice(b"\"manager\":");
-        match d.users[ui].manager.map(|m| m as usize).filter(|&m| d.users[m].deleted.is_none()) {
+        match d.users[ui]
+            .manager
+            .map(|m| m as usize)
+            .filter(|&m| d.users[m].deleted.is_none())
+        {
             Some(m) => {
-                let mm = mask_names(USER_PROPS, &["id", "displayName", "mail", "userPrincipalName", "employeeId"]);
+                let mm = mask_names(
+                    USER_PROPS,
+                    &[
+                        "id",
+                        "displayName",
+                        "mail",
+                        "userPrincipalName",
+                        "employeeId",
+                    ],
+                );
                 write_user(out, d, m, mm, true);
             }
             None => out.extend_from_slice(b"null"),
@@ -249,7 +285,10 @@ pub(crate) fn list_users(st: &State, r: &GReq) -> GResult {
     r.require(USER_READ)?;
     let mask = user_select(r)?;
     let filter = prep_filter(r, &USER_RULES)?;
-    let sign_in = mask & (1 << U_SIGNIN) != 0 || filter.as_ref().is_some_and(|f| mentions(f, "signInActivity"));
+    let sign_in = mask & (1 << U_SIGNIN) != 0
+        || filter
+            .as_ref()
+            .is_some_and(|f| mentions(f, "signInActivity"));
     if sign_in {
         check_sign_in(st, r)?;
     }
@@ -259,14 +298,23 @@ pub(crate) fn list_users(st: &State, r: &GReq) -> GResult {
     // Graph caps pages at 500 when sign-in activity is involved.
     let top = page_size(r, 100, if sign_in { 500 } else { 999 })?;
     // Known quirk: filtering on assignedLicenses without advanced parameters breaks on the next link.
-    if r.param("skiptoken").is_some() && filter.as_ref().is_some_and(|f| mentions(f, "assignedLicenses")) && !r.advanced() {
+    if r.param("skiptoken").is_some()
+        && filter
+            .as_ref()
+            .is_some_and(|f| mentions(f, "assignedLicenses"))
+        && !r.advanced()
+    {
         return Err(bad_token());
     }
     let d = st.read();
     let matches = |i: usize| {
         d.users[i].deleted.is_none()
-            && filter.as_ref().is_none_or(|f| eval(f, &UserF { d: &d, ui: i }))
-            && search.as_ref().is_none_or(|s| search_matches(&UserF { d: &d, ui: i }, s))
+            && filter
+                .as_ref()
+                .is_none_or(|f| eval(f, &UserF { d: &d, ui: i }))
+            && search
+                .as_ref()
+                .is_none_or(|s| search_matches(&UserF { d: &d, ui: i }, s))
     };
     let key = |i: usize, prop: &str| -> String {
         let u = &d.users[i];
@@ -284,8 +332,18 @@ pub(crate) fn list_users(st: &State, r: &GReq) -> GResult {
             if desc { o.reverse() } else { o }
         }
     });
-    let page = page_indices(r, "users", d.users.len(), &matches, sorter.as_ref().map(|f| f as &dyn Fn(usize, usize) -> Ordering), top)?;
-    let count = (r.advanced() && r.param("skiptoken").is_none()).then(|| (0..d.users.len()).filter(|&i| matches(i)).count());
+    let page = page_indices(
+        r,
+        "users",
+        d.users.len(),
+        &matches,
+        sorter
+            .as_ref()
+            .map(|f| f as &dyn Fn(usize, usize) -> Ordering),
+        top,
+    )?;
+    let count = (r.advanced() && r.param("skiptoken").is_none())
+        .then(|| (0..d.users.len()).filter(|&i| matches(i)).count());
     let mut items = Vec::with_capacity(page.items.len() * 400);
     for (k, &i) in page.items.iter().enumerate() {
         if k > 0 {
@@ -318,7 +376,11 @@ pub(crate) fn manager(st: &State, r: &GReq, id: &str) -> GResult {
     r.require(USER_READ)?;
     let d = st.read();
     let ui = d.find_user(id).ok_or_else(|| GraphError::not_found(id))?;
-    match d.users[ui].manager.map(|m| m as usize).filter(|&m| d.users[m].deleted.is_none()) {
+    match d.users[ui]
+        .manager
+        .map(|m| m as usize)
+        .filter(|&m| d.users[m].deleted.is_none())
+    {
         Some(m) => {
             let mut obj = Vec::new();
             write_user(&mut obj, &d, m, user_default(r.ver), true);
@@ -335,20 +397,28 @@ pub(crate) fn count(st: &State, r: &GReq, what: &str) -> GResult {
         _ => r.require(SP_READ)?,
     }
     if !r.eventual() {
-        return Err(GraphError::bad_request("$count is not currently supported."));
+        return Err(GraphError::bad_request(
+            "$count is not currently supported.",
+        ));
     }
     let d = st.read();
     let n = match what {
         "users" => {
             let f = prep_filter(r, &USER_RULES)?;
             (0..d.users.len())
-                .filter(|&i| d.users[i].deleted.is_none() && f.as_ref().is_none_or(|f| eval(f, &UserF { d: &d, ui: i })))
+                .filter(|&i| {
+                    d.users[i].deleted.is_none()
+                        && f.as_ref().is_none_or(|f| eval(f, &UserF { d: &d, ui: i }))
+                })
                 .count()
         }
         "groups" => {
             let f = prep_filter(r, &GROUP_RULES)?;
             (0..d.groups.len())
-                .filter(|&i| d.groups[i].deleted.is_none() && f.as_ref().is_none_or(|f| eval(f, &GroupF { d: &d, gi: i })))
+                .filter(|&i| {
+                    d.groups[i].deleted.is_none()
+                        && f.as_ref().is_none_or(|f| eval(f, &GroupF { d: &d, gi: i }))
+                })
                 .count()
         }
         _ => {
@@ -356,7 +426,10 @@ pub(crate) fn count(st: &State, r: &GReq, what: &str) -> GResult {
             d.sps
                 .iter()
                 .filter(|s| s.deleted.is_none())
-                .filter(|s| f.as_ref().is_none_or(|f| eval(f, &JsonF(&Value::Object(sp_value(&d, s))))))
+                .filter(|s| {
+                    f.as_ref()
+                        .is_none_or(|f| eval(f, &JsonF(&Value::Object(sp_value(&d, s)))))
+                })
                 .count()
         }
     };
@@ -393,23 +466,34 @@ fn write_links_inline(out: &mut Vec<u8>, d: &Directory, key: &str, links: &[ObjR
     out.extend_from_slice(key.as_bytes());
     out.extend_from_slice(b"\":[");
     let sel = MixedSelect {
-        user: mask_names(USER_PROPS, &["id", "displayName", "userPrincipalName", "mail"]),
+        user: mask_names(
+            USER_PROPS,
+            &["id", "displayName", "userPrincipalName", "mail"],
+        ),
         group: mask_names(GROUP_PROPS, &["id", "displayName", "mail"]),
-        sp: Some(vec!["id".into(), "displayName".into(), "appId".into(), "servicePrincipalType".into()]),
+        sp: Some(vec![
+            "id".into(),
+            "displayName".into(),
+            "appId".into(),
+            "servicePrincipalType".into(),
+        ]),
     };
-    let mut n = 0;
-    for &m in links.iter().filter(|m| visible_link(d, r, **m)).take(EXPAND_LIMIT) {
+    for (n, &m) in links
+        .iter()
+        .filter(|m| visible_link(d, r, **m))
+        .take(EXPAND_LIMIT)
+        .enumerate()
+    {
         if n > 0 {
             out.push(b',');
         }
         write_member(out, d, m, &sel);
-        n += 1;
     }
     out.extend_from_slice(b"]}");
 }
 
 fn visible_link(d: &Directory, r: &GReq, m: ObjRef) -> bool {
-    !d.is_deleted(m) && !(r.ver == super::Ver::V1 && m.kind() == ObjKind::ServicePrincipal)
+    !d.is_deleted(m) && (r.ver != super::Ver::V1 || m.kind() != ObjKind::ServicePrincipal)
 }
 
 pub(crate) fn list_groups(st: &State, r: &GReq) -> GResult {
@@ -423,8 +507,12 @@ pub(crate) fn list_groups(st: &State, r: &GReq) -> GResult {
     let d = st.read();
     let matches = |i: usize| {
         d.groups[i].deleted.is_none()
-            && filter.as_ref().is_none_or(|f| eval(f, &GroupF { d: &d, gi: i }))
-            && search.as_ref().is_none_or(|s| search_matches(&GroupF { d: &d, gi: i }, s))
+            && filter
+                .as_ref()
+                .is_none_or(|f| eval(f, &GroupF { d: &d, gi: i }))
+            && search
+                .as_ref()
+                .is_none_or(|s| search_matches(&GroupF { d: &d, gi: i }, s))
     };
     let sorter = order.as_ref().map(|(_, desc)| {
         let desc = *desc;
@@ -438,8 +526,18 @@ pub(crate) fn list_groups(st: &State, r: &GReq) -> GResult {
             if desc { o.reverse() } else { o }
         }
     });
-    let page = page_indices(r, "groups", d.groups.len(), &matches, sorter.as_ref().map(|f| f as &dyn Fn(usize, usize) -> Ordering), top)?;
-    let count = (r.advanced() && r.param("skiptoken").is_none()).then(|| (0..d.groups.len()).filter(|&i| matches(i)).count());
+    let page = page_indices(
+        r,
+        "groups",
+        d.groups.len(),
+        &matches,
+        sorter
+            .as_ref()
+            .map(|f| f as &dyn Fn(usize, usize) -> Ordering),
+        top,
+    )?;
+    let count = (r.advanced() && r.param("skiptoken").is_none())
+        .then(|| (0..d.groups.len()).filter(|&i| matches(i)).count());
     let mut items = Vec::new();
     for (k, &i) in page.items.iter().enumerate() {
         if k > 0 {
@@ -447,7 +545,11 @@ pub(crate) fn list_groups(st: &State, r: &GReq) -> GResult {
         }
         write_group(&mut items, &d, i, mask, false);
         if let Some(rel) = &expand {
-            let links = if rel == "members" { &d.groups[i].members } else { &d.groups[i].owners };
+            let links = if rel == "members" {
+                &d.groups[i].members
+            } else {
+                &d.groups[i].owners
+            };
             write_links_inline(&mut items, &d, rel, links, r);
         }
     }
@@ -467,16 +569,29 @@ pub(crate) fn get_group(st: &State, r: &GReq, id: &str) -> GResult {
     let mut obj = Vec::new();
     write_group(&mut obj, &d, gi, mask, false);
     if let Some(rel) = &expand {
-        let links = if rel == "members" { &d.groups[gi].members } else { &d.groups[gi].owners };
+        let links = if rel == "members" {
+            &d.groups[gi].members
+        } else {
+            &d.groups[gi].owners
+        };
         write_links_inline(&mut obj, &d, rel, links, r);
     }
     ok(entity_body(r, "groups/$entity", &obj))
 }
 
-fn links_of<'a>(d: &'a Directory, parent: &str, id: &str, rel: &str) -> Result<&'a [ObjRef], GraphError> {
+fn links_of<'a>(
+    d: &'a Directory,
+    parent: &str,
+    id: &str,
+    rel: &str,
+) -> Result<&'a [ObjRef], GraphError> {
     if parent == "groups" {
         let gi = d.find_group(id).ok_or_else(|| GraphError::not_found(id))?;
-        Ok(if rel == "members" { &d.groups[gi].members } else { &d.groups[gi].owners })
+        Ok(if rel == "members" {
+            &d.groups[gi].members
+        } else {
+            &d.groups[gi].owners
+        })
     } else {
         let si = d.find_sp(id).ok_or_else(|| GraphError::not_found(id))?;
         Ok(&d.sps[si].owners)
@@ -494,8 +609,19 @@ fn cast_kind(cast: Option<&str>) -> Result<Option<ObjKind>, GraphError> {
 }
 
 /// `GET /groups/{id}/members` (and owners, and `/servicePrincipals/{id}/owners`), paged by object order.
-pub(crate) fn list_links(st: &State, r: &GReq, parent: &str, id: &str, rel: &str, cast: Option<&str>) -> GResult {
-    r.require(if parent == "groups" { GROUP_READ } else { SP_READ })?;
+pub(crate) fn list_links(
+    st: &State,
+    r: &GReq,
+    parent: &str,
+    id: &str,
+    rel: &str,
+    cast: Option<&str>,
+) -> GResult {
+    r.require(if parent == "groups" {
+        GROUP_READ
+    } else {
+        SP_READ
+    })?;
     let kind = cast_kind(cast)?;
     let sel = mixed_select(r)?;
     let filter = prep_filter(r, &MEMBER_RULES)?;
@@ -506,7 +632,9 @@ pub(crate) fn list_links(st: &State, r: &GReq, parent: &str, id: &str, rel: &str
     let start = match r.param("skiptoken") {
         None => 0,
         Some(t) => {
-            let f = decode_token(rel, t).filter(|f| f.len() == 1).ok_or_else(bad_token)?;
+            let f = decode_token(rel, t)
+                .filter(|f| f.len() == 1)
+                .ok_or_else(bad_token)?;
             let after = f[0] as u32;
             links.partition_point(|m| m.raw() <= after)
         }
@@ -516,7 +644,8 @@ pub(crate) fn list_links(st: &State, r: &GReq, parent: &str, id: &str, rel: &str
             && kind.is_none_or(|k| m.kind() == k)
             && (filter.is_none() && search.is_none() || {
                 let f = MemberF::new(&d, m);
-                filter.as_ref().is_none_or(|e| eval(e, &f)) && search.as_ref().is_none_or(|s| search_matches(&f, s))
+                filter.as_ref().is_none_or(|e| eval(e, &f))
+                    && search.as_ref().is_none_or(|s| search_matches(&f, s))
             })
     };
     let mut items = Vec::with_capacity(top * 200);
@@ -538,7 +667,8 @@ pub(crate) fn list_links(st: &State, r: &GReq, parent: &str, id: &str, rel: &str
             break;
         }
     }
-    let count = (r.advanced() && r.param("skiptoken").is_none()).then(|| links.iter().filter(|m| matches(**m)).count());
+    let count = (r.advanced() && r.param("skiptoken").is_none())
+        .then(|| links.iter().filter(|m| matches(**m)).count());
     let ctx = match kind {
         Some(ObjKind::User) => "users",
         Some(ObjKind::Group) => "groups",
@@ -551,11 +681,15 @@ pub(crate) fn list_links(st: &State, r: &GReq, parent: &str, id: &str, rel: &str
 pub(crate) fn count_links(st: &State, r: &GReq, parent: &str, id: &str, rel: &str) -> GResult {
     r.require(GROUP_READ)?;
     if !r.eventual() {
-        return Err(GraphError::bad_request("$count is not currently supported."));
+        return Err(GraphError::bad_request(
+            "$count is not currently supported.",
+        ));
     }
     let d = st.read();
     let links = links_of(&d, parent, id, rel)?;
-    Ok(text(links.iter().filter(|m| visible_link(&d, r, **m)).count()))
+    Ok(text(
+        links.iter().filter(|m| visible_link(&d, r, **m)).count(),
+    ))
 }
 
 pub(crate) fn member_of(st: &State, r: &GReq, id: &str) -> GResult {
@@ -564,7 +698,8 @@ pub(crate) fn member_of(st: &State, r: &GReq, id: &str) -> GResult {
     let d = st.read();
     let ui = d.find_user(id).ok_or_else(|| GraphError::not_found(id))?;
     let me = ObjRef::user(ui);
-    let matches = |g: usize| d.groups[g].deleted.is_none() && d.groups[g].members.binary_search(&me).is_ok();
+    let matches =
+        |g: usize| d.groups[g].deleted.is_none() && d.groups[g].members.binary_search(&me).is_ok();
     let page = page_indices(r, "memberOf", d.groups.len(), &matches, None, top)?;
     let mask = group_select(r)?;
     let mut items = Vec::new();
@@ -574,15 +709,20 @@ pub(crate) fn member_of(st: &State, r: &GReq, id: &str) -> GResult {
         }
         write_group(&mut items, &d, g, mask, true);
     }
-    ok(collection_body(r, "directoryObjects", None, page.next, &items))
+    ok(collection_body(
+        r,
+        "directoryObjects",
+        None,
+        page.next,
+        &items,
+    ))
 }
 
 fn sp_select(r: &GReq) -> Result<Option<Vec<String>>, GraphError> {
     let names = select_names(r);
     if let Some(ns) = &names {
-        let known = sp_props();
         for n in ns {
-            if !known.iter().any(|k| k.eq_ignore_ascii_case(n)) {
+            if !SP_PROPS.iter().any(|k| k.eq_ignore_ascii_case(n)) {
                 return Err(GraphError::bad_request(format!(
                     "Could not find a property named '{n}' on type 'microsoft.graph.servicePrincipal'."
                 )));
@@ -592,7 +732,11 @@ fn sp_select(r: &GReq) -> Result<Option<Vec<String>>, GraphError> {
     Ok(names)
 }
 
-pub(crate) fn assignment_value(d: &Directory, sp: usize, a: &crate::model::AppRoleAssignment) -> Value {
+pub(crate) fn assignment_value(
+    d: &Directory,
+    sp: usize,
+    a: &crate::model::AppRoleAssignment,
+) -> Value {
     json!({
         "id": a.id,
         "deletedDateTime": null,
@@ -623,7 +767,8 @@ pub(crate) fn list_sps(st: &State, r: &GReq) -> GResult {
         Some(v) => filter.as_ref().is_none_or(|f| eval(f, &JsonF(v))),
     };
     let page = page_indices(r, "servicePrincipals", d.sps.len(), &matches, None, top)?;
-    let count = (r.advanced() && r.param("skiptoken").is_none()).then(|| (0..d.sps.len()).filter(|&i| matches(i)).count());
+    let count = (r.advanced() && r.param("skiptoken").is_none())
+        .then(|| (0..d.sps.len()).filter(|&i| matches(i)).count());
     let mut items = Vec::new();
     for (k, &i) in page.items.iter().enumerate() {
         if k > 0 {
@@ -651,7 +796,13 @@ pub(crate) fn list_sps(st: &State, r: &GReq) -> GResult {
         }
         items.extend_from_slice(Value::Object(m).to_string().as_bytes());
     }
-    ok(collection_body(r, "servicePrincipals", count, page.next, &items))
+    ok(collection_body(
+        r,
+        "servicePrincipals",
+        count,
+        page.next,
+        &items,
+    ))
 }
 
 pub(crate) fn get_sp(st: &State, r: &GReq, id: &str) -> GResult {
@@ -660,7 +811,10 @@ pub(crate) fn get_sp(st: &State, r: &GReq, id: &str) -> GResult {
     let d = st.read();
     let si = d.find_sp(id).ok_or_else(|| GraphError::not_found(id))?;
     let mut m = Map::new();
-    m.insert("@odata.context".into(), json!(r.context("servicePrincipals/$entity")));
+    m.insert(
+        "@odata.context".into(),
+        json!(r.context("servicePrincipals/$entity")),
+    );
     m.extend(filter_map(sp_value(&d, &d.sps[si]), select.as_deref()));
     ok(Value::Object(m).to_string().into_bytes())
 }
@@ -671,7 +825,13 @@ pub(crate) fn list_assigned_to(st: &State, r: &GReq, id: &str) -> GResult {
         r,
         &FilterRules {
             resource: "AppRoleAssignment",
-            default: &["principalId", "appRoleId", "principalType", "resourceId", "id"],
+            default: &[
+                "principalId",
+                "appRoleId",
+                "principalType",
+                "resourceId",
+                "id",
+            ],
             advanced: &["principalDisplayName", "createdDateTime"],
         },
     )?;
@@ -681,7 +841,10 @@ pub(crate) fn list_assigned_to(st: &State, r: &GReq, id: &str) -> GResult {
     let si = d.find_sp(id).ok_or_else(|| GraphError::not_found(id))?;
     let list = &d.sps[si].assigned_to;
     let values: Vec<Value> = list.iter().map(|a| assignment_value(&d, si, a)).collect();
-    let matches = |i: usize| !d.is_deleted(list[i].principal) && filter.as_ref().is_none_or(|f| eval(f, &JsonF(&values[i])));
+    let matches = |i: usize| {
+        !d.is_deleted(list[i].principal)
+            && filter.as_ref().is_none_or(|f| eval(f, &JsonF(&values[i])))
+    };
     let page = page_indices(r, "appRoleAssignedTo", list.len(), &matches, None, top)?;
     let mut items = Vec::new();
     for (k, &i) in page.items.iter().enumerate() {
@@ -694,12 +857,21 @@ pub(crate) fn list_assigned_to(st: &State, r: &GReq, id: &str) -> GResult {
         };
         items.extend_from_slice(Value::Object(m).to_string().as_bytes());
     }
-    ok(collection_body(r, &format!("servicePrincipals('{id}')/appRoleAssignedTo"), None, page.next, &items))
+    ok(collection_body(
+        r,
+        &format!("servicePrincipals('{id}')/appRoleAssignedTo"),
+        None,
+        page.next,
+        &items,
+    ))
 }
 
 pub(crate) fn get_directory_object(st: &State, r: &GReq, id: &str) -> GResult {
     let d = st.read();
-    let obj = uuid::Uuid::parse_str(id).ok().and_then(|u| d.lookup(&u)).ok_or_else(|| GraphError::not_found(id))?;
+    let obj = uuid::Uuid::parse_str(id)
+        .ok()
+        .and_then(|u| d.lookup(&u))
+        .ok_or_else(|| GraphError::not_found(id))?;
     match obj.kind() {
         ObjKind::User => r.require(USER_READ)?,
         ObjKind::Group => r.require(GROUP_READ)?,
@@ -709,4 +881,60 @@ pub(crate) fn get_directory_object(st: &State, r: &GReq, id: &str) -> GResult {
     let mut out = Vec::new();
     write_member(&mut out, &d, obj, &sel);
     ok(entity_body(r, "directoryObjects/$entity", &out))
+}
+
+/// `GET /groups/{id}/transitiveMembers`: members of nested groups too, each object once.
+pub(crate) fn transitive_members(st: &State, r: &GReq, id: &str) -> GResult {
+    r.require(GROUP_READ)?;
+    let sel = mixed_select(r)?;
+    let top = page_size(r, 100, 999)?;
+    let d = st.read();
+    let gi = d.find_group(id).ok_or_else(|| GraphError::not_found(id))?;
+    let mut seen_groups = vec![gi];
+    let mut queue = vec![gi];
+    let mut all: Vec<ObjRef> = Vec::new();
+    while let Some(g) = queue.pop() {
+        for &m in &d.groups[g].members {
+            if !visible_link(&d, r, m) {
+                continue;
+            }
+            all.push(m);
+            if m.kind() == ObjKind::Group && !seen_groups.contains(&m.idx()) {
+                seen_groups.push(m.idx());
+                queue.push(m.idx());
+            }
+        }
+    }
+    all.sort();
+    all.dedup();
+    let page = page_indices(r, "transitiveMembers", all.len(), &|_| true, None, top)?;
+    let mut items = Vec::new();
+    for (k, &i) in page.items.iter().enumerate() {
+        if k > 0 {
+            items.push(b',');
+        }
+        write_member(&mut items, &d, all[i], &sel);
+    }
+    ok(collection_body(r, "directoryObjects", None, page.next, &items))
+}
+
+/// `GET /users/{id}/appRoleAssignments`: the app roles a user holds directly.
+pub(crate) fn user_app_role_assignments(st: &State, r: &GReq, id: &str) -> GResult {
+    r.require(USER_READ)?;
+    let d = st.read();
+    let ui = d.find_user(id).ok_or_else(|| GraphError::not_found(id))?;
+    let me = ObjRef::user(ui);
+    let mut items = Vec::new();
+    for (si, sp) in d.sps.iter().enumerate() {
+        if sp.deleted.is_some() {
+            continue;
+        }
+        for a in sp.assigned_to.iter().filter(|a| a.principal == me) {
+            if !items.is_empty() {
+                items.push(b',');
+            }
+            items.extend_from_slice(assignment_value(&d, si, a).to_string().as_bytes());
+        }
+    }
+    ok(collection_body(r, &format!("users('{id}')/appRoleAssignments"), None, None, &items))
 }

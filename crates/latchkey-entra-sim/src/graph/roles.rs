@@ -9,7 +9,9 @@ use super::perms::*;
 use super::read::{collection_body, ok, page_indices, page_size, prep_filter};
 use super::{GReq, GResult, GraphError, no_content};
 use crate::json::{fmt_ts, now, parse_ts};
-use crate::model::{Directory, Eligibility, ObjRef, RoleAssignment, ScheduleRequest, role_assignment_id};
+use crate::model::{
+    Directory, Eligibility, ObjRef, RoleAssignment, ScheduleRequest, role_assignment_id,
+};
 use crate::odata::{FilterRules, eval};
 use crate::server::{State, json_response};
 
@@ -31,12 +33,21 @@ pub(crate) fn directory_roles(st: &State, r: &GReq) -> GResult {
     r.require(ROLE_READ)?;
     let d = st.read();
     // directoryRoles lists activated roles and does not page.
-    let items: Vec<Value> = (0..d.roles.len()).map(|i| directory_role_json(&d, i)).collect();
-    ok(json!({"@odata.context": r.context("directoryRoles"), "value": items}).to_string().into_bytes())
+    let items: Vec<Value> = (0..d.roles.len())
+        .map(|i| directory_role_json(&d, i))
+        .collect();
+    ok(
+        json!({"@odata.context": r.context("directoryRoles"), "value": items})
+            .to_string()
+            .into_bytes(),
+    )
 }
 
 fn find_directory_role(d: &Directory, id: &str) -> Option<usize> {
-    if let Some(t) = id.strip_prefix("(roleTemplateId='").and_then(|s| s.strip_suffix("')")) {
+    if let Some(t) = id
+        .strip_prefix("(roleTemplateId='")
+        .and_then(|s| s.strip_suffix("')"))
+    {
         let t = Uuid::parse_str(t).ok()?;
         return d.roles.iter().position(|r| r.id == t);
     }
@@ -59,7 +70,11 @@ pub(crate) fn directory_role_members(st: &State, r: &GReq, id: &str) -> GResult 
     let d = st.read();
     let i = find_directory_role(&d, id).ok_or_else(|| GraphError::not_found(id))?;
     let t = now();
-    let mut members: Vec<ObjRef> = d.active_assignments(t).filter(|a| a.role as usize == i).map(|a| a.principal).collect();
+    let mut members: Vec<ObjRef> = d
+        .active_assignments(t)
+        .filter(|a| a.role as usize == i)
+        .map(|a| a.principal)
+        .collect();
     members.sort();
     members.dedup();
     let mut items = Vec::new();
@@ -166,12 +181,28 @@ fn request_json(d: &Directory, q: &ScheduleRequest, r: &GReq) -> Value {
 
 const SCHEDULE_RULES: FilterRules = FilterRules {
     resource: "UnifiedRoleSchedule",
-    default: &["principalId", "roleDefinitionId", "directoryScopeId", "id", "status", "memberType", "assignmentType", "action"],
+    default: &[
+        "principalId",
+        "roleDefinitionId",
+        "directoryScopeId",
+        "id",
+        "status",
+        "memberType",
+        "assignmentType",
+        "action",
+    ],
     advanced: &[],
 };
 
 /// A JSON collection with `$filter`, `$select` and paging by position.
-fn json_collection(r: &GReq, kind: &str, ctx: &str, values: Vec<Value>, rules: &FilterRules, default_top: usize) -> GResult {
+fn json_collection(
+    r: &GReq,
+    kind: &str,
+    ctx: &str,
+    values: Vec<Value>,
+    rules: &FilterRules,
+    default_top: usize,
+) -> GResult {
     let filter = prep_filter(r, rules)?;
     let select = select_names(r);
     let top = page_size(r, default_top, 999)?;
@@ -203,10 +234,24 @@ pub(crate) fn role_management(st: &State, r: &GReq, rest: &[&str]) -> GResult {
             let values = (0..d.roles.len()).map(|i| role_json(&d, i)).collect();
             let rules = FilterRules {
                 resource: "UnifiedRoleDefinition",
-                default: &["id", "displayName", "templateId", "isBuiltIn", "isEnabled", "isPrivileged"],
+                default: &[
+                    "id",
+                    "displayName",
+                    "templateId",
+                    "isBuiltIn",
+                    "isEnabled",
+                    "isPrivileged",
+                ],
                 advanced: &[],
             };
-            json_collection(r, "roleDefinitions", &ctx("roleDefinitions"), values, &rules, 100)
+            json_collection(
+                r,
+                "roleDefinitions",
+                &ctx("roleDefinitions"),
+                values,
+                &rules,
+                100,
+            )
         }
         ["roleDefinitions", id] if get => {
             r.require(ROLE_READ)?;
@@ -218,15 +263,30 @@ pub(crate) fn role_management(st: &State, r: &GReq, rest: &[&str]) -> GResult {
         }
         ["roleAssignments"] if get => {
             r.require(ROLE_READ)?;
-            let expand = r.param("expand").is_some_and(|e| e.trim().eq_ignore_ascii_case("principal"));
+            let expand = r
+                .param("expand")
+                .is_some_and(|e| e.trim().eq_ignore_ascii_case("principal"));
             let d = st.read();
-            let values = d.active_assignments(now()).map(|a| assignment_json(&d, a, expand)).collect();
-            json_collection(r, "roleAssignments", &ctx("roleAssignments"), values, &SCHEDULE_RULES, 100)
+            let values = d
+                .active_assignments(now())
+                .map(|a| assignment_json(&d, a, expand))
+                .collect();
+            json_collection(
+                r,
+                "roleAssignments",
+                &ctx("roleAssignments"),
+                values,
+                &SCHEDULE_RULES,
+                100,
+            )
         }
         ["roleAssignments", id] if get => {
             r.require(ROLE_READ)?;
             let d = st.read();
-            let a = d.active_assignments(now()).find(|a| a.id == *id).ok_or_else(|| GraphError::not_found(id))?;
+            let a = d
+                .active_assignments(now())
+                .find(|a| a.id == *id)
+                .ok_or_else(|| GraphError::not_found(id))?;
             let mut v = assignment_json(&d, a, false);
             v["@odata.context"] = json!(r.context(&ctx("roleAssignments/$entity")));
             ok(v.to_string().into_bytes())
@@ -243,7 +303,10 @@ pub(crate) fn role_management(st: &State, r: &GReq, rest: &[&str]) -> GResult {
                 .ok_or_else(|| GraphError::not_found(id))?;
             let a = d.role_assignments.remove(pos);
             let targets = vec![d.target(a.principal)];
-            let act = format!("Remove member from role ({})", d.roles[a.role as usize].display_name);
+            let act = format!(
+                "Remove member from role ({})",
+                d.roles[a.role as usize].display_name
+            );
             d.audit("RoleManagement", &act, "Unassign", r.actor(), targets);
             Ok(no_content())
         }
@@ -251,36 +314,84 @@ pub(crate) fn role_management(st: &State, r: &GReq, rest: &[&str]) -> GResult {
             r.require(PIM_ELIGIBILITY_READ)?;
             require_p2(st)?;
             let d = st.read();
-            let values = d.active_eligibilities(now()).map(|e| eligibility_json(&d, e)).collect();
-            json_collection(r, "roleEligibilitySchedules", &ctx("roleEligibilitySchedules"), values, &SCHEDULE_RULES, 100)
+            let values = d
+                .active_eligibilities(now())
+                .map(|e| eligibility_json(&d, e))
+                .collect();
+            json_collection(
+                r,
+                "roleEligibilitySchedules",
+                &ctx("roleEligibilitySchedules"),
+                values,
+                &SCHEDULE_RULES,
+                100,
+            )
         }
         ["roleEligibilityScheduleInstances"] if get => {
             r.require(PIM_ELIGIBILITY_READ)?;
             require_p2(st)?;
             let d = st.read();
-            let values = d.active_eligibilities(now()).map(|e| eligibility_instance_json(&d, e)).collect();
-            json_collection(r, "roleEligibilityScheduleInstances", &ctx("roleEligibilityScheduleInstances"), values, &SCHEDULE_RULES, 100)
+            let values = d
+                .active_eligibilities(now())
+                .map(|e| eligibility_instance_json(&d, e))
+                .collect();
+            json_collection(
+                r,
+                "roleEligibilityScheduleInstances",
+                &ctx("roleEligibilityScheduleInstances"),
+                values,
+                &SCHEDULE_RULES,
+                100,
+            )
         }
         ["roleAssignmentSchedules"] if get => {
             r.require(PIM_ASSIGNMENT_READ)?;
             require_p2(st)?;
             let d = st.read();
-            let values = d.active_assignments(now()).map(|a| assignment_schedule_json(&d, a, false)).collect();
-            json_collection(r, "roleAssignmentSchedules", &ctx("roleAssignmentSchedules"), values, &SCHEDULE_RULES, 100)
+            let values = d
+                .active_assignments(now())
+                .map(|a| assignment_schedule_json(&d, a, false))
+                .collect();
+            json_collection(
+                r,
+                "roleAssignmentSchedules",
+                &ctx("roleAssignmentSchedules"),
+                values,
+                &SCHEDULE_RULES,
+                100,
+            )
         }
         ["roleAssignmentScheduleInstances"] if get => {
             r.require(PIM_ASSIGNMENT_READ)?;
             require_p2(st)?;
             let d = st.read();
-            let values = d.active_assignments(now()).map(|a| assignment_schedule_json(&d, a, true)).collect();
-            json_collection(r, "roleAssignmentScheduleInstances", &ctx("roleAssignmentScheduleInstances"), values, &SCHEDULE_RULES, 100)
+            let values = d
+                .active_assignments(now())
+                .map(|a| assignment_schedule_json(&d, a, true))
+                .collect();
+            json_collection(
+                r,
+                "roleAssignmentScheduleInstances",
+                &ctx("roleAssignmentScheduleInstances"),
+                values,
+                &SCHEDULE_RULES,
+                100,
+            )
         }
         [kind @ ("roleAssignmentScheduleRequests" | "roleEligibilityScheduleRequests")] if get => {
             let eligibility = *kind == "roleEligibilityScheduleRequests";
-            r.require(if eligibility { PIM_ELIGIBILITY_READ } else { PIM_ASSIGNMENT_READ })?;
+            r.require(if eligibility {
+                PIM_ELIGIBILITY_READ
+            } else {
+                PIM_ASSIGNMENT_READ
+            })?;
             require_p2(st)?;
             let d = st.read();
-            let list = if eligibility { &d.eligibility_requests } else { &d.assignment_requests };
+            let list = if eligibility {
+                &d.eligibility_requests
+            } else {
+                &d.assignment_requests
+            };
             let values = list.iter().map(|q| request_json(&d, q, r)).collect();
             json_collection(r, kind, &ctx(kind), values, &SCHEDULE_RULES, 100)
         }
@@ -296,7 +407,11 @@ fn body_uuid(body: &Value, k: &str, resource: &str) -> Result<Uuid, GraphError> 
     body.get(k)
         .and_then(Value::as_str)
         .and_then(|s| Uuid::parse_str(s).ok())
-        .ok_or_else(|| GraphError::bad_request(format!("Invalid value specified for property '{k}' of resource '{resource}'.")))
+        .ok_or_else(|| {
+            GraphError::bad_request(format!(
+                "Invalid value specified for property '{k}' of resource '{resource}'."
+            ))
+        })
 }
 
 fn create_role_assignment(st: &State, r: &GReq) -> GResult {
@@ -304,21 +419,38 @@ fn create_role_assignment(st: &State, r: &GReq) -> GResult {
     let body = r.json_body()?;
     let role_id = body_uuid(&body, "roleDefinitionId", "UnifiedRoleAssignment")?;
     let principal_id = body_uuid(&body, "principalId", "UnifiedRoleAssignment")?;
-    let scope = body.get("directoryScopeId").and_then(Value::as_str).unwrap_or("/");
+    let scope = body
+        .get("directoryScopeId")
+        .and_then(Value::as_str)
+        .unwrap_or("/");
     if scope != "/" {
-        return Err(GraphError::bad_request("Only the tenant-wide directory scope '/' is supported by this simulated tenant."));
+        return Err(GraphError::bad_request(
+            "Only the tenant-wide directory scope '/' is supported by this simulated tenant.",
+        ));
     }
     let mut d = st.write();
-    let role = d.roles.iter().position(|x| x.id == role_id).ok_or_else(|| GraphError::not_found(&role_id.to_string()))?;
-    let principal = d.lookup(&principal_id).ok_or_else(|| GraphError::not_found(&principal_id.to_string()))?;
+    let role = d
+        .roles
+        .iter()
+        .position(|x| x.id == role_id)
+        .ok_or_else(|| GraphError::not_found(&role_id.to_string()))?;
+    let principal = d
+        .lookup(&principal_id)
+        .ok_or_else(|| GraphError::not_found(&principal_id.to_string()))?;
     if principal.kind() == crate::model::ObjKind::Group
         && d.groups[principal.idx()].kind != crate::model::GroupKind::RoleAssignable
     {
-        return Err(GraphError::bad_request("Only groups with isAssignableToRole set to true can be assigned to roles."));
+        return Err(GraphError::bad_request(
+            "Only groups with isAssignableToRole set to true can be assigned to roles.",
+        ));
     }
     let t = now();
-    if d.active_assignments(t).any(|a| a.role as usize == role && a.principal == principal) {
-        return Err(GraphError::bad_request("A conflicting object with one or more of the specified property values is present in the directory."));
+    if d.active_assignments(t)
+        .any(|a| a.role as usize == role && a.principal == principal)
+    {
+        return Err(GraphError::bad_request(
+            "A conflicting object with one or more of the specified property values is present in the directory.",
+        ));
     }
     let a = RoleAssignment {
         id: role_assignment_id(&role_id, &principal_id),
@@ -335,7 +467,10 @@ fn create_role_assignment(st: &State, r: &GReq) -> GResult {
     let act = format!("Add member to role ({})", d.roles[role].display_name);
     d.audit("RoleManagement", &act, "Assign", r.actor(), targets);
     v["@odata.context"] = json!(r.context("roleManagement/directory/roleAssignments/$entity"));
-    Ok(json_response(StatusCode::CREATED, v.to_string().into_bytes()))
+    Ok(json_response(
+        StatusCode::CREATED,
+        v.to_string().into_bytes(),
+    ))
 }
 
 /// ISO 8601 durations as PIM accepts them (`PT8H`, `P1D`, `P1DT12H30M`).
@@ -378,61 +513,141 @@ fn parse_duration(s: &str) -> Option<i64> {
 }
 
 fn schedule_request(st: &State, r: &GReq, eligibility: bool) -> GResult {
-    r.require(if eligibility { PIM_ELIGIBILITY_WRITE } else { PIM_ASSIGNMENT_WRITE })?;
+    r.require(if eligibility {
+        PIM_ELIGIBILITY_WRITE
+    } else {
+        PIM_ASSIGNMENT_WRITE
+    })?;
     require_p2(st)?;
-    let resource = if eligibility { "UnifiedRoleEligibilityScheduleRequest" } else { "UnifiedRoleAssignmentScheduleRequest" };
+    let resource = if eligibility {
+        "UnifiedRoleEligibilityScheduleRequest"
+    } else {
+        "UnifiedRoleAssignmentScheduleRequest"
+    };
     let body = r.json_body()?;
-    let action = body.get("action").and_then(Value::as_str).unwrap_or("").to_string();
-    if !matches!(action.as_str(), "adminAssign" | "adminRemove" | "adminUpdate" | "adminExtend") {
-        return Err(GraphError::bad_request(format!("The action '{action}' is not supported for requests made by an application.")));
+    let action = body
+        .get("action")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    if !matches!(
+        action.as_str(),
+        "adminAssign" | "adminRemove" | "adminUpdate" | "adminExtend"
+    ) {
+        return Err(GraphError::bad_request(format!(
+            "The action '{action}' is not supported for requests made by an application."
+        )));
     }
     let role_id = body_uuid(&body, "roleDefinitionId", resource)?;
     let principal_id = body_uuid(&body, "principalId", resource)?;
     let t = now();
     let sched = body.get("scheduleInfo").cloned().unwrap_or(Value::Null);
-    let start = sched.get("startDateTime").and_then(Value::as_str).and_then(parse_ts).unwrap_or(t);
+    let start = sched
+        .get("startDateTime")
+        .and_then(Value::as_str)
+        .and_then(parse_ts)
+        .unwrap_or(t);
     let exp = sched.get("expiration").cloned().unwrap_or(Value::Null);
-    let exp_type = exp.get("type").and_then(Value::as_str).unwrap_or("noExpiration").to_string();
-    let duration = exp.get("duration").and_then(Value::as_str).map(str::to_string);
+    let exp_type = exp
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("noExpiration")
+        .to_string();
+    let duration = exp
+        .get("duration")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     let end = match exp_type.as_str() {
-        "afterDuration" => Some(start + duration.as_deref().and_then(parse_duration).ok_or_else(|| GraphError::bad_request("The expiration duration is not a valid ISO 8601 duration."))?),
+        "afterDuration" => Some(
+            start
+                + duration
+                    .as_deref()
+                    .and_then(parse_duration)
+                    .ok_or_else(|| {
+                        GraphError::bad_request(
+                            "The expiration duration is not a valid ISO 8601 duration.",
+                        )
+                    })?,
+        ),
         "afterDateTime" => Some(
             exp.get("endDateTime")
                 .and_then(Value::as_str)
                 .and_then(parse_ts)
-                .ok_or_else(|| GraphError::bad_request("The expiration endDateTime is missing or invalid."))?,
+                .ok_or_else(|| {
+                    GraphError::bad_request("The expiration endDateTime is missing or invalid.")
+                })?,
         ),
         _ => None,
     };
     let mut d = st.write();
-    let role = d.roles.iter().position(|x| x.id == role_id).ok_or_else(|| GraphError::not_found(&role_id.to_string()))?;
-    let principal = d.lookup(&principal_id).ok_or_else(|| GraphError::not_found(&principal_id.to_string()))?;
+    let role = d
+        .roles
+        .iter()
+        .position(|x| x.id == role_id)
+        .ok_or_else(|| GraphError::not_found(&role_id.to_string()))?;
+    let principal = d
+        .lookup(&principal_id)
+        .ok_or_else(|| GraphError::not_found(&principal_id.to_string()))?;
     let sched_id = role_assignment_id(&role_id, &principal_id);
-    let sched_id = if eligibility { sched_id.replace("-1", "-1-e") } else { sched_id };
-    let exists = if eligibility {
-        d.active_eligibilities(t).any(|e| e.role as usize == role && e.principal == principal)
+    let sched_id = if eligibility {
+        sched_id.replace("-1", "-1-e")
     } else {
-        d.active_assignments(t).any(|a| a.role as usize == role && a.principal == principal)
+        sched_id
+    };
+    let exists = if eligibility {
+        d.active_eligibilities(t)
+            .any(|e| e.role as usize == role && e.principal == principal)
+    } else {
+        d.active_assignments(t)
+            .any(|a| a.role as usize == role && a.principal == principal)
     };
     let assign = action != "adminRemove";
     if action == "adminAssign" && exists {
-        return Err(GraphError::new(StatusCode::BAD_REQUEST, "RoleAssignmentExists", "The Role assignment already exists."));
+        return Err(GraphError::new(
+            StatusCode::BAD_REQUEST,
+            "RoleAssignmentExists",
+            "The Role assignment already exists.",
+        ));
     }
     if !assign && !exists {
-        return Err(GraphError::new(StatusCode::BAD_REQUEST, "RoleAssignmentDoesNotExist", "The Role assignment does not exist."));
+        return Err(GraphError::new(
+            StatusCode::BAD_REQUEST,
+            "RoleAssignmentDoesNotExist",
+            "The Role assignment does not exist.",
+        ));
     }
     if matches!(action.as_str(), "adminUpdate" | "adminExtend") && !exists {
-        return Err(GraphError::new(StatusCode::BAD_REQUEST, "RoleAssignmentDoesNotExist", "The Role assignment does not exist."));
+        return Err(GraphError::new(
+            StatusCode::BAD_REQUEST,
+            "RoleAssignmentDoesNotExist",
+            "The Role assignment does not exist.",
+        ));
     }
     if eligibility {
-        d.eligibilities.retain(|e| !(e.role as usize == role && e.principal == principal));
+        d.eligibilities
+            .retain(|e| !(e.role as usize == role && e.principal == principal));
         if assign {
-            d.eligibilities.push(Eligibility { id: sched_id.clone(), role: role as u16, principal, created: t, start, end });
+            d.eligibilities.push(Eligibility {
+                id: sched_id.clone(),
+                role: role as u16,
+                principal,
+                created: t,
+                start,
+                end,
+            });
         }
     } else {
-        d.role_assignments.retain(|a| !(a.role as usize == role && a.principal == principal));
+        d.role_assignments
+            .retain(|a| !(a.role as usize == role && a.principal == principal));
         if assign {
-            d.role_assignments.push(RoleAssignment { id: sched_id.clone(), role: role as u16, principal, created: start, end, via_pim: true });
+            d.role_assignments.push(RoleAssignment {
+                id: sched_id.clone(),
+                role: role as u16,
+                principal,
+                created: start,
+                end,
+                via_pim: true,
+            });
         }
     }
     let id = d.new_id();
@@ -441,7 +656,10 @@ fn schedule_request(st: &State, r: &GReq, eligibility: bool) -> GResult {
         action: action.clone(),
         role: role as u16,
         principal,
-        justification: body.get("justification").and_then(Value::as_str).map(str::to_string),
+        justification: body
+            .get("justification")
+            .and_then(Value::as_str)
+            .map(str::to_string),
         created: t,
         start,
         end,
@@ -459,14 +677,33 @@ fn schedule_request(st: &State, r: &GReq, eligibility: bool) -> GResult {
     let targets = vec![d.target(principal)];
     let what = if eligibility { "eligible" } else { "active" };
     let act = if assign {
-        format!("Add {what} member to role in PIM completed ({})", d.roles[role].display_name)
+        format!(
+            "Add {what} member to role in PIM completed ({})",
+            d.roles[role].display_name
+        )
     } else {
-        format!("Remove {what} member from role in PIM completed ({})", d.roles[role].display_name)
+        format!(
+            "Remove {what} member from role in PIM completed ({})",
+            d.roles[role].display_name
+        )
     };
-    d.audit("RoleManagement", &act, if assign { "Assign" } else { "Unassign" }, r.actor(), targets);
-    let kind = if eligibility { "roleEligibilityScheduleRequests" } else { "roleAssignmentScheduleRequests" };
+    d.audit(
+        "RoleManagement",
+        &act,
+        if assign { "Assign" } else { "Unassign" },
+        r.actor(),
+        targets,
+    );
+    let kind = if eligibility {
+        "roleEligibilityScheduleRequests"
+    } else {
+        "roleAssignmentScheduleRequests"
+    };
     v["@odata.context"] = json!(r.context(&format!("roleManagement/directory/{kind}/$entity")));
-    Ok(json_response(StatusCode::CREATED, v.to_string().into_bytes()))
+    Ok(json_response(
+        StatusCode::CREATED,
+        v.to_string().into_bytes(),
+    ))
 }
 
 #[cfg(test)]

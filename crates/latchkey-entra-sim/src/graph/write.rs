@@ -9,7 +9,9 @@ use super::perms::*;
 use super::read::{assignment_value, ok};
 use super::{GReq, GResult, GraphError, no_content};
 use crate::json::now;
-use crate::model::{AppRoleAssignment, AuditTarget, GroupKind, ObjKind, ObjRef, User, app_role_assignment_id};
+use crate::model::{
+    AppRoleAssignment, AuditTarget, GroupKind, ObjKind, ObjRef, User, app_role_assignment_id,
+};
 use crate::server::{State, json_response};
 
 fn created(body: Vec<u8>) -> GResult {
@@ -34,10 +36,15 @@ fn bs(s: &str) -> Box<str> {
     s.to_string().into_boxed_str()
 }
 
-const USAGE_LOCATIONS: &[&str] = &["US", "GB", "IE", "SG", "DE", "FR", "NL", "CA", "AU", "JP", "IN", "BR", "ES", "IT", "SE"];
+const USAGE_LOCATIONS: &[&str] = &[
+    "US", "GB", "IE", "SG", "DE", "FR", "NL", "CA", "AU", "JP", "IN", "BR", "ES", "IT", "SE",
+];
 
 fn usage_location(v: &str) -> Option<&'static str> {
-    USAGE_LOCATIONS.iter().find(|c| c.eq_ignore_ascii_case(v)).copied()
+    USAGE_LOCATIONS
+        .iter()
+        .find(|c| c.eq_ignore_ascii_case(v))
+        .copied()
 }
 
 pub(crate) fn create_user(st: &State, r: &GReq) -> GResult {
@@ -45,25 +52,41 @@ pub(crate) fn create_user(st: &State, r: &GReq) -> GResult {
     let body = r.json_body()?;
     for k in ["displayName", "mailNickname", "userPrincipalName"] {
         if str_field(&body, k).is_none() {
-            return Err(GraphError::bad_request(format!("Invalid value specified for property '{k}' of resource 'User'.")));
+            return Err(GraphError::bad_request(format!(
+                "Invalid value specified for property '{k}' of resource 'User'."
+            )));
         }
     }
-    let Some(pw) = body.get("passwordProfile").and_then(|p| p.get("password")).and_then(Value::as_str) else {
-        return Err(GraphError::bad_request("Invalid value specified for property 'passwordProfile' of resource 'User'."));
+    let Some(pw) = body
+        .get("passwordProfile")
+        .and_then(|p| p.get("password"))
+        .and_then(Value::as_str)
+    else {
+        return Err(GraphError::bad_request(
+            "Invalid value specified for property 'passwordProfile' of resource 'User'.",
+        ));
     };
     if !password_ok(pw) {
-        return Err(GraphError::bad_request("The specified password does not comply with password complexity requirements. Please provide a different password."));
+        return Err(GraphError::bad_request(
+            "The specified password does not comply with password complexity requirements. Please provide a different password.",
+        ));
     }
-    let upn = str_field(&body, "userPrincipalName").unwrap_or_default().to_string();
+    let upn = str_field(&body, "userPrincipalName")
+        .unwrap_or_default()
+        .to_string();
     let mut d = st.write();
-    let domain_ok = upn
-        .rsplit_once('@')
-        .is_some_and(|(_, dom)| dom.eq_ignore_ascii_case(&d.domain) || dom.eq_ignore_ascii_case(&d.initial_domain));
+    let domain_ok = upn.rsplit_once('@').is_some_and(|(_, dom)| {
+        dom.eq_ignore_ascii_case(&d.domain) || dom.eq_ignore_ascii_case(&d.initial_domain)
+    });
     if !domain_ok {
-        return Err(GraphError::bad_request("The domain portion of the userPrincipalName property is invalid. You must use one of the verified domain names in your organization."));
+        return Err(GraphError::bad_request(
+            "The domain portion of the userPrincipalName property is invalid. You must use one of the verified domain names in your organization.",
+        ));
     }
     if d.upns.contains_key(&upn.to_ascii_lowercase()) {
-        return Err(GraphError::bad_request("Another object with the same value for property userPrincipalName already exists."));
+        return Err(GraphError::bad_request(
+            "Another object with the same value for property userPrincipalName already exists.",
+        ));
     }
     let id = d.new_id();
     let i = d.users.len();
@@ -86,7 +109,10 @@ pub(crate) fn create_user(st: &State, r: &GReq) -> GResult {
         company_name: None,
         employee_id: str_field(&body, "employeeId").map(bs),
         usage_location: str_field(&body, "usageLocation").and_then(usage_location),
-        account_enabled: body.get("accountEnabled").and_then(Value::as_bool).unwrap_or(true),
+        account_enabled: body
+            .get("accountEnabled")
+            .and_then(Value::as_bool)
+            .unwrap_or(true),
         guest: false,
         created: t,
         on_prem: None,
@@ -111,14 +137,18 @@ pub(crate) fn create_user(st: &State, r: &GReq) -> GResult {
 pub(crate) fn update_user(st: &State, r: &GReq, id: &str) -> GResult {
     let body = r.json_body()?;
     let Value::Object(fields) = &body else {
-        return Err(GraphError::bad_request("The request payload must be a JSON object."));
+        return Err(GraphError::bad_request(
+            "The request payload must be a JSON object.",
+        ));
     };
     let only_enable = fields.keys().all(|k| k == "accountEnabled");
     r.require(if only_enable { USER_ENABLE } else { USER_WRITE })?;
     let mut d = st.write();
     let ui = d.find_user(id).ok_or_else(|| GraphError::not_found(id))?;
     if d.users[ui].on_prem.is_some() && fields.keys().any(|k| k != "usageLocation") {
-        return Err(GraphError::bad_request("Unable to update the specified properties for on-premises mastered Directory Sync objects or objects currently undergoing migration."));
+        return Err(GraphError::bad_request(
+            "Unable to update the specified properties for on-premises mastered Directory Sync objects or objects currently undergoing migration.",
+        ));
     }
     let mut modified = Vec::new();
     for (k, v) in fields {
@@ -127,7 +157,11 @@ pub(crate) fn update_user(st: &State, r: &GReq, id: &str) -> GResult {
         let old;
         match k.as_str() {
             "accountEnabled" => {
-                let b = v.as_bool().ok_or_else(|| GraphError::bad_request("Invalid value specified for property 'accountEnabled' of resource 'User'."))?;
+                let b = v.as_bool().ok_or_else(|| {
+                    GraphError::bad_request(
+                        "Invalid value specified for property 'accountEnabled' of resource 'User'.",
+                    )
+                })?;
                 old = u.account_enabled.to_string();
                 u.account_enabled = b;
             }
@@ -182,11 +216,21 @@ pub(crate) fn update_user(st: &State, r: &GReq, id: &str) -> GResult {
     let mut target = d.target(ObjRef::user(ui));
     target.modified = modified;
     let activity = if only_enable {
-        if d.users[ui].account_enabled { "Enable account" } else { "Disable account" }
+        if d.users[ui].account_enabled {
+            "Enable account"
+        } else {
+            "Disable account"
+        }
     } else {
         "Update user"
     };
-    d.audit("UserManagement", activity, "Update", r.actor(), vec![target]);
+    d.audit(
+        "UserManagement",
+        activity,
+        "Update",
+        r.actor(),
+        vec![target],
+    );
     Ok(no_content())
 }
 
@@ -196,7 +240,13 @@ pub(crate) fn delete_user(st: &State, r: &GReq, id: &str) -> GResult {
     let ui = d.find_user(id).ok_or_else(|| GraphError::not_found(id))?;
     let target = d.target(ObjRef::user(ui));
     crate::truth::delete_user_inner(&mut d, ui);
-    d.audit("UserManagement", "Delete user", "Delete", r.actor(), vec![target]);
+    d.audit(
+        "UserManagement",
+        "Delete user",
+        "Delete",
+        r.actor(),
+        vec![target],
+    );
     Ok(no_content())
 }
 
@@ -207,14 +257,27 @@ pub(crate) fn revoke_sessions(st: &State, r: &GReq, id: &str) -> GResult {
     d.users[ui].sessions_valid_from = now();
     d.touch_user(ui);
     let target = d.target(ObjRef::user(ui));
-    d.audit("UserManagement", "Revoke sign-in sessions", "Update", r.actor(), vec![target]);
-    ok(json!({"@odata.context": r.context("Edm.Boolean"), "value": true}).to_string().into_bytes())
+    d.audit(
+        "UserManagement",
+        "Revoke sign-in sessions",
+        "Update",
+        r.actor(),
+        vec![target],
+    );
+    ok(
+        json!({"@odata.context": r.context("Edm.Boolean"), "value": true})
+            .to_string()
+            .into_bytes(),
+    )
 }
 
 pub(crate) fn assign_license(st: &State, r: &GReq, id: &str) -> GResult {
     r.require(LICENSE_WRITE)?;
     let body = r.json_body()?;
-    let missing: Vec<&str> = ["addLicenses", "removeLicenses"].into_iter().filter(|k| body.get(k).is_none()).collect();
+    let missing: Vec<&str> = ["addLicenses", "removeLicenses"]
+        .into_iter()
+        .filter(|k| body.get(k).is_none())
+        .collect();
     if !missing.is_empty() {
         return Err(GraphError::bad_request(format!(
             "One or more parameters of the function import 'assignLicense' are missing from the request payload. The missing parameters are: {}.",
@@ -223,11 +286,19 @@ pub(crate) fn assign_license(st: &State, r: &GReq, id: &str) -> GResult {
     }
     let adds: Vec<String> = body["addLicenses"]
         .as_array()
-        .map(|a| a.iter().filter_map(|x| x.get("skuId").and_then(Value::as_str).map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.get("skuId").and_then(Value::as_str).map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     let removes: Vec<String> = body["removeLicenses"]
         .as_array()
-        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     let mut d = st.write();
     let ui = d.find_user(id).ok_or_else(|| GraphError::not_found(id))?;
@@ -237,25 +308,47 @@ pub(crate) fn assign_license(st: &State, r: &GReq, id: &str) -> GResult {
             .iter()
             .position(|k| Some(k.sku_id) == id)
             .map(|p| p as u16)
-            .ok_or_else(|| GraphError::bad_request(format!("License {s} does not correspond to a valid company License.")))
+            .ok_or_else(|| {
+                GraphError::bad_request(format!(
+                    "License {s} does not correspond to a valid company License."
+                ))
+            })
     };
-    let add_idx: Vec<u16> = adds.iter().map(|s| find_sku(&d, s)).collect::<Result<_, _>>()?;
-    let rem_idx: Vec<u16> = removes.iter().map(|s| find_sku(&d, s)).collect::<Result<_, _>>()?;
+    let add_idx: Vec<u16> = adds
+        .iter()
+        .map(|s| find_sku(&d, s))
+        .collect::<Result<_, _>>()?;
+    let rem_idx: Vec<u16> = removes
+        .iter()
+        .map(|s| find_sku(&d, s))
+        .collect::<Result<_, _>>()?;
     if !add_idx.is_empty() && d.users[ui].usage_location.is_none() {
-        return Err(GraphError::bad_request("License assignment cannot be done for user with invalid usage location."));
+        return Err(GraphError::bad_request(
+            "License assignment cannot be done for user with invalid usage location.",
+        ));
     }
     for (k, &s) in add_idx.iter().enumerate() {
         let held = d.assigned_skus(ui).contains(&s);
         if !held && d.consumed_units(s) >= d.skus[s as usize].enabled {
-            return Err(GraphError::bad_request(format!("Subscription with SKU {} does not have any available licenses.", adds[k])));
+            return Err(GraphError::bad_request(format!(
+                "Subscription with SKU {} does not have any available licenses.",
+                adds[k]
+            )));
         }
     }
     for &s in &rem_idx {
         if !d.users[ui].licenses.contains(&s) {
-            if d.license_states(ui).iter().any(|(k, g)| *k == s && g.is_some()) {
-                return Err(GraphError::bad_request("User license is inherited from a group membership and it cannot be removed directly from the user."));
+            if d.license_states(ui)
+                .iter()
+                .any(|(k, g)| *k == s && g.is_some())
+            {
+                return Err(GraphError::bad_request(
+                    "User license is inherited from a group membership and it cannot be removed directly from the user.",
+                ));
             }
-            return Err(GraphError::bad_request("User does not have a corresponding license."));
+            return Err(GraphError::bad_request(
+                "User does not have a corresponding license.",
+            ));
         }
     }
     let u = &mut d.users[ui];
@@ -267,7 +360,13 @@ pub(crate) fn assign_license(st: &State, r: &GReq, id: &str) -> GResult {
     }
     d.touch_user(ui);
     let target = d.target(ObjRef::user(ui));
-    d.audit("UserManagement", "Change user license", "Update", r.actor(), vec![target]);
+    d.audit(
+        "UserManagement",
+        "Change user license",
+        "Update",
+        r.actor(),
+        vec![target],
+    );
     let mut obj = Vec::new();
     write_user(&mut obj, &d, ui, user_default(r.ver), false);
     let mut v: Value = serde_json::from_slice(&obj).unwrap_or(json!({}));
@@ -282,28 +381,38 @@ fn ref_target(body: &Value) -> Result<String, GraphError> {
         .and_then(Value::as_str)
         .ok_or_else(|| GraphError::bad_request("Invalid request body: '@odata.id' is required."))?;
     let last = raw.trim_end_matches('/').rsplit('/').next().unwrap_or("");
-    let last = last.trim_start_matches("directoryObjects(").trim_start_matches('\'').trim_end_matches(')').trim_end_matches('\'');
+    let last = last
+        .trim_start_matches("directoryObjects(")
+        .trim_start_matches('\'')
+        .trim_end_matches(')')
+        .trim_end_matches('\'');
     Ok(last.to_string())
 }
 
 /// Why Graph refuses to change a group's membership, if it does.
 pub(crate) fn group_write_refusal(kind: GroupKind, rel: &str) -> Option<GraphError> {
     match kind {
-        GroupKind::MailEnabledSecurity | GroupKind::Distribution => {
-            Some(GraphError::bad_request("Cannot Update a mail-enabled security groups and or distribution list."))
-        }
+        GroupKind::MailEnabledSecurity | GroupKind::Distribution => Some(GraphError::bad_request(
+            "Cannot Update a mail-enabled security groups and or distribution list.",
+        )),
         GroupKind::OnPremisesSecurity => Some(GraphError::bad_request(
             "Unable to update the specified properties for on-premises mastered Directory Sync objects or objects currently undergoing migration.",
         )),
-        GroupKind::DynamicSecurity | GroupKind::DynamicMicrosoft365 if rel == "members" => Some(GraphError::bad_request(
-            "Insufficient privileges to complete the operation. Members of a group with dynamic membership cannot be changed directly; they follow the membership rule.",
-        )),
+        GroupKind::DynamicSecurity | GroupKind::DynamicMicrosoft365 if rel == "members" => {
+            Some(GraphError::bad_request(
+                "Insufficient privileges to complete the operation. Members of a group with dynamic membership cannot be changed directly; they follow the membership rule.",
+            ))
+        }
         _ => None,
     }
 }
 
 pub(crate) fn add_link(st: &State, r: &GReq, parent: &str, id: &str, rel: &str) -> GResult {
-    r.require(if parent == "groups" { GROUP_MEMBER_WRITE } else { SP_WRITE })?;
+    r.require(if parent == "groups" {
+        GROUP_MEMBER_WRITE
+    } else {
+        SP_WRITE
+    })?;
     let body = r.json_body()?;
     let target_id = ref_target(&body)?;
     let mut d = st.write();
@@ -321,13 +430,19 @@ pub(crate) fn add_link(st: &State, r: &GReq, parent: &str, id: &str, rel: &str) 
             return Err(GraphError::denied());
         }
         if rel == "owners" && target.kind() == ObjKind::Group {
-            return Err(GraphError::bad_request("Invalid object identifier: a group cannot be an owner."));
+            return Err(GraphError::bad_request(
+                "Invalid object identifier: a group cannot be an owner.",
+            ));
         }
         if kind == GroupKind::RoleAssignable && target.kind() == ObjKind::Group {
-            return Err(GraphError::bad_request("Role-assignable groups cannot have groups as members."));
+            return Err(GraphError::bad_request(
+                "Role-assignable groups cannot have groups as members.",
+            ));
         }
         if target == ObjRef::group(gi) {
-            return Err(GraphError::bad_request("A group cannot be a member of itself."));
+            return Err(GraphError::bad_request(
+                "A group cannot be a member of itself.",
+            ));
         }
         let dup = GraphError::bad_request(format!(
             "One or more added object references already exist for the following modified properties: '{rel}'."
@@ -345,7 +460,11 @@ pub(crate) fn add_link(st: &State, r: &GReq, parent: &str, id: &str, rel: &str) 
             d.touch_group(gi);
         }
         let targets = vec![d.target(target), d.target(ObjRef::group(gi))];
-        let activity = if rel == "members" { "Add member to group" } else { "Add owner to group" };
+        let activity = if rel == "members" {
+            "Add member to group"
+        } else {
+            "Add owner to group"
+        };
         d.audit("GroupManagement", activity, "Assign", r.actor(), targets);
     } else {
         let si = d.find_sp(id).ok_or_else(|| GraphError::not_found(id))?;
@@ -359,13 +478,30 @@ pub(crate) fn add_link(st: &State, r: &GReq, parent: &str, id: &str, rel: &str) 
             Err(p) => owners.insert(p, target),
         }
         let targets = vec![d.target(target), d.target(ObjRef::sp(si))];
-        d.audit("ApplicationManagement", "Add owner to service principal", "Assign", r.actor(), targets);
+        d.audit(
+            "ApplicationManagement",
+            "Add owner to service principal",
+            "Assign",
+            r.actor(),
+            targets,
+        );
     }
     Ok(no_content())
 }
 
-pub(crate) fn remove_link(st: &State, r: &GReq, parent: &str, id: &str, rel: &str, member: &str) -> GResult {
-    r.require(if parent == "groups" { GROUP_MEMBER_WRITE } else { SP_WRITE })?;
+pub(crate) fn remove_link(
+    st: &State,
+    r: &GReq,
+    parent: &str,
+    id: &str,
+    rel: &str,
+    member: &str,
+) -> GResult {
+    r.require(if parent == "groups" {
+        GROUP_MEMBER_WRITE
+    } else {
+        SP_WRITE
+    })?;
     let mut d = st.write();
     let target = Uuid::parse_str(member)
         .ok()
@@ -390,13 +526,19 @@ pub(crate) fn remove_link(st: &State, r: &GReq, parent: &str, id: &str, rel: &st
                 return Err(GraphError::not_found(member));
             };
             if owners.len() == 1 && kind.unified() {
-                return Err(GraphError::bad_request("The group must have at least one owner, hence this owner cannot be removed."));
+                return Err(GraphError::bad_request(
+                    "The group must have at least one owner, hence this owner cannot be removed.",
+                ));
             }
             d.groups[gi].owners.remove(p);
             d.touch_group(gi);
         }
         let targets = vec![d.target(target), d.target(ObjRef::group(gi))];
-        let activity = if rel == "members" { "Remove member from group" } else { "Remove owner from group" };
+        let activity = if rel == "members" {
+            "Remove member from group"
+        } else {
+            "Remove owner from group"
+        };
         d.audit("GroupManagement", activity, "Unassign", r.actor(), targets);
     } else {
         let si = d.find_sp(id).ok_or_else(|| GraphError::not_found(id))?;
@@ -406,7 +548,13 @@ pub(crate) fn remove_link(st: &State, r: &GReq, parent: &str, id: &str, rel: &st
         };
         owners.remove(p);
         let targets = vec![d.target(target), d.target(ObjRef::sp(si))];
-        d.audit("ApplicationManagement", "Remove owner from service principal", "Unassign", r.actor(), targets);
+        d.audit(
+            "ApplicationManagement",
+            "Remove owner from service principal",
+            "Unassign",
+            r.actor(),
+            targets,
+        );
     }
     Ok(no_content())
 }
@@ -418,7 +566,11 @@ pub(crate) fn create_assignment(st: &State, r: &GReq, id: &str) -> GResult {
         body.get(k)
             .and_then(Value::as_str)
             .and_then(|s| Uuid::parse_str(s).ok())
-            .ok_or_else(|| GraphError::bad_request(format!("Invalid value specified for property '{k}' of resource 'AppRoleAssignment'.")))
+            .ok_or_else(|| {
+                GraphError::bad_request(format!(
+                    "Invalid value specified for property '{k}' of resource 'AppRoleAssignment'."
+                ))
+            })
     };
     let principal_id = get_uuid("principalId")?;
     let resource_id = get_uuid("resourceId")?;
@@ -426,22 +578,44 @@ pub(crate) fn create_assignment(st: &State, r: &GReq, id: &str) -> GResult {
     let mut d = st.write();
     let si = d.find_sp(id).ok_or_else(|| GraphError::not_found(id))?;
     if d.sps[si].id != resource_id {
-        return Err(GraphError::bad_request(format!("Invalid value specified for property 'resourceId' of resource 'AppRoleAssignment'. Expected '{}'.", d.sps[si].id)));
+        return Err(GraphError::bad_request(format!(
+            "Invalid value specified for property 'resourceId' of resource 'AppRoleAssignment'. Expected '{}'.",
+            d.sps[si].id
+        )));
     }
-    let principal = d.lookup(&principal_id).ok_or_else(|| GraphError::not_found(&principal_id.to_string()))?;
+    let principal = d
+        .lookup(&principal_id)
+        .ok_or_else(|| GraphError::not_found(&principal_id.to_string()))?;
     if !app_role_id.is_nil() {
         let role = d.sps[si]
             .app_roles
             .iter()
             .find(|a| a.id == app_role_id)
-            .ok_or_else(|| GraphError::bad_request(format!("Permission being assigned was not found on application '{}'.", d.sps[si].app_id)))?;
-        let needed = if principal.kind() == ObjKind::ServicePrincipal { "Application" } else { "User" };
+            .ok_or_else(|| {
+                GraphError::bad_request(format!(
+                    "Permission being assigned was not found on application '{}'.",
+                    d.sps[si].app_id
+                ))
+            })?;
+        let needed = if principal.kind() == ObjKind::ServicePrincipal {
+            "Application"
+        } else {
+            "User"
+        };
         if !role.allowed_member_types.contains(&needed) {
-            return Err(GraphError::bad_request("Permission being assigned is not allowed for this principal type."));
+            return Err(GraphError::bad_request(
+                "Permission being assigned is not allowed for this principal type.",
+            ));
         }
     }
-    if d.sps[si].assigned_to.iter().any(|a| a.principal == principal && a.app_role_id == app_role_id) {
-        return Err(GraphError::bad_request("Permission being assigned already exists on the object"));
+    if d.sps[si]
+        .assigned_to
+        .iter()
+        .any(|a| a.principal == principal && a.app_role_id == app_role_id)
+    {
+        return Err(GraphError::bad_request(
+            "Permission being assigned already exists on the object",
+        ));
     }
     let aid = {
         let dd = &mut *d;
@@ -461,9 +635,17 @@ pub(crate) fn create_assignment(st: &State, r: &GReq, id: &str) -> GResult {
         ObjKind::Group => "Add app role assignment to group",
         ObjKind::ServicePrincipal => "Add app role assignment to service principal",
     };
-    d.audit("ApplicationManagement", activity, "Assign", r.actor(), targets);
+    d.audit(
+        "ApplicationManagement",
+        activity,
+        "Assign",
+        r.actor(),
+        targets,
+    );
     let mut v = v;
-    v["@odata.context"] = json!(r.context(&format!("servicePrincipals('{id}')/appRoleAssignedTo/$entity")));
+    v["@odata.context"] = json!(r.context(&format!(
+        "servicePrincipals('{id}')/appRoleAssignedTo/$entity"
+    )));
     created(v.to_string().into_bytes())
 }
 
@@ -471,7 +653,11 @@ pub(crate) fn delete_assignment(st: &State, r: &GReq, id: &str, aid: &str) -> GR
     r.require(APP_ROLE_WRITE)?;
     let mut d = st.write();
     let si = d.find_sp(id).ok_or_else(|| GraphError::not_found(id))?;
-    let pos = d.sps[si].assigned_to.iter().position(|a| a.id == aid).ok_or_else(|| GraphError::not_found(aid))?;
+    let pos = d.sps[si]
+        .assigned_to
+        .iter()
+        .position(|a| a.id == aid)
+        .ok_or_else(|| GraphError::not_found(aid))?;
     let a = d.sps[si].assigned_to.remove(pos);
     let targets: Vec<AuditTarget> = vec![d.target(a.principal), d.target(ObjRef::sp(si))];
     let activity = match a.principal.kind() {
@@ -479,6 +665,82 @@ pub(crate) fn delete_assignment(st: &State, r: &GReq, id: &str, aid: &str) -> GR
         ObjKind::Group => "Remove app role assignment from group",
         ObjKind::ServicePrincipal => "Remove app role assignment from service principal",
     };
-    d.audit("ApplicationManagement", activity, "Unassign", r.actor(), targets);
+    d.audit(
+        "ApplicationManagement",
+        activity,
+        "Unassign",
+        r.actor(),
+        targets,
+    );
+    Ok(no_content())
+}
+
+/// `PATCH /groups/{id}` with `members@odata.bind` / `owners@odata.bind`: at most 20, all or nothing.
+pub(crate) fn patch_group(st: &State, r: &GReq, id: &str) -> GResult {
+    r.require(GROUP_MEMBER_WRITE)?;
+    let body = r.json_body()?;
+    let Value::Object(fields) = &body else {
+        return Err(GraphError::bad_request("The request payload must be a JSON object."));
+    };
+    let mut d = st.write();
+    let gi = d.find_group(id).ok_or_else(|| GraphError::not_found(id))?;
+    let kind = d.groups[gi].kind;
+    let mut plan: Vec<(&str, ObjRef)> = Vec::new();
+    for (k, v) in fields {
+        let rel = match k.as_str() {
+            "members@odata.bind" => "members",
+            "owners@odata.bind" => "owners",
+            other => {
+                return Err(GraphError::bad_request(format!(
+                    "Property '{other}' is not supported by this simulated tenant on group updates."
+                )));
+            }
+        };
+        let refs = v.as_array().ok_or_else(|| GraphError::bad_request(format!("'{k}' must be an array.")))?;
+        if let Some(e) = group_write_refusal(kind, rel) {
+            return Err(e);
+        }
+        for item in refs {
+            let raw = item.as_str().unwrap_or("");
+            let tid = raw.trim_end_matches('/').rsplit('/').next().unwrap_or("");
+            let target = Uuid::parse_str(tid)
+                .ok()
+                .and_then(|u| d.lookup(&u))
+                .ok_or_else(|| GraphError::not_found(tid))?;
+            let exists = if rel == "members" {
+                d.groups[gi].members.binary_search(&target).is_ok()
+            } else {
+                d.groups[gi].owners.binary_search(&target).is_ok()
+            };
+            if exists {
+                return Err(GraphError::bad_request(format!(
+                    "One or more added object references already exist for the following modified properties: '{rel}'."
+                )));
+            }
+            plan.push((rel, target));
+        }
+    }
+    if plan.len() > 20 {
+        return Err(GraphError::bad_request(
+            "The maximum number of references that can be added in a single request is 20.",
+        ));
+    }
+    if kind == GroupKind::RoleAssignable && !r.token.has_any(ROLE_WRITE) {
+        return Err(GraphError::denied());
+    }
+    for (rel, target) in plan {
+        if rel == "members" {
+            d.add_member(gi, target);
+            let targets = vec![d.target(target), d.target(ObjRef::group(gi))];
+            d.audit("GroupManagement", "Add member to group", "Assign", r.actor(), targets);
+        } else {
+            if let Err(p) = d.groups[gi].owners.binary_search(&target) {
+                d.groups[gi].owners.insert(p, target);
+            }
+            d.touch_group(gi);
+            let targets = vec![d.target(target), d.target(ObjRef::group(gi))];
+            d.audit("GroupManagement", "Add owner to group", "Assign", r.actor(), targets);
+        }
+    }
     Ok(no_content())
 }

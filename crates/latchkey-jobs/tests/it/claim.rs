@@ -111,3 +111,37 @@ async fn two_worker_processes_run_each_job_exactly_once() {
     assert!(ends.values().all(|n| *n == 1), "a job ran twice");
     assert_eq!(by_worker.len(), 2, "both workers took part: {by_worker:?}");
 }
+
+#[tokio::test]
+async fn an_idle_worker_is_woken_by_notify_not_by_polling() {
+    let db = TestDb::new().await;
+    let store = store(&db, 10).await;
+    let a = org(&store, "alpha").await;
+    let mut cfg = config("w1");
+    cfg.poll_interval = Duration::from_secs(30);
+    cfg.maintenance_interval = Duration::from_secs(30);
+    let pool = spawn_pool(
+        &store,
+        cfg,
+        latchkey_jobs::Registry::new().with(latchkey_jobs::NoopHandler),
+    );
+    // Let the first (empty) claim pass and LISTEN start.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for _ in 0..3 {
+        let enqueued = std::time::Instant::now();
+        let mut tx = store.org_tx(a).await.unwrap();
+        let id = queue::enqueue(&mut tx, &NewJob::new("noop", json!({})))
+            .await
+            .unwrap()
+            .job
+            .id;
+        tx.commit().await.unwrap();
+        wait_status(&store, id, JobStatus::Succeeded, Duration::from_secs(5)).await;
+        assert!(
+            enqueued.elapsed() < Duration::from_secs(1),
+            "took {:?}: not woken by NOTIFY",
+            enqueued.elapsed()
+        );
+    }
+    pool.stop().await;
+}

@@ -249,3 +249,62 @@ async fn metrics_report_depth_by_kind_and_status_and_dead_jobs() {
     );
     assert!(out.contains("# TYPE latchkey_jobs gauge\n"));
 }
+
+#[tokio::test]
+async fn housekeeping_deletes_finished_jobs_past_retention_with_their_logs() {
+    let db = TestDb::new().await;
+    let store = store(&db, 10).await;
+    let a = org(&store, "alpha").await;
+    let mut tx = store.org_tx(a).await.unwrap();
+    let old = queue::enqueue(&mut tx, &NewJob::new("noop", json!({})))
+        .await
+        .unwrap()
+        .job
+        .id;
+    let queued = queue::enqueue(&mut tx, &NewJob::new("mail", json!({})))
+        .await
+        .unwrap()
+        .job
+        .id;
+    tx.commit().await.unwrap();
+    let pool = spawn_pool(&store, config("w1"), latchkey_jobs::testkit::registry());
+    wait_status(&store, old, JobStatus::Succeeded, Duration::from_secs(5)).await;
+    sqlx::query("UPDATE jobs SET finished_at = now() - interval '40 days' WHERE id = $1")
+        .bind(old.0)
+        .execute(store.system())
+        .await
+        .unwrap();
+    let recent = queue::enqueue_system(&store, &NewJob::new("noop", json!({})))
+        .await
+        .unwrap()
+        .job
+        .id;
+    wait_status(&store, recent, JobStatus::Succeeded, Duration::from_secs(5)).await;
+    let hk = queue::enqueue_system(
+        &store,
+        &NewJob::new("housekeeping", json!({"retain_days": 30})),
+    )
+    .await
+    .unwrap()
+    .job
+    .id;
+    wait_status(&store, hk, JobStatus::Succeeded, Duration::from_secs(5)).await;
+    pool.stop().await;
+    assert!(matches!(
+        queue::get_any(&store, old).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(job(&store, recent).await.status, JobStatus::Succeeded);
+    assert_eq!(job(&store, queued).await.status, JobStatus::Queued);
+    let logs = queue::logs_any(&store, hk, None, None).await.unwrap();
+    assert_eq!(logs.last().unwrap().fields["deleted"], json!(1));
+    // The hourly schedule installs once and updates in place.
+    let s1 = latchkey_jobs::HousekeepingHandler::install_schedule(&store)
+        .await
+        .unwrap();
+    let s2 = latchkey_jobs::HousekeepingHandler::install_schedule(&store)
+        .await
+        .unwrap();
+    assert_eq!(s1.id, s2.id);
+    assert_eq!(s1.org_id, None);
+}

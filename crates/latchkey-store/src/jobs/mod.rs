@@ -428,7 +428,7 @@ async fn insert(
         .await?;
         if let Some(row) = row {
             let job = Job::try_from(row)?;
-            if job.run_at <= OffsetDateTime::now_utc() {
+            if new.run_at.is_none_or(|at| at <= OffsetDateTime::now_utc()) {
                 notify_due(&mut *conn, &job.kind).await?;
             }
             return Ok(Enqueued { job, created: true });

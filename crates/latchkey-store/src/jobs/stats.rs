@@ -65,3 +65,13 @@ pub async fn queue_stats(store: &Store, window: Duration) -> Result<QueueStats> 
     .await?;
     Ok(QueueStats { depth, recent, lag })
 }
+
+/// Jobs queued or running, across all organizations: "is the queue drained?" (the demo,
+/// benchmarks). Cheap: both counts read partial indexes.
+pub async fn pending(store: &Store) -> Result<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM jobs WHERE status = 'queued') + (SELECT count(*) FROM jobs WHERE status = 'running')",
+    )
+    .fetch_one(store.system())
+    .await?)
+}
