@@ -50,6 +50,7 @@ pub mod connection;
 pub mod endpoints;
 pub mod graph;
 pub mod ids;
+pub mod onboarding;
 pub mod probe;
 
 pub use auth::{AccessToken, AuthError, ClientCredentials, TokenClaims, TokenProvider};

@@ -61,12 +61,14 @@ pub async fn upsert_discovered(
 
 pub async fn get(tx: &mut OrgTx, id: Uuid) -> Result<App> {
     let org = tx.org();
-    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM apps WHERE org_id = $1 AND id = $2")))
-        .bind(org.0)
-        .bind(id)
-        .fetch_optional(tx.conn())
-        .await?
-        .ok_or(StoreError::NotFound)
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM apps WHERE org_id = $1 AND id = $2"
+    )))
+    .bind(org.0)
+    .bind(id)
+    .fetch_optional(tx.conn())
+    .await?
+    .ok_or(StoreError::NotFound)
 }
 
 /// Apps of one kind, by name.

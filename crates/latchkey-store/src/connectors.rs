@@ -78,12 +78,14 @@ pub async fn create(tx: &mut OrgTx, new: NewConnector<'_>) -> Result<Connector> 
 
 pub async fn get(tx: &mut OrgTx, id: Uuid) -> Result<Connector> {
     let org = tx.org();
-    sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT} WHERE c.org_id = $1 AND c.id = $2")))
-        .bind(org.0)
-        .bind(id)
-        .fetch_optional(tx.conn())
-        .await?
-        .ok_or(StoreError::NotFound)
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SELECT} WHERE c.org_id = $1 AND c.id = $2"
+    )))
+    .bind(org.0)
+    .bind(id)
+    .fetch_optional(tx.conn())
+    .await?
+    .ok_or(StoreError::NotFound)
 }
 
 pub async fn list(tx: &mut OrgTx, after: Option<Cursor>, limit: i64) -> Result<Page<Connector>> {
@@ -104,11 +106,12 @@ pub async fn list(tx: &mut OrgTx, after: Option<Cursor>, limit: i64) -> Result<P
 pub async fn set_owners(tx: &mut OrgTx, id: Uuid, owners: &[UserId]) -> Result<()> {
     let org = tx.org();
     let ids: Vec<Uuid> = owners.iter().map(|u| u.0).collect();
-    let known: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE org_id = $1 AND id = ANY($2)")
-        .bind(org.0)
-        .bind(&ids)
-        .fetch_one(tx.conn())
-        .await?;
+    let known: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM users WHERE org_id = $1 AND id = ANY($2)")
+            .bind(org.0)
+            .bind(&ids)
+            .fetch_one(tx.conn())
+            .await?;
     let mut distinct = ids.clone();
     distinct.sort();
     distinct.dedup();
@@ -164,20 +167,43 @@ pub async fn set_settings(tx: &mut OrgTx, id: Uuid, settings: &Value) -> Result<
     update(tx, id, "settings = $3", |q| q.bind(settings.clone())).await
 }
 
-pub async fn set_status(tx: &mut OrgTx, id: Uuid, status: &str, reason: Option<&str>) -> Result<()> {
+pub async fn set_status(
+    tx: &mut OrgTx,
+    id: Uuid,
+    status: &str,
+    reason: Option<&str>,
+) -> Result<()> {
     let reason = reason.map(str::to_string);
-    update(tx, id, "status = $3, status_reason = $4", |q| q.bind(status.to_string()).bind(reason)).await
+    update(tx, id, "status = $3, status_reason = $4", |q| {
+        q.bind(status.to_string()).bind(reason)
+    })
+    .await
 }
 
 pub async fn set_capabilities(tx: &mut OrgTx, id: Uuid, capabilities: &Value) -> Result<()> {
-    update(tx, id, "capabilities = $3", |q| q.bind(capabilities.clone())).await
+    update(tx, id, "capabilities = $3", |q| {
+        q.bind(capabilities.clone())
+    })
+    .await
 }
 
-pub async fn set_secret_meta(tx: &mut OrgTx, id: Uuid, set_at: Option<OffsetDateTime>, expires_at: Option<OffsetDateTime>) -> Result<()> {
-    update(tx, id, "secret_set_at = $3, secret_expires_at = $4", |q| q.bind(set_at).bind(expires_at)).await
+pub async fn set_secret_meta(
+    tx: &mut OrgTx,
+    id: Uuid,
+    set_at: Option<OffsetDateTime>,
+    expires_at: Option<OffsetDateTime>,
+) -> Result<()> {
+    update(tx, id, "secret_set_at = $3, secret_expires_at = $4", |q| {
+        q.bind(set_at).bind(expires_at)
+    })
+    .await
 }
 
-pub async fn set_secret_expiry(tx: &mut OrgTx, id: Uuid, expires_at: Option<OffsetDateTime>) -> Result<()> {
+pub async fn set_secret_expiry(
+    tx: &mut OrgTx,
+    id: Uuid,
+    expires_at: Option<OffsetDateTime>,
+) -> Result<()> {
     update(tx, id, "secret_expires_at = $3", |q| q.bind(expires_at)).await
 }
 
@@ -206,10 +232,20 @@ pub async fn disable(tx: &mut OrgTx, id: Uuid) -> Result<()> {
 
 type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
 
-async fn update<'q>(tx: &mut OrgTx, id: Uuid, set: &str, bind: impl FnOnce(PgQuery<'q>) -> PgQuery<'q>) -> Result<()> {
+async fn update<'q>(
+    tx: &mut OrgTx,
+    id: Uuid,
+    set: &str,
+    bind: impl FnOnce(PgQuery<'q>) -> PgQuery<'q>,
+) -> Result<()> {
     let org = tx.org();
-    let sql = format!("UPDATE connectors SET {set}, updated_at = now() WHERE org_id = $1 AND id = $2");
+    let sql =
+        format!("UPDATE connectors SET {set}, updated_at = now() WHERE org_id = $1 AND id = $2");
     let q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(org.0).bind(id);
     let n = bind(q).execute(tx.conn()).await?.rows_affected();
-    if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+    if n == 0 {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(())
+    }
 }

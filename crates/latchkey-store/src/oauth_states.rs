@@ -76,8 +76,10 @@ pub async fn consume(store: &Store, state_hash: &str) -> Result<ConsumedState> {
 
 /// Housekeeping: states older than a day are useless (owner connection).
 pub async fn purge_old(store: &Store) -> Result<u64> {
-    Ok(sqlx::query("DELETE FROM oauth_states WHERE expires_at < now() - interval '1 day'")
-        .execute(store.system())
-        .await?
-        .rows_affected())
+    Ok(
+        sqlx::query("DELETE FROM oauth_states WHERE expires_at < now() - interval '1 day'")
+            .execute(store.system())
+            .await?
+            .rows_affected(),
+    )
 }

@@ -22,7 +22,8 @@ pub struct Email {
     pub last_error: Option<String>,
 }
 
-const COLUMNS: &str = "id, org_id, to_address, subject, body_text, created_at, sent_at, attempts, last_error";
+const COLUMNS: &str =
+    "id, org_id, to_address, subject, body_text, created_at, sent_at, attempts, last_error";
 
 pub async fn enqueue(tx: &mut OrgTx, to: &str, subject: &str, body: &str) -> Result<Uuid> {
     let org = tx.org();
