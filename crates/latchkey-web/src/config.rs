@@ -1,5 +1,7 @@
 //! Settings of the web layer, already parsed (the binary reads the environment).
 
+use latchkey_entra::OutboundPolicy;
+use latchkey_entra::onboarding::LatchkeyApp;
 use std::time::Duration;
 use url::Url;
 
@@ -17,6 +19,12 @@ pub struct WebConfig {
     pub login_max_failures: i64,
     pub login_window: Duration,
     pub invitation_lifetime: Duration,
+    /// Latchkey's own multi-tenant Entra app, for OAuth onboarding; `None` hides that path.
+    pub entra_app: Option<LatchkeyApp>,
+    /// Which outbound URLs connectors may use (development allows the simulated tenant).
+    pub outbound_policy: OutboundPolicy,
+    /// Show the email outbox page (the demo has no SMTP server).
+    pub show_outbox: bool,
 }
 
 impl WebConfig {
@@ -29,6 +37,9 @@ impl WebConfig {
             login_max_failures: 5,
             login_window: Duration::from_secs(15 * 60),
             invitation_lifetime: Duration::from_secs(7 * 24 * 60 * 60),
+            entra_app: None,
+            outbound_policy: OutboundPolicy::STRICT,
+            show_outbox: false,
         }
     }
 

@@ -75,6 +75,15 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api-clients/{id}", get(api::api_clients::get))
         .route("/api-clients/{id}/revoke", post(api::api_clients::revoke))
+        .route("/connectors", get(api::connectors::list).post(api::connectors::create))
+        .route(
+            "/connectors/{id}",
+            get(api::connectors::get).patch(api::connectors::patch).delete(api::connectors::delete),
+        )
+        .route("/connectors/{id}/test", post(api::connectors::test))
+        .route("/jobs/{id}", get(api::jobs::get))
+        .route("/jobs/{id}/logs", get(api::jobs::logs))
+        .route("/openapi.json", get(api::openapi::document))
         .fallback(api::not_found);
 
     let mut app = Router::new()
@@ -84,6 +93,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/static/app.css", get(stylesheet))
+        .route("/static/app.js", get(script))
         .fallback(page_not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -146,6 +156,13 @@ async fn stylesheet() -> impl IntoResponse {
             (header::CACHE_CONTROL, "public, max-age=300"),
         ],
         include_str!("../../../static/app.css"),
+    )
+}
+
+async fn script() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=300")],
+        include_str!("../../../static/app.js"),
     )
 }
 

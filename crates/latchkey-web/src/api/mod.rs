@@ -4,7 +4,10 @@
 //! objects are 404, never 403.
 
 pub mod api_clients;
+pub mod connectors;
+pub mod jobs;
 pub mod me;
+pub mod openapi;
 pub mod token;
 pub mod users;
 

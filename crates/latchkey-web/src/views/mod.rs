@@ -1,9 +1,11 @@
 //! Server-rendered pages, one module per page, each with its own template in `templates/`.
 
 pub mod api_clients;
+pub mod connectors;
 pub mod dashboard;
 pub mod invite;
 pub mod login;
+pub mod outbox;
 pub mod people;
 pub mod signup;
 

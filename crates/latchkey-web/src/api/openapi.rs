@@ -1,0 +1,145 @@
+//! `GET /api/v1/openapi.json`: the API described as OpenAPI 3.1. The path list is checked
+//! against the router by a test (tests/it/openapi.rs), so an endpoint cannot be added
+//! without being described here.
+
+use axum::Json;
+use serde_json::{Value, json};
+
+/// (method, path under /api/v1, summary, request schema, success status, response schema).
+const ENDPOINTS: &[(&str, &str, &str, Option<&str>, u16, &str)] = &[
+    ("post", "/auth/token", "Exchange client credentials for an access token (OAuth2 client credentials, form or JSON)", Some("TokenRequest"), 200, "TokenResponse"),
+    ("get", "/me", "The calling API client", None, 200, "Me"),
+    ("get", "/users", "People of the organization", None, 200, "UserPage"),
+    ("get", "/users/{id}", "One person", None, 200, "User"),
+    ("get", "/api-clients", "API clients (Super Administrators)", None, 200, "ApiClientPage"),
+    ("post", "/api-clients", "Create an API client; the secret is in this answer only", Some("ApiClientCreate"), 201, "ApiClientCreated"),
+    ("get", "/api-clients/{id}", "One API client", None, 200, "ApiClient"),
+    ("post", "/api-clients/{id}/revoke", "Revoke an API client; its tokens stop working at once", None, 200, "ApiClient"),
+    ("get", "/connectors", "Connectors of the organization", None, 200, "ConnectorPage"),
+    ("post", "/connectors", "Create a connector (app, owners, settings); OAuth answers include consent_url", Some("ConnectorCreate"), 201, "Connector"),
+    ("get", "/connectors/{id}", "One connector (never its secret)", None, 200, "Connector"),
+    ("patch", "/connectors/{id}", "Change name, owners or settings; a new secret replaces the old", Some("ConnectorPatch"), 200, "Connector"),
+    ("delete", "/connectors/{id}", "Disable a connector and remove its credentials", None, 200, "Connector"),
+    ("post", "/connectors/{id}/test", "Run the connection test again", None, 202, "Connector"),
+    ("get", "/jobs/{id}", "Any job of the organization (connection test, sync, provisioning)", None, 200, "Job"),
+    ("get", "/jobs/{id}/logs", "A job's log lines after a cursor (`after`), for live tails", None, 200, "JobLogPage"),
+    ("get", "/openapi.json", "This document", None, 200, "OpenApi"),
+];
+
+/// The documented (method, path) pairs, for the router consistency test.
+pub fn documented() -> Vec<(String, String)> {
+    ENDPOINTS.iter().map(|(m, p, ..)| (m.to_string(), p.to_string())).collect()
+}
+
+fn schemas() -> Value {
+    let error = json!({"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
+        "code": {"type": "string"}, "message": {"type": "string"},
+        "fields": {"type": "array", "items": {"type": "object", "properties": {"field": {"type": "string"}, "message": {"type": "string"}}}}}}}});
+    let page = |item: &str| json!({"type": "object", "required": ["items", "next_cursor"], "properties": {
+        "items": {"type": "array", "items": {"$ref": format!("#/components/schemas/{item}")}},
+        "next_cursor": {"type": ["string", "null"]}}});
+    let settings = json!({"type": "object", "properties": {
+        "auth": {"oneOf": [
+            {"type": "object", "required": ["mode", "tenant_id", "client_id", "client_secret"], "properties": {
+                "mode": {"const": "client_secret"}, "tenant_id": {"type": "string", "description": "GUID or verified domain; not common/organizations/consumers"},
+                "client_id": {"type": "string", "format": "uuid"}, "client_secret": {"type": "string", "writeOnly": true}}},
+            {"type": "object", "required": ["mode", "tenant_id"], "properties": {"mode": {"const": "oauth"}, "tenant_id": {"type": "string"}}}]},
+        "graph_domain": {"type": "string", "description": "graph.microsoft.com, graph.microsoft.us, dod-graph.microsoft.us, microsoftgraph.chinacloudapi.cn, or a custom https host"},
+        "login_authority": {"type": "string", "format": "uri"},
+        "provisioning": {"type": "boolean"}, "skip_ad_groups": {"type": "boolean"}, "fetch_sign_in_activity": {"type": "boolean"},
+        "schedule_scim_provisioning": {"type": "boolean"}, "disable_audit_feed": {"type": "boolean"}}});
+    json!({
+        "Error": error,
+        "TokenRequest": {"type": "object", "required": ["grant_type", "client_id", "client_secret"], "properties": {
+            "grant_type": {"const": "client_credentials"}, "client_id": {"type": "string"}, "client_secret": {"type": "string"}}},
+        "TokenResponse": {"type": "object", "required": ["access_token", "token_type", "expires_in"], "properties": {
+            "access_token": {"type": "string"}, "token_type": {"const": "Bearer"}, "expires_in": {"type": "integer"}}},
+        "Me": {"type": "object", "properties": {"org_id": {"type": "string", "format": "uuid"}, "api_client_id": {"type": "string", "format": "uuid"}, "role": {"$ref": "#/components/schemas/Role"}}},
+        "Role": {"enum": ["super_admin", "connector_admin", "member"]},
+        "User": {"type": "object", "properties": {"id": {"type": "string", "format": "uuid"}, "email": {"type": "string"}, "display_name": {"type": "string"},
+            "role": {"$ref": "#/components/schemas/Role"}, "disabled_at": {"type": ["string", "null"]}, "created_at": {"type": "string"}}},
+        "UserPage": page("User"),
+        "ApiClient": {"type": "object", "properties": {"id": {"type": "string", "format": "uuid"}, "client_id": {"type": "string"}, "name": {"type": "string"},
+            "role": {"$ref": "#/components/schemas/Role"}, "revoked_at": {"type": ["string", "null"]}}},
+        "ApiClientPage": page("ApiClient"),
+        "ApiClientCreate": {"type": "object", "required": ["name", "role"], "properties": {"name": {"type": "string"}, "role": {"$ref": "#/components/schemas/Role"}}},
+        "ApiClientCreated": {"allOf": [{"$ref": "#/components/schemas/ApiClient"}, {"type": "object", "properties": {"client_secret": {"type": "string"}}}]},
+        "ConnectorSettings": settings,
+        "ConnectorCreate": {"type": "object", "required": ["display_name", "app"], "properties": {
+            "display_name": {"type": "string"},
+            "app": {"oneOf": [
+                {"type": "object", "required": ["new"], "properties": {"new": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}}},
+                {"type": "object", "required": ["managed_app_id"], "properties": {"managed_app_id": {"type": "string", "format": "uuid"}}},
+                {"type": "object", "required": ["discovered_app_id"], "properties": {"discovered_app_id": {"type": "string", "format": "uuid"}}}]},
+            "owners": {"type": "array", "items": {"type": "string", "format": "uuid"}, "description": "default: the calling person, if any"},
+            "settings": {"$ref": "#/components/schemas/ConnectorSettings"}}},
+        "ConnectorPatch": {"type": "object", "properties": {"display_name": {"type": "string"}, "owners": {"type": "array", "items": {"type": "string", "format": "uuid"}},
+            "settings": {"$ref": "#/components/schemas/ConnectorSettings"}}},
+        "Connector": {"type": "object", "required": ["id", "display_name", "app", "owners", "status", "status_reason", "settings", "capabilities", "last_sync"], "properties": {
+            "id": {"type": "string", "format": "uuid"}, "display_name": {"type": "string"},
+            "app": {"type": "object", "properties": {"id": {"type": "string", "format": "uuid"}, "name": {"type": "string"}}},
+            "owners": {"type": "array", "items": {"type": "object", "properties": {"user_id": {"type": "string"}, "display_name": {"type": "string"}, "email": {"type": "string"}}}},
+            "status": {"enum": ["setup_required", "pending_consent", "syncing", "connected", "error", "disabled"]},
+            "status_reason": {"type": ["string", "null"], "description": "The actionable sentence shown in the UI"},
+            "settings": {"description": "Settings without the secret; client_secret_set, client_secret_set_at and client_secret_expires_at added"},
+            "capabilities": {"description": "The last connection test's report: permissions granted vs needed, premium features"},
+            "last_sync": {"type": ["object", "null"]},
+            "consent_url": {"type": "string", "description": "OAuth connectors waiting for consent: open it in a browser while signed in"},
+            "connection_test_job_id": {"type": "string", "format": "uuid"}}},
+        "ConnectorPage": page("Connector"),
+        "Job": {"type": "object", "properties": {"id": {"type": "string", "format": "uuid"}, "kind": {"type": "string"},
+            "status": {"enum": ["queued", "running", "succeeded", "failed", "cancelled", "dead"]}, "attempts": {"type": "integer"},
+            "progress": {}, "last_error": {"type": ["string", "null"]}, "started_at": {"type": ["string", "null"]}, "finished_at": {"type": ["string", "null"]}}},
+        "JobLog": {"type": "object", "properties": {"id": {"type": "integer"}, "level": {"enum": ["debug", "info", "warn", "error"]}, "message": {"type": "string"}, "fields": {}, "at": {"type": "string"}}},
+        "JobLogPage": {"type": "object", "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/JobLog"}}, "next_cursor": {"type": "string"}}},
+        "OpenApi": {"type": "object"},
+    })
+}
+
+pub fn spec() -> Value {
+    let mut paths = serde_json::Map::new();
+    for (method, path, summary, request, status, response) in ENDPOINTS {
+        let mut op = json!({
+            "summary": summary,
+            "responses": {
+                status.to_string(): {"description": "OK", "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{response}")}}}},
+                "default": {"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+            }
+        });
+        if let Some(req) = request {
+            op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{req}")}}}});
+        }
+        if *path == "/auth/token" || *path == "/openapi.json" {
+            op["security"] = json!([]);
+        }
+        if path.contains("{id}") {
+            op["parameters"] = json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}]);
+        }
+        if matches!(*path, "/users" | "/api-clients" | "/connectors") && *method == "get" {
+            op["parameters"] = json!([
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}},
+                {"name": "cursor", "in": "query", "schema": {"type": "string"}}]);
+        }
+        if *path == "/jobs/{id}/logs" {
+            op["parameters"].as_array_mut().expect("id parameter").push(json!({"name": "after", "in": "query", "schema": {"type": "string"}}));
+        }
+        let full = format!("/api/v1{path}");
+        let entry = paths.entry(full).or_insert_with(|| json!({}));
+        entry[*method] = op;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "Latchkey API", "version": env!("CARGO_PKG_VERSION"),
+            "description": "Errors are {\"error\": {\"code\", \"message\"}}; lists take limit and cursor and answer {items, next_cursor}; another organization's objects are 404."},
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+            "schemas": schemas(),
+        },
+        "security": [{"bearer": []}],
+        "paths": paths,
+    })
+}
+
+pub async fn document() -> Json<Value> {
+    Json(spec())
+}

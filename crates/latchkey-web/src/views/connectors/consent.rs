@@ -1,0 +1,85 @@
+//! OAuth pages: "Login with Microsoft" for a connector, and the callback from Microsoft.
+
+use crate::auth::SignedIn;
+use crate::connectors::consent::{self, BeginError, CallbackError};
+use crate::csrf;
+use crate::error::WebError;
+use crate::state::AppState;
+use crate::views::Nav;
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use latchkey_entra::onboarding::EntraSettings;
+use latchkey_entra::onboarding::consent::ConsentCallback;
+use latchkey_store::connectors as store;
+use serde::Deserialize;
+use uuid::Uuid;
+
+#[derive(Template, WebTemplate)]
+#[template(path = "connector_consent.html")]
+pub struct ConsentPage {
+    nav: Nav,
+    id: Uuid,
+    name: String,
+    tenant_id: String,
+    status_reason: Option<String>,
+    available: bool,
+}
+
+pub async fn show(State(state): State<AppState>, who: SignedIn, Path(id): Path<Uuid>) -> Result<ConsentPage, WebError> {
+    let mut tx = who.tx(&state).await?;
+    let row = store::get(&mut tx, id).await?;
+    tx.commit().await?;
+    let settings: Option<EntraSettings> = row.settings.and_then(|v| serde_json::from_value(v).ok());
+    Ok(ConsentPage {
+        nav: Nav::new(&who, "connectors"),
+        id,
+        name: row.display_name,
+        tenant_id: settings.map(|s| s.auth.tenant_id).unwrap_or_default(),
+        status_reason: row.status_reason,
+        available: state.config.entra_app.is_some(),
+    })
+}
+
+#[derive(Deserialize)]
+pub struct CsrfOnly {
+    #[serde(default)]
+    csrf_token: String,
+}
+
+/// Starts consent: a fresh state, then off to Microsoft.
+pub async fn start(State(state): State<AppState>, who: SignedIn, Path(id): Path<Uuid>, Form(form): Form<CsrfOnly>) -> Result<Response, WebError> {
+    csrf::verify_session(&who, &form.csrf_token)?;
+    match consent::begin(&state, &who, id).await {
+        Ok(url) => Ok(Redirect::to(&url).into_response()),
+        Err(BeginError::Service(e)) => Err(e.into()),
+        Err(e) => Err(WebError::BadRequest(e.to_string())),
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "connector_consent_result.html")]
+pub struct ConsentResultPage {
+    nav: Nav,
+    connector: Option<Uuid>,
+    message: String,
+}
+
+/// `GET /connectors/oauth/callback`: every documented outcome ends on a page that says what
+/// happened and what to do.
+pub async fn callback(State(state): State<AppState>, who: SignedIn, Query(cb): Query<ConsentCallback>) -> Result<Response, WebError> {
+    match consent::complete(&state, &who, &cb).await {
+        Ok(id) => Ok(Redirect::to(&format!("/connectors/{id}?notice=consented")).into_response()),
+        Err((connector, CallbackError::Service(e))) => {
+            tracing::warn!(connector_id = ?connector, "consent callback failed");
+            Err(e.into())
+        }
+        Err((connector, e)) => {
+            let page = ConsentResultPage { nav: Nav::new(&who, "connectors"), connector, message: e.to_string() };
+            Ok((StatusCode::BAD_REQUEST, page).into_response())
+        }
+    }
+}

@@ -1,0 +1,43 @@
+// Progressive enhancement: the connector page's live log and status follow the running job.
+(function () {
+  'use strict';
+  var log = document.getElementById('live-log');
+  if (!log) return;
+  var url = log.getAttribute('data-log-url');
+  var after = log.getAttribute('data-after') || '0';
+  var badge = document.getElementById('status-badge');
+  var reason = document.getElementById('status-reason');
+  var classes = { connected: 'badge-ok', error: 'badge-error', disabled: 'badge-muted' };
+  var done = false;
+
+  function poll() {
+    fetch(url + '?after=' + encodeURIComponent(after), { credentials: 'same-origin', headers: { Accept: 'application/json' } })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (page) {
+        if (!page) return;
+        page.items.forEach(function (line) {
+          var li = document.createElement('li');
+          li.className = 'log-' + line.level;
+          var t = document.createElement('time');
+          t.textContent = line.at;
+          li.appendChild(t);
+          li.appendChild(document.createTextNode(' ' + line.message));
+          log.appendChild(li);
+        });
+        if (page.items.length) log.scrollTop = log.scrollHeight;
+        after = page.next_cursor;
+        if (badge) {
+          badge.textContent = page.status_label;
+          badge.className = 'badge ' + (classes[page.status] || 'badge-pending');
+        }
+        if (reason && page.status_reason !== null) {
+          reason.textContent = page.status_reason;
+          reason.className = page.status === 'error' ? 'alert' : 'muted';
+        }
+        done = ['succeeded', 'failed', 'cancelled', 'dead'].indexOf(page.job_status) >= 0;
+      })
+      .catch(function () { /* try again on the next tick */ })
+      .then(function () { if (!done) setTimeout(poll, 1500); });
+  }
+  setTimeout(poll, 1000);
+})();
