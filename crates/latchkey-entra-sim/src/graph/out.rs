@@ -262,7 +262,7 @@ pub(crate) fn write_user(out: &mut Vec<u8>, d: &Directory, ui: usize, mask: u64,
             34 => json::opt_ts(out, (!u.guest).then_some(u.created)),
             35 => json::opt_str(out, bs(&u.office_location).filter(|o| *o != "Remote")),
             36 => json::opt_str(out, u.usage_location),
-            37 | 38 | 39 | 40 | 41 => out.extend_from_slice(b"null"),
+            37..=41 => out.extend_from_slice(b"null"),
             42 => out.extend_from_slice(b"[]"),
             43 => {
                 out.extend_from_slice(b"[{\"signInType\":\"userPrincipalName\",\"issuer\":");
