@@ -2,7 +2,7 @@
 //! claim latency (enqueue to start, woken by NOTIFY).
 //!
 //! `cargo bench -p latchkey-jobs --bench queue` (needs PostgreSQL, like the tests).
-//! Environment: `BENCH_JOBS` (default 20000), `BENCH_CONCURRENCY` per process (default 16),
+//! Environment: `BENCH_JOBS` (default 20000), `BENCH_CONCURRENCY` per process (default 64),
 //! `BENCH_ORGS` the jobs are spread over (default 8).
 
 use latchkey_core::{DisplayName, Email, OrgId};
@@ -165,7 +165,7 @@ fn main() {
         .build()
         .unwrap();
     let jobs = env_or("BENCH_JOBS", 20_000);
-    let concurrency = env_or("BENCH_CONCURRENCY", 16);
+    let concurrency = env_or("BENCH_CONCURRENCY", 64);
     let n_orgs = env_or("BENCH_ORGS", 8);
     rt.block_on(async {
         println!("no-op throughput: {jobs} jobs over {n_orgs} organizations, concurrency {concurrency} per process");

@@ -52,7 +52,8 @@ async fn main() -> anyhow::Result<()> {
     cfg.shutdown_deadline = Duration::from_millis(a.shutdown_ms);
     cfg.backoff.base = Duration::from_millis(a.backoff_base_ms);
     let mut db = DbConfig::new(a.database_url);
-    db.max_connections = cfg.connections_needed() + 2;
+    // Four of these share one Postgres (max_connections 100) in the benchmark.
+    db.max_connections = cfg.connections_needed().min(20);
     let store = Store::connect(&db).await?;
     let stop = CancellationToken::new();
     let on_signal = stop.clone();
