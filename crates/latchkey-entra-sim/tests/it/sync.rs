@@ -141,6 +141,16 @@ async fn batch_dispatches_each_request_and_throttles_them_individually() {
     assert_eq!(r[1]["status"], 404);
     assert_eq!(r[1]["body"]["error"]["code"], "Request_ResourceNotFound");
     assert_eq!(r[2]["status"], 200);
+    let (_, v) = t
+        .post(
+            "/v1.0/$batch",
+            json!({"requests": [
+                {"id": "a", "method": "GET", "url": "/groups/00000000-0000-0000-0000-000000000000"},
+                {"id": "b", "method": "GET", "url": "/organization", "dependsOn": ["a"]},
+            ]}),
+        )
+        .await;
+    assert_eq!(v["responses"][1]["status"], 424);
     let too_many: Vec<Value> = (0..21)
         .map(|i| json!({"id": i.to_string(), "method": "GET", "url": "/users"}))
         .collect();
