@@ -171,15 +171,17 @@ impl WorkerPool {
                 _ = &mut deadline => break,
             }
         }
-        jobs.abort_all();
-        while jobs.join_next().await.is_some() {}
+        // Snapshot before aborting: an aborted task's guard removes its entry. Releasing is
+        // fenced, so a job that finished meanwhile is left as it is.
         let leftovers: Vec<Lease> = shared
             .active
             .lock()
             .unwrap()
-            .drain()
-            .map(|(_, a)| a.lease)
+            .values()
+            .map(|a| a.lease)
             .collect();
+        jobs.abort_all();
+        while jobs.join_next().await.is_some() {}
         if !leftovers.is_empty() {
             match worker::release(&shared.store, &leftovers).await {
                 Ok(n) => tracing::info!(released = n, "handed unfinished jobs back to the queue"),
@@ -208,13 +210,30 @@ fn spawn_job(shared: &Arc<Shared>, jobs: &mut JoinSet<()>, job: Job) {
             signals: signals.clone(),
         },
     );
-    let shared = shared.clone();
+    let guard = ActiveGuard {
+        shared: shared.clone(),
+        id: job.id,
+    };
     jobs.spawn(async move {
-        let id = job.id;
-        run_job(&shared, job, lease, signals).await;
-        shared.active.lock().unwrap().remove(&id);
-        shared.finished.notify_one();
+        run_job(&guard.shared, job, lease, signals).await;
+        drop(guard);
     });
+}
+
+/// Frees the job's slot however its task ends (done, panicked, aborted), so a slot is never
+/// leaked and a dead task's lease is not renewed forever.
+struct ActiveGuard {
+    shared: Arc<Shared>,
+    id: JobId,
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        if let Ok(mut active) = self.shared.active.lock() {
+            active.remove(&self.id);
+        }
+        self.shared.finished.notify_one();
+    }
 }
 
 async fn run_job(shared: &Arc<Shared>, job: Job, lease: Lease, signals: Arc<Signals>) {
