@@ -246,8 +246,8 @@ pub struct Page<T> {
     pub next: Option<PageCursor>,
     /// `@odata.count` (first page of an advanced query only).
     pub count: Option<u64>,
-    /// `@odata.deltaLink` on the last page of a delta query.
-    pub delta_link: Option<String>,
+    /// `@odata.deltaLink` on the last page of a delta query: where the next incremental run starts.
+    pub delta_link: Option<PageCursor>,
 }
 
 #[derive(Deserialize)]
@@ -721,7 +721,19 @@ impl fmt::Debug for GraphClient {
 
 enum Attempt {
     Done(StatusCode, HeaderMap, Bytes),
-    Failed(GraphError),
+    /// A transport failure; `sent` when the request may have reached Graph (not a connect error).
+    Failed {
+        err: GraphError,
+        sent: bool,
+    },
+}
+
+/// Whether sending `method` twice has the effect of sending it once. A POST that may have reached
+/// Graph is not repeated after a network error or an ambiguous 5xx (500/502/504): repeating
+/// "create user" could create two. 429 and 503 mean "not processed" and are retried for all.
+/// (A `$batch` is a POST, but repeatable when none of its items is.)
+fn idempotent(method: &Method) -> bool {
+    *method != Method::POST
 }
 
 impl GraphClient {
@@ -787,8 +799,8 @@ impl GraphClient {
         &self,
         cursor: &PageCursor,
     ) -> Result<Page<T>, GraphError> {
-        let url = Url::parse(&cursor.url)
-            .map_err(|e| GraphError::InvalidRequest(format!("bad page link: {e}")))?;
+        // Cursors come back from storage and delta links: check the host like any nextLink.
+        let url = self.checked_link(&cursor.url)?;
         let body = self
             .execute(
                 Method::GET,
@@ -796,24 +808,27 @@ impl GraphClient {
                 cursor.eventual,
                 None,
                 cursor.permission.as_deref(),
+                true,
             )
             .await?
             .2;
         let raw: RawPage<T> =
             serde_json::from_slice(&body).map_err(|e| GraphError::Decode(e.to_string()))?;
-        let next = match raw.next_link {
-            Some(link) => Some(PageCursor {
-                url: self.checked_link(&link)?.to_string(),
-                eventual: cursor.eventual,
-                permission: cursor.permission.clone(),
-            }),
-            None => None,
+        let follow = |link: Option<String>| -> Result<Option<PageCursor>, GraphError> {
+            link.map(|l| {
+                Ok(PageCursor {
+                    url: self.checked_link(&l)?.to_string(),
+                    eventual: cursor.eventual,
+                    permission: cursor.permission.clone(),
+                })
+            })
+            .transpose()
         };
         Ok(Page {
             items: raw.value,
-            next,
+            next: follow(raw.next_link)?,
             count: raw.count,
-            delta_link: raw.delta_link,
+            delta_link: follow(raw.delta_link)?,
         })
     }
 
@@ -878,6 +893,7 @@ impl GraphClient {
                 query.eventual,
                 None,
                 query.permission.as_deref(),
+                true,
             )
             .await?
             .2;
@@ -892,6 +908,7 @@ impl GraphClient {
         body: Option<&Value>,
     ) -> Result<GraphResponse, GraphError> {
         let url = query.url(self.base())?;
+        let repeatable = idempotent(&method);
         let (status, headers, bytes) = self
             .execute(
                 method,
@@ -899,6 +916,7 @@ impl GraphClient {
                 query.eventual,
                 body,
                 query.permission.as_deref(),
+                repeatable,
             )
             .await?;
         let body = if bytes.is_empty() {
@@ -930,6 +948,7 @@ impl GraphClient {
                 requests.len()
             )));
         }
+        let repeatable = requests.iter().all(|r| idempotent(&r.method));
         let mut ids: Vec<&str> = requests.iter().map(|r| r.id.as_str()).collect();
         ids.sort_unstable();
         ids.dedup();
@@ -955,7 +974,14 @@ impl GraphClient {
                 }).collect::<Vec<_>>()
             });
             let (_, _, bytes) = self
-                .execute(Method::POST, url.clone(), false, Some(&payload), None)
+                .execute(
+                    Method::POST,
+                    url.clone(),
+                    false,
+                    Some(&payload),
+                    None,
+                    repeatable,
+                )
                 .await?;
             let parsed: Value =
                 serde_json::from_slice(&bytes).map_err(|e| GraphError::Decode(e.to_string()))?;
@@ -999,7 +1025,9 @@ impl GraphClient {
                     }));
                     continue;
                 }
-                if matches!(status, 429 | 500 | 502 | 503 | 504) {
+                if matches!(status, 429 | 503)
+                    || (matches!(status, 500 | 502 | 504) && idempotent(&r.method))
+                {
                     if status == 429 {
                         self.inner.stats.throttled.fetch_add(1, Ordering::Relaxed);
                     } else {
@@ -1139,6 +1167,7 @@ impl GraphClient {
         eventual: bool,
         body: Option<&Value>,
         hint: Option<&str>,
+        repeatable: bool,
     ) -> Result<(StatusCode, HeaderMap, Bytes), GraphError> {
         let version_prefix = url
             .path()
@@ -1150,16 +1179,20 @@ impl GraphClient {
         let shown = redact_url(&url);
         let mut attempt = 0u32;
         let mut refreshed = false;
-        let mut token = self.inner.tokens.token().await?;
         loop {
             attempt += 1;
+            // The cached token (renewed when it ages during long retry waits, or after a 401).
+            let token = self.inner.tokens.token().await?;
             let outcome = self.attempt(&method, &url, eventual, body, &token).await;
             let (status, headers, bytes) = match outcome {
                 Attempt::Done(s, h, b) => (s, h, b),
-                Attempt::Failed(err) => {
+                Attempt::Failed { err, sent } => {
                     self.inner.stats.transient.fetch_add(1, Ordering::Relaxed);
                     let delay = self.backoff(attempt);
-                    if attempt >= self.inner.policy.max_attempts || !self.take_budget(delay) {
+                    if (sent && !repeatable)
+                        || attempt >= self.inner.policy.max_attempts
+                        || !self.take_budget(delay)
+                    {
                         return Err(match err {
                             GraphError::Transient {
                                 status, message, ..
@@ -1189,7 +1222,7 @@ impl GraphClient {
                 refreshed = true;
                 self.inner.stats.refreshes.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(request = %shown, "Graph rejected the access token; fetching a new one");
-                token = self.inner.tokens.refresh(&token).await?;
+                self.inner.tokens.refresh(&token).await?;
                 continue;
             }
             if matches!(code, 429 | 500 | 502 | 503 | 504) {
@@ -1204,7 +1237,11 @@ impl GraphClient {
                     .and_then(|v| v.to_str().ok())
                     .and_then(parse_retry_after);
                 let delay = retry_after.unwrap_or_else(|| self.backoff(attempt));
-                if attempt >= self.inner.policy.max_attempts || !self.take_budget(delay) {
+                let ambiguous = !matches!(code, 429 | 503) && !repeatable;
+                if ambiguous
+                    || attempt >= self.inner.policy.max_attempts
+                    || !self.take_budget(delay)
+                {
                     return Err(if throttled {
                         GraphError::Throttled {
                             retry_after,
@@ -1261,22 +1298,28 @@ impl GraphClient {
         let resp = match req.send().await {
             Ok(r) => r,
             Err(e) => {
-                return Attempt::Failed(GraphError::Transient {
-                    status: None,
-                    message: describe_reqwest_error(&e),
-                    attempts: 0,
-                });
+                return Attempt::Failed {
+                    sent: !e.is_connect(),
+                    err: GraphError::Transient {
+                        status: None,
+                        message: describe_reqwest_error(&e),
+                        attempts: 0,
+                    },
+                };
             }
         };
         let status = resp.status();
         let headers = resp.headers().clone();
         match resp.bytes().await {
             Ok(b) => Attempt::Done(status, headers, b),
-            Err(e) => Attempt::Failed(GraphError::Transient {
-                status: Some(status.as_u16()),
-                message: describe_reqwest_error(&e),
-                attempts: 0,
-            }),
+            Err(e) => Attempt::Failed {
+                sent: true,
+                err: GraphError::Transient {
+                    status: Some(status.as_u16()),
+                    message: describe_reqwest_error(&e),
+                    attempts: 0,
+                },
+            },
         }
     }
 }

@@ -20,6 +20,7 @@ use crate::{connect_with, fast_retries};
 
 #[derive(Default)]
 struct Seen {
+    org_domain: String,
     hits: HashMap<String, usize>,
     tokens_issued: usize,
     auth_headers: Vec<String>,
@@ -100,15 +101,39 @@ async fn graph(State(st): State<St>, Path(rest): Path<String>, headers: HeaderMa
             .into_response(),
         "no-retry-after" => page(json!([]), None),
         "garbage" => (StatusCode::OK, "<html>not json</html>").into_response(),
+        "gateway" => (
+            StatusCode::GATEWAY_TIMEOUT,
+            axum::Json(json!({"error": {"code": "gatewayTimeout", "message": "The gateway did not receive a timely response."}})),
+        )
+            .into_response(),
+        "organization" => {
+            let domain = st.lock().unwrap().org_domain.clone();
+            axum::Json(json!({"value": [{
+                "id": "aaaaaaaa-0000-4000-8000-000000000001", "displayName": "Fabrikam",
+                "verifiedDomains": [{"name": domain, "isDefault": true, "isInitial": true}]
+            }]}))
+            .into_response()
+        }
+        app if app.starts_with("applications(appId='11111111-2222-3333-4444-555555555555')") => {
+            let soon = time::OffsetDateTime::now_utc() + time::Duration::days(10) + time::Duration::hours(1);
+            let later = time::OffsetDateTime::now_utc() + time::Duration::days(400);
+            let fmt = |t: time::OffsetDateTime| t.format(&time::format_description::well_known::Rfc3339).unwrap();
+            axum::Json(json!({"id": "app", "displayName": "Latchkey connector", "passwordCredentials": [
+                {"displayName": "old", "hint": "zzz", "endDateTime": fmt(later)},
+                {"displayName": "in use", "hint": "abc", "endDateTime": fmt(soon)}
+            ]}))
+            .into_response()
+        }
         _ => (StatusCode::NOT_FOUND, axum::Json(json!({"error": {"code": "Request_ResourceNotFound", "message": "nope"}}))).into_response(),
     }
 }
 
 async fn fake() -> Fake {
     let seen: St = Arc::default();
+    seen.lock().unwrap().org_domain = "contoso.onmicrosoft.com".into();
     let app = Router::new()
         .route("/{tenant}/oauth2/v2.0/token", post(token))
-        .route("/v1.0/{*rest}", get(graph))
+        .route("/v1.0/{*rest}", get(graph).post(graph))
         .with_state(seen.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -234,4 +259,101 @@ async fn unreadable_bodies_are_decode_errors() {
         .unwrap_err();
     assert!(matches!(err, GraphError::Decode(_)), "{err:?}");
     assert!(!err.is_transient());
+}
+
+#[tokio::test]
+async fn an_ambiguous_failure_of_a_post_is_not_repeated() {
+    let f = fake().await;
+    let c = conn(&f);
+    let err = c
+        .graph
+        .send(
+            http::Method::POST,
+            &Query::v1("gateway"),
+            Some(&json!({"displayName": "x"})),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            GraphError::Transient {
+                status: Some(504),
+                attempts: 1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        f.seen.lock().unwrap().hits.get("gateway"),
+        Some(&1),
+        "sent once: it may have been applied"
+    );
+    // A GET of the same is retried.
+    let err = c
+        .graph
+        .get::<Value>(&Query::v1("gateway"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, GraphError::Transient { attempts: 8, .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_probe_reads_the_secret_expiry_and_checks_the_tenant() {
+    use latchkey_entra::probe::{FeatureState, Level, ProbeOptions, Verdict, probe};
+    let f = fake().await;
+    let c = conn(&f);
+    let r = probe(&c.graph, &ProbeOptions::default()).await;
+    let secret = r.client_secret.as_ref().expect("secret read");
+    assert!(
+        secret.matched_secret_in_use,
+        "matched by the hint 'abc': {secret:?}"
+    );
+    assert_eq!(secret.days_left, Some(10));
+    assert!(
+        r.messages.iter().any(|m| m.level == Level::Warning
+            && m.text.contains("The client secret expires on")
+            && m.text.contains("in 10 days")),
+        "{:?}",
+        r.messages
+    );
+    // Features the stand-in does not serve are unknown, not failures.
+    assert_eq!(
+        r.features.as_ref().unwrap().pim.state,
+        FeatureState::Unknown
+    );
+    // The stand-in's token only grants User.Read.All.
+    assert_eq!(r.verdict, Verdict::MissingPermissions);
+
+    // The organization that answers is not the configured tenant.
+    f.seen.lock().unwrap().org_domain = "fabrikam.onmicrosoft.com".into();
+    let r = probe(&c.graph, &ProbeOptions::default()).await;
+    assert_eq!(r.verdict, Verdict::Failed);
+    let failure = r.failure.unwrap();
+    assert_eq!(failure.field.as_deref(), Some("tenant_id"));
+    assert!(
+        failure
+            .message
+            .starts_with("The tenant that answered is Fabrikam"),
+        "{}",
+        failure.message
+    );
+}
+
+#[tokio::test]
+async fn delta_links_and_stored_cursors_are_checked_too() {
+    let f = fake().await;
+    let c = conn(&f);
+    let evil = latchkey_entra::PageCursor {
+        url: "http://169.254.169.254/v1.0/users".into(),
+        eventual: false,
+        permission: None,
+    };
+    let err = c.graph.page::<Value>(&evil).await.unwrap_err();
+    assert!(matches!(err, GraphError::UnsafeLink { .. }), "{err:?}");
+    assert_eq!(c.graph.stats().requests, 0);
 }
