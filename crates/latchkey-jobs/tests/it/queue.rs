@@ -18,7 +18,34 @@ async fn enqueue_dedupes_while_active_and_isolates_organizations() {
     let mut tx = db.store.org_tx(a).await.unwrap();
     let first = queue::enqueue(&mut tx, &new).await.unwrap();
     let again = queue::enqueue(&mut tx, &new).await.unwrap();
+    // Rows in every queue table for the row-level security check below.
+    queue::enqueue(&mut tx, &NewJob::new("logger", json!({})))
+        .await
+        .unwrap();
+    queue::schedules::upsert(
+        &mut tx,
+        &queue::schedules::NewSchedule::new("tick", "noop", Duration::from_secs(60)),
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
+    let kinds = vec!["logger".to_string()];
+    let req = worker::ClaimRequest {
+        worker: "w1",
+        kinds: &kinds,
+        limit: 1,
+        sync_limit: 0,
+        org_cap: 10,
+        lease: Duration::from_secs(30),
+    };
+    let lease = worker::claim(&db.store, &req).await.unwrap()[0]
+        .lease()
+        .unwrap();
+    assert!(
+        worker::append_log(&db.store, &lease, LogLevel::Info, "alpha only", &json!({}))
+            .await
+            .unwrap()
+    );
     assert!(first.created && !again.created);
     assert_eq!(first.job.id, again.job.id);
     assert_eq!(first.job.status, JobStatus::Queued);
@@ -40,6 +67,15 @@ async fn enqueue_dedupes_while_active_and_isolates_organizations() {
         queue::logs(&mut tx, first.job.id, None, None).await,
         Err(StoreError::NotFound)
     ));
+    // Row-level security is the second wall: even unfiltered queries see only this org's rows.
+    for table in ["jobs", "job_logs", "job_schedules"] {
+        let seen: i64 =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+                .fetch_one(tx.conn())
+                .await
+                .unwrap();
+        assert_eq!(seen, i64::from(table == "jobs"), "{table}");
+    }
     let listed = queue::list(&mut tx, &JobFilter::default(), None, None)
         .await
         .unwrap();
