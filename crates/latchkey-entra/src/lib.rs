@@ -11,6 +11,8 @@
 //! * [`graph`] — [`GraphClient`]: OData queries, paging to the end as a stream, retries within a
 //!   budget, typed [`GraphError`]s, [`RequestStats`], `$batch`.
 //! * [`probe`] — the onboarding connection test producing a serialisable [`ConnectionReport`].
+//! * [`consent`] — the admin-consent URL and callback for the OAuth connector mode.
+//! * [`connection`] — from raw connector settings to a ready [`GraphClient`].
 //!
 //! # Connection test
 //! ```no_run
@@ -47,6 +49,7 @@
 
 pub mod auth;
 pub mod connection;
+pub mod consent;
 pub mod endpoints;
 pub mod graph;
 pub mod ids;

@@ -3,8 +3,10 @@
 
 mod auth;
 mod batch;
+mod consent;
 mod fake;
 mod faults;
+mod logs;
 mod paging;
 mod probe;
 
