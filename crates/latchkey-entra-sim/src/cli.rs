@@ -238,8 +238,15 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         let mut lines = text.lines();
         let first = lines.next().unwrap();
-        assert!(first.starts_with("listening on http://127.0.0.1:"), "{first}");
-        assert!(first["listening on http://127.0.0.1:".len()..].parse::<u16>().is_ok());
+        assert!(
+            first.starts_with("listening on http://127.0.0.1:"),
+            "{first}"
+        );
+        assert!(
+            first["listening on http://127.0.0.1:".len()..]
+                .parse::<u16>()
+                .is_ok()
+        );
         assert!(lines.next().unwrap().starts_with("tenant id: "));
         assert!(lines.next().unwrap().starts_with("client id: "));
         assert!(lines.next().unwrap().starts_with("client secret: "));

@@ -648,7 +648,7 @@ pub(crate) fn list_links(
                     && search.as_ref().is_none_or(|s| search_matches(&f, s))
             })
     };
-    let mut items = Vec::with_capacity(top * 200);
+    let mut items = Vec::with_capacity(top * 512);
     let mut n = 0;
     let mut next = None;
     for (pos, &m) in links.iter().enumerate().skip(start) {
@@ -915,7 +915,13 @@ pub(crate) fn transitive_members(st: &State, r: &GReq, id: &str) -> GResult {
         }
         write_member(&mut items, &d, all[i], &sel);
     }
-    ok(collection_body(r, "directoryObjects", None, page.next, &items))
+    ok(collection_body(
+        r,
+        "directoryObjects",
+        None,
+        page.next,
+        &items,
+    ))
 }
 
 /// `GET /users/{id}/appRoleAssignments`: the app roles a user holds directly.
@@ -936,5 +942,11 @@ pub(crate) fn user_app_role_assignments(st: &State, r: &GReq, id: &str) -> GResu
             items.extend_from_slice(assignment_value(&d, si, a).to_string().as_bytes());
         }
     }
-    ok(collection_body(r, &format!("users('{id}')/appRoleAssignments"), None, None, &items))
+    ok(collection_body(
+        r,
+        &format!("users('{id}')/appRoleAssignments"),
+        None,
+        None,
+        &items,
+    ))
 }

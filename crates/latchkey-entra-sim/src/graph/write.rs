@@ -680,7 +680,9 @@ pub(crate) fn patch_group(st: &State, r: &GReq, id: &str) -> GResult {
     r.require(GROUP_MEMBER_WRITE)?;
     let body = r.json_body()?;
     let Value::Object(fields) = &body else {
-        return Err(GraphError::bad_request("The request payload must be a JSON object."));
+        return Err(GraphError::bad_request(
+            "The request payload must be a JSON object.",
+        ));
     };
     let mut d = st.write();
     let gi = d.find_group(id).ok_or_else(|| GraphError::not_found(id))?;
@@ -696,7 +698,9 @@ pub(crate) fn patch_group(st: &State, r: &GReq, id: &str) -> GResult {
                 )));
             }
         };
-        let refs = v.as_array().ok_or_else(|| GraphError::bad_request(format!("'{k}' must be an array.")))?;
+        let refs = v
+            .as_array()
+            .ok_or_else(|| GraphError::bad_request(format!("'{k}' must be an array.")))?;
         if let Some(e) = group_write_refusal(kind, rel) {
             return Err(e);
         }
@@ -732,14 +736,26 @@ pub(crate) fn patch_group(st: &State, r: &GReq, id: &str) -> GResult {
         if rel == "members" {
             d.add_member(gi, target);
             let targets = vec![d.target(target), d.target(ObjRef::group(gi))];
-            d.audit("GroupManagement", "Add member to group", "Assign", r.actor(), targets);
+            d.audit(
+                "GroupManagement",
+                "Add member to group",
+                "Assign",
+                r.actor(),
+                targets,
+            );
         } else {
             if let Err(p) = d.groups[gi].owners.binary_search(&target) {
                 d.groups[gi].owners.insert(p, target);
             }
             d.touch_group(gi);
             let targets = vec![d.target(target), d.target(ObjRef::group(gi))];
-            d.audit("GroupManagement", "Add owner to group", "Assign", r.actor(), targets);
+            d.audit(
+                "GroupManagement",
+                "Add owner to group",
+                "Assign",
+                r.actor(),
+                targets,
+            );
         }
     }
     Ok(no_content())

@@ -354,12 +354,30 @@ async fn bulk_bind_transitive_members_and_user_assignments() {
     let t = T::new().await;
     let g = t.group_of_kind("security").await;
     let members = t.sim.group_members(g.parse().unwrap()).unwrap();
-    let outsiders: Vec<String> = t.user_ids().await.into_iter().filter(|u| !members.iter().any(|m| m.to_string() == *u)).take(3).collect();
-    let binds: Vec<String> = outsiders.iter().map(|u| format!("https://graph.microsoft.com/v1.0/directoryObjects/{u}")).collect();
-    let (s, v) = t.patch(&format!("/v1.0/groups/{g}"), json!({"members@odata.bind": binds})).await;
+    let outsiders: Vec<String> = t
+        .user_ids()
+        .await
+        .into_iter()
+        .filter(|u| !members.iter().any(|m| m.to_string() == *u))
+        .take(3)
+        .collect();
+    let binds: Vec<String> = outsiders
+        .iter()
+        .map(|u| format!("https://graph.microsoft.com/v1.0/directoryObjects/{u}"))
+        .collect();
+    let (s, v) = t
+        .patch(
+            &format!("/v1.0/groups/{g}"),
+            json!({"members@odata.bind": binds}),
+        )
+        .await;
     assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
     let now = t.sim.group_members(g.parse().unwrap()).unwrap();
-    assert!(outsiders.iter().all(|u| now.iter().any(|m| m.to_string() == *u)));
+    assert!(
+        outsiders
+            .iter()
+            .all(|u| now.iter().any(|m| m.to_string() == *u))
+    );
     // All or nothing: one duplicate refuses the whole request.
     let (s, _) = t.patch(&format!("/v1.0/groups/{g}"), json!({"members@odata.bind": [format!("https://graph.microsoft.com/v1.0/directoryObjects/{}", outsiders[0])]})).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
@@ -369,10 +387,19 @@ async fn bulk_bind_transitive_members_and_user_assignments() {
     // Group 0 nests another group: transitive members include the nested group's members.
     let (_, v) = t.get("/v1.0/groups?$top=1&$select=id").await;
     let g0 = v["value"][0]["id"].as_str().unwrap().to_string();
-    let direct = t.get_all(&format!("/v1.0/groups/{g0}/members?$select=id"), false).await;
-    let transitive = t.get_all(&format!("/v1.0/groups/{g0}/transitiveMembers?$select=id&$top=4"), false).await;
+    let direct = t
+        .get_all(&format!("/v1.0/groups/{g0}/members?$select=id"), false)
+        .await;
+    let transitive = t
+        .get_all(
+            &format!("/v1.0/groups/{g0}/transitiveMembers?$select=id&$top=4"),
+            false,
+        )
+        .await;
     assert!(transitive.len() >= direct.len());
-    let (s, v) = t.get(&format!("/v1.0/users/{}/appRoleAssignments", outsiders[0])).await;
+    let (s, v) = t
+        .get(&format!("/v1.0/users/{}/appRoleAssignments", outsiders[0]))
+        .await;
     assert_eq!(s, StatusCode::OK);
     assert!(v["value"].is_array());
 }

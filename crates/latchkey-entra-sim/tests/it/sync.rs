@@ -313,12 +313,22 @@ async fn introspection_truth_requests_changes_and_faults() {
 async fn groups_delta_splits_big_groups_across_appearances() {
     let t = T::new().await;
     let mut url = t.url("/beta/groups/delta?$select=displayName,members");
-    let mut seen: std::collections::HashMap<String, (usize, std::collections::HashSet<String>)> = Default::default();
+    let mut seen: std::collections::HashMap<String, (usize, std::collections::HashSet<String>)> =
+        Default::default();
     for _ in 0..10_000 {
-        let (s, v, _) = t.send(t.http.get(&url).bearer_auth(&t.token).header("Prefer", "odata.maxpagesize=1")).await;
+        let (s, v, _) = t
+            .send(
+                t.http
+                    .get(&url)
+                    .bearer_auth(&t.token)
+                    .header("Prefer", "odata.maxpagesize=1"),
+            )
+            .await;
         assert_eq!(s, StatusCode::OK, "{v}");
         for g in v["value"].as_array().unwrap() {
-            let e = seen.entry(g["id"].as_str().unwrap().to_string()).or_default();
+            let e = seen
+                .entry(g["id"].as_str().unwrap().to_string())
+                .or_default();
             e.0 += 1;
             for m in g["members@delta"].as_array().unwrap() {
                 e.1.insert(m["id"].as_str().unwrap().to_string());
@@ -351,10 +361,18 @@ async fn refresh_tokens_issue_new_access_tokens() {
         .append_pair("client_id", &lk.client_id.to_string())
         .append_pair("response_type", "code")
         .append_pair("redirect_uri", &lk.redirect_uris[0])
-        .append_pair("scope", "openid offline_access https://graph.microsoft.com/User.Read");
+        .append_pair(
+            "scope",
+            "openid offline_access https://graph.microsoft.com/User.Read",
+        );
     let r = t.http.get(u.as_str()).send().await.unwrap();
     let loc = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
-    let code = loc.query_pairs().find(|(k, _)| k == "code").unwrap().1.to_string();
+    let code = loc
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .to_string();
     let cid = lk.client_id.to_string();
     let (s, v) = t
         .token_response(&[
@@ -369,12 +387,22 @@ async fn refresh_tokens_issue_new_access_tokens() {
     assert_eq!(v["scope"], "User.Read");
     let rt = v["refresh_token"].as_str().unwrap().to_string();
     let (s, v) = t
-        .token_response(&[("grant_type", "refresh_token"), ("client_id", &cid), ("client_secret", &lk.client_secret), ("refresh_token", &rt)])
+        .token_response(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", &cid),
+            ("client_secret", &lk.client_secret),
+            ("refresh_token", &rt),
+        ])
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert!(v["access_token"].is_string());
     let (s, v) = t
-        .token_response(&[("grant_type", "refresh_token"), ("client_id", &cid), ("client_secret", &lk.client_secret), ("refresh_token", "nope")])
+        .token_response(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", &cid),
+            ("client_secret", &lk.client_secret),
+            ("refresh_token", "nope"),
+        ])
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert_eq!(v["error"], "invalid_grant");
