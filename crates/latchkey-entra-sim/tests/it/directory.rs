@@ -493,6 +493,8 @@ async fn roles_pim_licenses_organization_and_audit() {
         skus.iter().all(|s| s["consumedUnits"].as_u64().unwrap()
             <= s["prepaidUnits"]["enabled"].as_u64().unwrap())
     );
+    let (_, v) = t.get("/v1.0/organization?$select=id,displayName").await;
+    assert_eq!(v["value"][0].as_object().unwrap().len(), 2);
     let (_, v) = t.get("/v1.0/organization").await;
     assert_eq!(v["value"][0]["id"], t.sim.tenant_id().to_string());
     assert!(

@@ -407,3 +407,20 @@ async fn refresh_tokens_issue_new_access_tokens() {
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert_eq!(v["error"], "invalid_grant");
 }
+
+#[tokio::test]
+async fn rust_ground_truth_accessors() {
+    let t = T::new().await;
+    let users = t.sim.truth_users();
+    let groups = t.sim.truth_groups();
+    assert_eq!(users.len(), t.sim.truth().users);
+    assert_eq!(groups.len(), t.sim.truth().groups);
+    let g = &groups[0];
+    assert_eq!(t.sim.group_members(g.id).unwrap().len(), g.members);
+    assert_eq!(t.sim.group_owners(g.id).unwrap().len(), g.owners);
+    let sps = t.sim_get("/_sim/truth/service-principals").await;
+    let with = sps["value"].as_array().unwrap().iter().find(|s| s["app_role_assignments"].as_u64().unwrap() > 0).unwrap();
+    let list = t.sim.app_role_assignments(with["id"].as_str().unwrap().parse().unwrap()).unwrap();
+    assert!(!list.is_empty());
+    assert!(t.sim.provision_on_demand_calls().is_empty());
+}
