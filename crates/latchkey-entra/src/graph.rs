@@ -9,6 +9,8 @@
 //! * 429/503/504 (and 500/502) are retried after `Retry-After` (integer or fractional seconds, or an
 //!   HTTP date), with exponential backoff and jitter when it is absent, bounded per request
 //!   ([`RetryPolicy::max_attempts`]) and in total per client ([`RetryPolicy::retry_budget`]).
+//!   A `Retry-After` pauses the whole client (every task sharing it), not just the request that
+//!   got it: retrying the others into a drained token bucket only prolongs the throttling.
 //! * a 401 gets one fresh token and one more try (a token that expired mid-run).
 //! * tokens, secrets and `$skiptoken`s are never logged ([`redact_url`]).
 
@@ -19,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::stream::{self, Stream, TryStreamExt};
+use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use http::{HeaderMap, Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -265,8 +267,11 @@ struct RawPage<T> {
 /// Retry limits of one client (one connector's job).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
-    /// Attempts per request, the first included.
+    /// Attempts per request when it fails transiently (5xx, network), the first included.
     pub max_attempts: u32,
+    /// Attempts per request while Graph answers 429. Under sustained throttling of many
+    /// concurrent tasks a request may lose several rounds; the retry budget is the real bound.
+    pub max_throttled_attempts: u32,
     /// Total time this client may spend waiting between retries, over all its requests.
     pub retry_budget: Duration,
     /// First backoff when Graph sends no `Retry-After`; doubled each attempt, with jitter.
@@ -279,6 +284,7 @@ impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
             max_attempts: 8,
+            max_throttled_attempts: 50,
             retry_budget: Duration::from_secs(15 * 60),
             base_delay: Duration::from_millis(500),
             max_delay: Duration::from_secs(60),
@@ -704,6 +710,8 @@ struct Inner {
     stats: Stats,
     budget_used_ms: AtomicU64,
     jitter: AtomicU64,
+    /// No request leaves before this instant (set from `Retry-After`).
+    paused_until: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl fmt::Debug for GraphClient {
@@ -760,6 +768,7 @@ impl GraphClient {
                 stats: Stats::default(),
                 budget_used_ms: AtomicU64::new(0),
                 jitter: AtomicU64::new(seed | 1),
+                paused_until: std::sync::Mutex::new(None),
             }),
         }
     }
@@ -835,10 +844,7 @@ impl GraphClient {
     /// The pages of a collection, fetched one at a time as the stream is polled, until Graph sends
     /// no `@odata.nextLink`. Only the current page is held in memory. The stream ends after the
     /// first error.
-    pub fn pages<T>(
-        &self,
-        query: Query,
-    ) -> impl Stream<Item = Result<Page<T>, GraphError>> + Send + 'static
+    pub fn pages<T>(&self, query: Query) -> BoxStream<'static, Result<Page<T>, GraphError>>
     where
         T: DeserializeOwned + Send + 'static,
     {
@@ -849,7 +855,7 @@ impl GraphClient {
     pub fn pages_from<T>(
         &self,
         start: Result<PageCursor, GraphError>,
-    ) -> impl Stream<Item = Result<Page<T>, GraphError>> + Send + 'static
+    ) -> BoxStream<'static, Result<Page<T>, GraphError>>
     where
         T: DeserializeOwned + Send + 'static,
     {
@@ -868,19 +874,18 @@ impl GraphClient {
                 }
             }
         })
+        .boxed()
     }
 
     /// The items of a collection across all its pages.
-    pub fn items<T>(
-        &self,
-        query: Query,
-    ) -> impl Stream<Item = Result<T, GraphError>> + Send + 'static
+    pub fn items<T>(&self, query: Query) -> BoxStream<'static, Result<T, GraphError>>
     where
         T: DeserializeOwned + Send + 'static,
     {
         self.pages::<T>(query)
             .map_ok(|p| stream::iter(p.items.into_iter().map(Ok)))
             .try_flatten()
+            .boxed()
     }
 
     /// GETs a single resource (or a whole non-paged response) as `T`.
@@ -1066,8 +1071,21 @@ impl GraphClient {
             if retry.is_empty() {
                 break;
             }
-            let delay = wait.unwrap_or_else(|| self.backoff(attempt));
-            if attempt >= self.inner.policy.max_attempts || !self.take_budget(delay) {
+            let limit = if last_status == 429 {
+                self.inner.policy.max_throttled_attempts
+            } else {
+                self.inner.policy.max_attempts
+            };
+            let delay = match wait {
+                Some(_) => Duration::ZERO,
+                None => self.backoff(attempt),
+            };
+            if attempt >= limit
+                || !match wait {
+                    Some(ra) => self.pause_all(ra),
+                    None => self.take_budget(delay),
+                }
+            {
                 for &i in &retry {
                     results[i] = Some(Err(if last_status == 429 {
                         GraphError::Throttled {
@@ -1143,6 +1161,57 @@ impl GraphClient {
         }
     }
 
+    /// Waits while the client is paused by a `Retry-After`.
+    async fn wait_if_paused(&self) {
+        loop {
+            let until = *self
+                .inner
+                .paused_until
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            match until {
+                Some(t) if t > std::time::Instant::now() => {
+                    tokio::time::sleep_until(t.into()).await
+                }
+                _ => return,
+            }
+        }
+    }
+
+    /// Pauses every request of this client for `retry_after` (plus up to 10 % jitter, so that
+    /// the waiting requests do not all return in the same millisecond). The retry budget is charged
+    /// with the wall-clock time the pause is extended by, once for all waiting requests. False when
+    /// the budget does not allow it.
+    fn pause_all(&self, retry_after: Duration) -> bool {
+        let delay = retry_after.mul_f64(1.0 + 0.1 * self.unit_random());
+        let now = std::time::Instant::now();
+        let target = now + delay;
+        let mut until = self
+            .inner
+            .paused_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let current = until.filter(|t| *t > now).unwrap_or(now);
+        if target <= current {
+            return true;
+        }
+        if !self.take_budget(target - current) {
+            return false;
+        }
+        *until = Some(target);
+        true
+    }
+
+    fn unit_random(&self) -> f64 {
+        // xorshift: jitter needs spread, not cryptographic quality.
+        let mut x = self.inner.jitter.load(Ordering::Relaxed);
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.inner.jitter.store(x, Ordering::Relaxed);
+        (x % 1000) as f64 / 1000.0
+    }
+
     /// Exponential backoff with jitter in [d/2, d].
     fn backoff(&self, attempt: u32) -> Duration {
         let p = &self.inner.policy;
@@ -1150,14 +1219,7 @@ impl GraphClient {
             .base_delay
             .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
         let d = exp.min(p.max_delay);
-        // xorshift: jitter needs spread, not cryptographic quality.
-        let mut x = self.inner.jitter.load(Ordering::Relaxed);
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.inner.jitter.store(x, Ordering::Relaxed);
-        let frac = (x % 1000) as f64 / 1000.0;
-        d.mul_f64(0.5 + 0.5 * frac)
+        d.mul_f64(0.5 + 0.5 * self.unit_random())
     }
 
     async fn execute(
@@ -1178,9 +1240,12 @@ impl GraphClient {
         let rel_path = url.path().get(version_prefix..).unwrap_or("").to_string();
         let shown = redact_url(&url);
         let mut attempt = 0u32;
+        let mut failures = 0u32;
+        let mut throttles = 0u32;
         let mut refreshed = false;
         loop {
             attempt += 1;
+            self.wait_if_paused().await;
             // The cached token (renewed when it ages during long retry waits, or after a 401).
             let token = self.inner.tokens.token().await?;
             let outcome = self.attempt(&method, &url, eventual, body, &token).await;
@@ -1188,9 +1253,10 @@ impl GraphClient {
                 Attempt::Done(s, h, b) => (s, h, b),
                 Attempt::Failed { err, sent } => {
                     self.inner.stats.transient.fetch_add(1, Ordering::Relaxed);
-                    let delay = self.backoff(attempt);
+                    failures += 1;
+                    let delay = self.backoff(failures);
                     if (sent && !repeatable)
-                        || attempt >= self.inner.policy.max_attempts
+                        || failures >= self.inner.policy.max_attempts
                         || !self.take_budget(delay)
                     {
                         return Err(match err {
@@ -1227,20 +1293,31 @@ impl GraphClient {
             }
             if matches!(code, 429 | 500 | 502 | 503 | 504) {
                 let throttled = code == 429;
-                if throttled {
+                let exhausted = if throttled {
                     self.inner.stats.throttled.fetch_add(1, Ordering::Relaxed);
+                    throttles += 1;
+                    throttles >= self.inner.policy.max_throttled_attempts
                 } else {
                     self.inner.stats.transient.fetch_add(1, Ordering::Relaxed);
-                }
+                    failures += 1;
+                    failures >= self.inner.policy.max_attempts
+                };
                 let retry_after = headers
                     .get(http::header::RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())
                     .and_then(parse_retry_after);
-                let delay = retry_after.unwrap_or_else(|| self.backoff(attempt));
                 let ambiguous = !matches!(code, 429 | 503) && !repeatable;
+                // With Retry-After the whole client pauses; without it this request backs off.
+                let delay = match retry_after {
+                    Some(_) => Duration::ZERO,
+                    None => self.backoff(failures.max(throttles)),
+                };
                 if ambiguous
-                    || attempt >= self.inner.policy.max_attempts
-                    || !self.take_budget(delay)
+                    || exhausted
+                    || !match retry_after {
+                        Some(ra) => self.pause_all(ra),
+                        None => self.take_budget(delay),
+                    }
                 {
                     return Err(if throttled {
                         GraphError::Throttled {
@@ -1260,7 +1337,7 @@ impl GraphClient {
                         }
                     });
                 }
-                tracing::debug!(request = %shown, status = code, attempt, delay_ms = delay.as_millis() as u64, "Graph asked to retry");
+                tracing::debug!(request = %shown, status = code, attempt, delay_ms = retry_after.unwrap_or(delay).as_millis() as u64, "Graph asked to retry");
                 self.inner.stats.retries.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(delay).await;
                 continue;

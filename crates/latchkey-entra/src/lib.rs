@@ -39,7 +39,7 @@
 //! use latchkey_entra::graph::{GraphClient, Query};
 //! # async fn run(graph: GraphClient) -> Result<(), latchkey_entra::GraphError> {
 //! let query = Query::v1("users").select(&["id", "userPrincipalName", "accountEnabled"]).top(999);
-//! let mut pages = std::pin::pin!(graph.pages::<serde_json::Value>(query));
+//! let mut pages = graph.pages::<serde_json::Value>(query);
 //! while let Some(page) = pages.try_next().await? {
 //!     // store page.items; checkpoint page.next (a serialisable PageCursor) to resume after a crash
 //! }

@@ -89,7 +89,10 @@ async fn logs_carry_no_secrets_tokens_or_skiptokens() {
     assert!(!logs.contains(&secret), "client secret in logs");
     assert!(!logs.contains("eyJ"), "a JWT in logs:\n{logs}");
     let _ = token;
-    assert!(logs.contains("skiptoken=***"), "later pages were logged, redacted:\n{logs}");
+    assert!(
+        logs.contains("skiptoken=***"),
+        "later pages were logged, redacted:\n{logs}"
+    );
     for line in logs.lines().filter(|l| l.contains("skiptoken")) {
         assert!(
             line.contains("skiptoken=***"),

@@ -37,6 +37,7 @@ pub fn settings(sim: &SimHandle) -> ConnectionSettings {
 pub fn fast_retries() -> RetryPolicy {
     RetryPolicy {
         max_attempts: 8,
+        max_throttled_attempts: 50,
         retry_budget: Duration::from_secs(60),
         base_delay: Duration::from_millis(20),
         max_delay: Duration::from_millis(200),

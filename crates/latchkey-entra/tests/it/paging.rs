@@ -232,3 +232,96 @@ async fn single_resources_writes_and_not_found() {
     assert!(missing.is_not_found(), "{missing:?}");
     assert_eq!(missing.code(), Some("Request_ResourceNotFound"));
 }
+
+#[tokio::test]
+async fn delta_rounds_end_with_a_delta_link_that_resumes_later() {
+    use futures::StreamExt;
+    let t = T::new().await;
+    let graph = &t.conn.graph;
+    let q = Query::v1("users/delta")
+        .select(&["id", "displayName"])
+        .top(7);
+    let mut pages = graph.pages::<Value>(q);
+    let mut seen = 0;
+    let mut delta = None;
+    while let Some(page) = pages.next().await {
+        let page = page.unwrap();
+        seen += page.items.len();
+        if page.next.is_none() {
+            delta = page.delta_link;
+        }
+    }
+    assert_eq!(seen, t.sim.truth().users);
+    let delta = delta.expect("the last page of a delta round carries @odata.deltaLink");
+    // Nothing changed: an empty round.
+    let again: Vec<Value> = graph
+        .pages_from::<Value>(Ok(delta.clone()))
+        .map_ok(|p| p.items)
+        .try_concat()
+        .await
+        .unwrap();
+    assert!(again.is_empty(), "{again:?}");
+    // A change out of band shows up in the next round.
+    let id: uuid::Uuid = graph
+        .items::<Value>(Query::v1("users").select(&["id"]).top(1))
+        .try_next()
+        .await
+        .unwrap()
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    t.sim
+        .apply(latchkey_entra_sim::Change::UpdateUser {
+            id,
+            display_name: Some("Renamed Person".into()),
+            job_title: None,
+            account_enabled: None,
+        })
+        .unwrap();
+    let changed: Vec<Value> = graph
+        .pages_from::<Value>(Ok(delta))
+        .map_ok(|p| p.items)
+        .try_concat()
+        .await
+        .unwrap();
+    assert!(
+        changed
+            .iter()
+            .any(|u| u["id"] == id.to_string().as_str() && u["displayName"] == "Renamed Person"),
+        "{changed:?}"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_streams_share_the_client_under_token_bucket_throttling() {
+    use latchkey_entra_sim::{Faults, SimConfig, Throttle};
+    let t = T::with(SimConfig::small(7).with_faults(Faults {
+        throttle: Throttle::TokenBucket { scale: 0.015 },
+        ..Faults::default()
+    }))
+    .await;
+    let users = t.sim.truth().users;
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let graph = t.conn.graph.clone();
+            tokio::spawn(async move {
+                graph
+                    .items::<Value>(Query::v1("users").select(&["id"]).top(5))
+                    .try_collect::<Vec<_>>()
+                    .await
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(
+            task.await.unwrap().expect("completes despite 429s").len(),
+            users
+        );
+    }
+    let s = t.conn.graph.stats();
+    assert!(s.throttled > 0, "the bucket ran dry: {s:?}");
+    assert_eq!(s.requests, 8 * users.div_ceil(5) as u64 + s.throttled);
+    assert_eq!(t.token_requests(), 1, "one token for all tasks");
+}
