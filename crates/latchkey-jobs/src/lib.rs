@@ -59,6 +59,7 @@ mod error;
 mod handler;
 mod metrics;
 mod pool;
+mod signal;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
@@ -70,6 +71,7 @@ pub use error::{JobError, WorkerError};
 pub use handler::{JobHandler, Registry};
 pub use metrics::{Metrics, Outcome, RECENT_WINDOW, render_prometheus};
 pub use pool::WorkerPool;
+pub use signal::cancel_on_shutdown_signal;
 
 /// The queue's storage functions and types (`enqueue`, `get`, `list`, `cancel`, `logs`,
 /// `schedules`, ...), from `latchkey-store`.

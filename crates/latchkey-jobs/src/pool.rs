@@ -76,6 +76,22 @@ impl WorkerPool {
     /// at their next checkpoint, waits up to `shutdown_deadline`, and releases what is still
     /// running so another worker picks it up at once.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), WorkerError> {
+        self.run_inner(shutdown, false).await
+    }
+
+    /// Runs until nothing is due and nothing is running, then stops as [`WorkerPool::run`]
+    /// does. Due schedules and expired leases are handled before deciding; jobs due later
+    /// (retries waiting out their backoff, future `run_at`) are left queued. For tests
+    /// ("run the jobs to completion") and one-shot commands such as `demo`.
+    pub async fn run_until_idle(self, shutdown: CancellationToken) -> Result<(), WorkerError> {
+        self.run_inner(shutdown, true).await
+    }
+
+    async fn run_inner(
+        self,
+        shutdown: CancellationToken,
+        until_idle: bool,
+    ) -> Result<(), WorkerError> {
         if self.registry.handlers.is_empty() {
             return Err(WorkerError::NoHandlers);
         }
@@ -135,6 +151,13 @@ impl WorkerPool {
                     Ok(claimed) => {
                         claim_errors = 0;
                         backlog = claimed.len() == free;
+                        if until_idle
+                            && claimed.is_empty()
+                            && running == 0
+                            && maintain_once(&shared).await == 0
+                        {
+                            break;
+                        }
                         for job in claimed {
                             spawn_job(&shared, &mut jobs, job);
                         }
@@ -499,24 +522,32 @@ async fn maintain(shared: Arc<Shared>, stop: CancellationToken) {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(shared.config.maintenance_interval + jitter) => {}
         }
-        match worker::reap_expired(&shared.store, 500).await {
-            Ok(reaped) => {
-                for r in &reaped {
-                    tracing::warn!(job = %r.job_id, kind = %r.kind, status = %r.status, "reaped a job whose lease expired");
-                    if r.status == JobStatus::Dead {
-                        shared.metrics.dead(&r.kind);
-                    }
+        maintain_once(&shared).await;
+    }
+}
+
+/// Reaps expired leases and enqueues due schedules once; returns how many jobs that made due.
+async fn maintain_once(shared: &Shared) -> usize {
+    let mut due = 0;
+    match worker::reap_expired(&shared.store, 500).await {
+        Ok(reaped) => {
+            for r in &reaped {
+                tracing::warn!(job = %r.job_id, kind = %r.kind, status = %r.status, "reaped a job whose lease expired");
+                match r.status {
+                    JobStatus::Dead => shared.metrics.dead(&r.kind),
+                    JobStatus::Queued => due += 1,
+                    _ => {}
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "reaping expired leases failed"),
         }
-        match schedules::enqueue_due(&shared.store, 500).await {
-            Ok(created) if !created.is_empty() => {
-                tracing::debug!(jobs = created.len(), "enqueued scheduled jobs");
-                shared.wake.notify_one();
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "enqueueing scheduled jobs failed"),
-        }
+        Err(e) => tracing::warn!(error = %e, "reaping expired leases failed"),
     }
+    match schedules::enqueue_due(&shared.store, 500).await {
+        Ok(created) => due += created.len(),
+        Err(e) => tracing::warn!(error = %e, "enqueueing scheduled jobs failed"),
+    }
+    if due > 0 {
+        shared.wake.notify_one();
+    }
+    due
 }

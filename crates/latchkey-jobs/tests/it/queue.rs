@@ -344,3 +344,67 @@ async fn housekeeping_deletes_finished_jobs_past_retention_with_their_logs() {
     assert_eq!(s1.id, s2.id);
     assert_eq!(s1.org_id, None);
 }
+
+/// Enqueues a follow-up job in its own organization, as a sync enqueues provisioning.
+struct Chain;
+
+impl latchkey_jobs::JobHandler for Chain {
+    fn kind(&self) -> &str {
+        "chain"
+    }
+    async fn run(&self, ctx: &latchkey_jobs::JobContext) -> Result<(), latchkey_jobs::JobError> {
+        let left = ctx.payload()["left"].as_u64().unwrap_or(0);
+        if left > 0 {
+            let mut tx = ctx.store().org_tx(ctx.org().unwrap()).await?;
+            queue::enqueue(&mut tx, &NewJob::new("chain", json!({"left": left - 1}))).await?;
+            tx.commit().await?;
+        }
+        ctx.info(format!("{left} to go")).await
+    }
+}
+
+#[tokio::test]
+async fn run_until_idle_runs_jobs_and_their_follow_ups_to_completion() {
+    let db = TestDb::new().await;
+    let store = store(&db, 10).await;
+    let a = org(&store, "alpha").await;
+    let mut tx = store.org_tx(a).await.unwrap();
+    queue::enqueue(&mut tx, &NewJob::new("chain", json!({"left": 4})))
+        .await
+        .unwrap();
+    let later = queue::enqueue(
+        &mut tx,
+        &NewJob::new("chain", json!({}))
+            .run_at(time::OffsetDateTime::now_utc() + time::Duration::hours(1)),
+    )
+    .await
+    .unwrap()
+    .job
+    .id;
+    tx.commit().await.unwrap();
+    let pool = latchkey_jobs::WorkerPool::new(
+        store.clone(),
+        config("w1"),
+        latchkey_jobs::Registry::new().with(Chain),
+    );
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        pool.run_until_idle(tokio_util::sync::CancellationToken::new()),
+    )
+    .await
+    .expect("returns once idle")
+    .unwrap();
+    let mut tx = store.org_tx(a).await.unwrap();
+    let all = queue::list(&mut tx, &JobFilter::default(), None, None)
+        .await
+        .unwrap();
+    assert_eq!(all.items.len(), 6);
+    for j in &all.items {
+        let expected = if j.id == later {
+            JobStatus::Queued
+        } else {
+            JobStatus::Succeeded
+        };
+        assert_eq!(j.status, expected, "{j:?}");
+    }
+}
