@@ -188,6 +188,12 @@ impl Query {
     }
 }
 
+/// An OData string literal: `O'Brien` becomes `'O''Brien'`. Use it for every value put into a
+/// `$filter`, so that input cannot change the filter's meaning.
+pub fn odata_string(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
 /// Percent-encodes a query key or value, keeping the characters OData expressions use literally.
 fn encode_query(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -443,6 +449,39 @@ impl GraphError {
     }
     pub fn is_not_found(&self) -> bool {
         matches!(self, GraphError::NotFound { .. })
+    }
+
+    /// Graph refused an add because it is already there ("One or more added object references
+    /// already exist ...", "Permission being assigned already exists on the object", "Another object
+    /// with the same value ... already exists"): provisioning treats a grant like this as done.
+    pub fn is_already_exists(&self) -> bool {
+        match self {
+            GraphError::Refused {
+                status: 400 | 409,
+                message,
+                ..
+            } => {
+                let m = message.to_ascii_lowercase();
+                m.contains("already exist")
+            }
+            _ => false,
+        }
+    }
+
+    /// Graph refused a removal because it is already gone (404, or "One or more removed object
+    /// references do not exist ..."): provisioning treats a revoke like this as done.
+    pub fn is_already_absent(&self) -> bool {
+        match self {
+            GraphError::NotFound { .. } => true,
+            GraphError::Refused {
+                status: 400,
+                message,
+                ..
+            } => message
+                .to_ascii_lowercase()
+                .contains("removed object references do not exist"),
+            _ => false,
+        }
     }
 }
 
@@ -1445,6 +1484,52 @@ mod tests {
         assert!(Query::v1("users?x=1").url(&base).is_err());
         let s = Query::v1("users").search("\"displayName:ann\"");
         assert!(s.is_advanced());
+    }
+
+    #[test]
+    fn odata_strings_are_quoted() {
+        assert_eq!(odata_string("O'Brien"), "'O''Brien'");
+        let q = Query::v1("users").filter(format!(
+            "userPrincipalName eq {}",
+            odata_string("a'b@x.com")
+        ));
+        assert_eq!(
+            q.path_and_query(),
+            "users?$filter=userPrincipalName%20eq%20'a''b@x.com'"
+        );
+    }
+
+    #[test]
+    fn idempotency_helpers_recognise_graph_messages() {
+        let e = |status: u16, message: &str| GraphError::Refused {
+            status,
+            code: "Request_BadRequest".into(),
+            message: message.into(),
+        };
+        assert!(e(400, "One or more added object references already exist for the following modified properties: 'members'.").is_already_exists());
+        assert!(
+            e(
+                400,
+                "Permission being assigned already exists on the object"
+            )
+            .is_already_exists()
+        );
+        assert!(
+            !e(
+                400,
+                "Cannot Update a mail-enabled security groups and or distribution list."
+            )
+            .is_already_exists()
+        );
+        assert!(e(400, "One or more removed object references do not exist for the following modified properties: 'members'.").is_already_absent());
+        assert!(
+            GraphError::NotFound {
+                code: "Request_ResourceNotFound".into(),
+                message: String::new()
+            }
+            .is_already_absent()
+        );
+        assert!(!e(400, "x").is_already_absent());
     }
 
     #[test]

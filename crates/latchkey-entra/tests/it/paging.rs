@@ -205,22 +205,26 @@ async fn single_resources_writes_and_not_found() {
         )
         .await
         .unwrap_err();
-    assert!(
-        again
-            .graph_message()
-            .unwrap_or("")
-            .contains("already exist"),
-        "{again:?}"
-    );
+    assert!(again.is_already_exists(), "{again:?}");
+    assert_eq!(t.conn.graph.stats().retries, 0, "a 400 is not retried");
+    let remove = Query::v1(format!("groups/{gid}/members/{outsider}/$ref"));
     let r = graph
-        .send(
-            http::Method::DELETE,
-            &Query::v1(format!("groups/{gid}/members/{outsider}/$ref")),
-            None,
-        )
+        .send(http::Method::DELETE, &remove, None)
         .await
         .unwrap();
     assert_eq!((r.status, r.body), (204, None));
+    assert!(
+        !t.sim
+            .group_members(gid.parse().unwrap())
+            .unwrap()
+            .contains(&outsider.parse().unwrap())
+    );
+    // Removing again: already gone, which a revoke treats as done.
+    let gone = graph
+        .send(http::Method::DELETE, &remove, None)
+        .await
+        .unwrap_err();
+    assert!(gone.is_already_absent(), "{gone:?}");
 
     let missing = graph
         .get::<Value>(&Query::new(
