@@ -146,7 +146,13 @@ impl State {
         unpoison(self.tokens.read()).get(t).cloned()
     }
     pub(crate) fn store_token(&self, t: String, info: TokenInfo) {
-        unpoison(self.tokens.write()).insert(t, Arc::new(info));
+        let mut tokens = unpoison(self.tokens.write());
+        // Long-running simulators (demo, benchmarks) must not grow without bound.
+        if tokens.len() >= 10_000 {
+            let now = crate::json::now();
+            tokens.retain(|_, i| i.exp > now);
+        }
+        tokens.insert(t, Arc::new(info));
     }
     pub(crate) fn codes(&self) -> std::sync::MutexGuard<'_, HashMap<String, AuthCode>> {
         unpoison(self.codes.lock())
