@@ -103,17 +103,17 @@ async fn throughput(processes: usize, jobs: usize, concurrency: usize, n_orgs: u
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let secs = start.elapsed().as_secs_f64();
     let s = stats::queue_stats(&db.store, Duration::from_secs(3600))
         .await
         .unwrap();
     let succeeded: i64 = s
-        .depth
+        .recent
         .iter()
-        .filter(|d| d.status == JobStatus::Succeeded.as_str())
-        .map(|d| d.jobs)
+        .filter(|r| r.status == JobStatus::Succeeded.as_str())
+        .map(|r| r.jobs)
         .sum();
     assert_eq!(succeeded, total, "every job succeeded once");
-    let secs = start.elapsed().as_secs_f64();
     for mut w in workers {
         w.start_kill().ok();
         w.wait().await.ok();

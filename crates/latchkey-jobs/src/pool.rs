@@ -28,8 +28,7 @@ use tokio_util::sync::CancellationToken;
 /// let registry = Registry::new().with(NoopHandler).with(HousekeepingHandler::default());
 /// let pool = WorkerPool::new(store, WorkerConfig::from_environment()?, registry);
 /// let metrics = pool.metrics();           // render into /metrics if this process serves it
-/// let stop = CancellationToken::new();    // cancel on SIGTERM
-/// pool.run(stop).await?;
+/// pool.run(cancel_on_shutdown_signal()).await?;
 /// ```
 pub struct WorkerPool {
     store: Store,
