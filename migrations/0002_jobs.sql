@@ -86,6 +86,8 @@ CREATE INDEX jobs_claim_idx ON jobs (lane, priority DESC, run_at, id) WHERE stat
 CREATE INDEX jobs_org_running_idx ON jobs (org_id) WHERE status = 'running';
 CREATE INDEX jobs_lease_idx ON jobs (locked_until) WHERE status = 'running';
 CREATE INDEX jobs_finished_idx ON jobs (finished_at) WHERE finished_at IS NOT NULL;
+-- Dead jobs stay until housekeeping removes them; metrics and the UI count them often.
+CREATE INDEX jobs_dead_idx ON jobs (org_id, kind) WHERE status = 'dead';
 -- One running sync per connector: the claim query avoids a second one, this makes it impossible.
 CREATE UNIQUE INDEX jobs_one_running_sync_per_connector ON jobs (connector_id)
     WHERE status = 'running' AND class = 'sync';
@@ -143,6 +145,9 @@ DECLARE
     v_ids uuid[];
     v_org uuid;
 BEGIN
+    -- A claim lost to a database crash only means the job runs again (at-least-once, as
+    -- after any crash); not waiting for the WAL flush doubles throughput. See worker.rs.
+    PERFORM set_config('synchronous_commit', 'off', true);
     SELECT array_agg(c.id) INTO v_ids FROM (
         SELECT j.id FROM jobs j
         WHERE j.status = 'queued' AND j.run_at <= now() AND j.kind = ANY (p_kinds)

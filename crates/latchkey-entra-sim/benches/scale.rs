@@ -50,13 +50,22 @@ struct Ready {
 }
 
 fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this binary without it,
+    // and then a small smoke run keeps the test suite fast.
+    let full = std::env::args().any(|a| a == "--bench");
     let mut cfg = SimConfig::large(1);
-    cfg.sizes.users = env_usize("LATCHKEY_BENCH_USERS", cfg.sizes.users);
-    cfg.sizes.groups = env_usize("LATCHKEY_BENCH_GROUPS", cfg.sizes.groups);
-    cfg.sizes.memberships = env_usize("LATCHKEY_BENCH_MEMBERSHIPS", cfg.sizes.memberships);
+    let (users, groups, memberships, member_requests, user_pages) = if full {
+        (cfg.sizes.users, cfg.sizes.groups, cfg.sizes.memberships, 40_000, 2000)
+    } else {
+        println!("smoke run (use `cargo bench -p latchkey-entra-sim --bench scale` for the real figures)");
+        (2_000, 200, 20_000, 500, 10)
+    };
+    cfg.sizes.users = env_usize("LATCHKEY_BENCH_USERS", users);
+    cfg.sizes.groups = env_usize("LATCHKEY_BENCH_GROUPS", groups);
+    cfg.sizes.memberships = env_usize("LATCHKEY_BENCH_MEMBERSHIPS", memberships);
     cfg.request_log_capacity = 10_000;
-    let member_requests = env_usize("LATCHKEY_BENCH_MEMBER_REQUESTS", 40_000);
-    let user_pages = env_usize("LATCHKEY_BENCH_USER_PAGES", 2000);
+    let member_requests = env_usize("LATCHKEY_BENCH_MEMBER_REQUESTS", member_requests);
+    let user_pages = env_usize("LATCHKEY_BENCH_USER_PAGES", user_pages);
     let time_limit = Duration::from_secs(env_usize("LATCHKEY_BENCH_SECONDS", 20) as u64);
     let concurrency = env_usize("LATCHKEY_BENCH_CONCURRENCY", 32);
 

@@ -172,16 +172,27 @@ impl SimArgs {
 
 /// Starts the simulator, prints where it listens and the credentials, and runs until Ctrl-C or SIGTERM.
 pub async fn run(args: SimArgs) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout();
+    run_until(args, shutdown_signal(), &mut stdout).await
+}
+
+/// Like [`run`], writing the banner to `out` and stopping when `stop` completes.
+pub async fn run_until(
+    args: SimArgs,
+    stop: impl std::future::Future<Output = ()>,
+    out: &mut impl std::io::Write,
+) -> anyhow::Result<()> {
     let handle = SimServer::start(args.to_config()).await?;
     let app = handle.customer_app();
     let lk = handle.latchkey_app();
-    println!("listening on {}", handle.base_url());
-    println!("tenant id: {}", handle.tenant_id());
-    println!("client id: {}", app.client_id);
-    println!("client secret: {}", app.client_secret);
-    println!("latchkey app client id: {}", lk.client_id);
-    println!("introspection: {}/_sim/info", handle.base_url());
-    shutdown_signal().await;
+    writeln!(out, "listening on {}", handle.base_url())?;
+    writeln!(out, "tenant id: {}", handle.tenant_id())?;
+    writeln!(out, "client id: {}", app.client_id)?;
+    writeln!(out, "client secret: {}", app.client_secret)?;
+    writeln!(out, "latchkey app client id: {}", lk.client_id)?;
+    writeln!(out, "introspection: {}/_sim/info", handle.base_url())?;
+    out.flush()?;
+    stop.await;
     handle.shutdown().await;
     Ok(())
 }
@@ -217,6 +228,28 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         sim: SimArgs,
+    }
+
+    #[tokio::test]
+    async fn run_prints_the_listening_line_and_credentials() {
+        let cli = Cli::parse_from(["sim", "--seed", "3"]);
+        let mut out = Vec::new();
+        run_until(cli.sim, async {}, &mut out).await.unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let mut lines = text.lines();
+        let first = lines.next().unwrap();
+        assert!(
+            first.starts_with("listening on http://127.0.0.1:"),
+            "{first}"
+        );
+        assert!(
+            first["listening on http://127.0.0.1:".len()..]
+                .parse::<u16>()
+                .is_ok()
+        );
+        assert!(lines.next().unwrap().starts_with("tenant id: "));
+        assert!(lines.next().unwrap().starts_with("client id: "));
+        assert!(lines.next().unwrap().starts_with("client secret: "));
     }
 
     #[test]

@@ -742,7 +742,12 @@ pub(crate) async fn authorize(
         consent_latchkey(&st);
     }
     let code = format!("1.A{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
-    st.codes().insert(
+    let mut codes = st.codes();
+    if codes.len() >= 10_000 {
+        let t = now();
+        codes.retain(|_, c| c.expires > t && !c.used);
+    }
+    codes.insert(
         code.clone(),
         AuthCode {
             client_id: app,
@@ -756,6 +761,7 @@ pub(crate) async fn authorize(
             used: false,
         },
     );
+    drop(codes);
     let mut params = vec![("code", code.as_str()), ("state", state.as_str())];
     let sid = Uuid::new_v4().to_string();
     params.push(("session_state", &sid));

@@ -4,6 +4,7 @@ use uuid::Uuid;
 
 /// Whether any byte needs escaping in a JSON string: a control character, `"` or `\`.
 /// Eight bytes at a time (SWAR): this check dominates the cost of serving big pages.
+#[inline]
 fn needs_escape(bytes: &[u8]) -> bool {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
@@ -23,9 +24,11 @@ fn needs_escape(bytes: &[u8]) -> bool {
 }
 
 /// Appends `s` as a JSON string literal.
+#[inline]
 pub(crate) fn str(out: &mut Vec<u8>, s: &str) {
-    out.push(b'"');
     let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
     if !needs_escape(bytes) {
         out.extend_from_slice(bytes);
     } else {
@@ -56,6 +59,7 @@ pub(crate) fn opt_str(out: &mut Vec<u8>, s: Option<&str>) {
     }
 }
 
+#[inline]
 pub(crate) fn uuid(out: &mut Vec<u8>, id: &Uuid) {
     let mut buf = [0u8; 36];
     out.push(b'"');
@@ -75,6 +79,7 @@ pub(crate) fn opt_bool(out: &mut Vec<u8>, b: Option<bool>) {
 }
 
 /// `"key":` (the key must not need escaping).
+#[inline]
 pub(crate) fn key(out: &mut Vec<u8>, first: &mut bool, k: &str) {
     if !*first {
         out.push(b',');

@@ -146,7 +146,13 @@ impl State {
         unpoison(self.tokens.read()).get(t).cloned()
     }
     pub(crate) fn store_token(&self, t: String, info: TokenInfo) {
-        unpoison(self.tokens.write()).insert(t, Arc::new(info));
+        let mut tokens = unpoison(self.tokens.write());
+        // Long-running simulators (demo, benchmarks) must not grow without bound.
+        if tokens.len() >= 10_000 {
+            let now = crate::json::now();
+            tokens.retain(|_, i| i.exp > now);
+        }
+        tokens.insert(t, Arc::new(info));
     }
     pub(crate) fn codes(&self) -> std::sync::MutexGuard<'_, HashMap<String, AuthCode>> {
         unpoison(self.codes.lock())
@@ -428,6 +434,37 @@ impl SimHandle {
     /// Ground truth of one group's members (object ids), or `None` if there is no such group.
     pub fn group_members(&self, group_id: Uuid) -> Option<Vec<Uuid>> {
         crate::truth::group_members(&self.state, group_id)
+    }
+    /// Ground truth of one group's owners (object ids).
+    pub fn group_owners(&self, group_id: Uuid) -> Option<Vec<Uuid>> {
+        let d = self.state.read();
+        let gi = d.find_group(&group_id.to_string())?;
+        Some(d.groups[gi].owners.iter().map(|m| d.obj_id(*m)).collect())
+    }
+    /// Every live user, in directory order.
+    pub fn truth_users(&self) -> Vec<crate::truth::TruthUser> {
+        crate::truth::users(&self.state.read(), 0, usize::MAX)
+    }
+    /// Every live group, in directory order.
+    pub fn truth_groups(&self) -> Vec<crate::truth::TruthGroup> {
+        crate::truth::groups(&self.state.read(), 0, usize::MAX)
+    }
+    /// App role assignments on a service principal: `(assignment id, principal id, app role id)`.
+    pub fn app_role_assignments(&self, service_principal_id: Uuid) -> Option<Vec<(String, Uuid, Uuid)>> {
+        let d = self.state.read();
+        let si = d.find_sp(&service_principal_id.to_string())?;
+        Some(
+            d.sps[si]
+                .assigned_to
+                .iter()
+                .filter(|a| !d.is_deleted(a.principal))
+                .map(|a| (a.id.clone(), d.obj_id(a.principal), a.app_role_id))
+                .collect(),
+        )
+    }
+    /// `provisionOnDemand` calls received so far.
+    pub fn provision_on_demand_calls(&self) -> Vec<crate::model::ProvisionOnDemandCall> {
+        self.state.read().provision_calls.clone()
     }
     /// Requests received so far (oldest first).
     pub fn requests(&self) -> Vec<RequestLogEntry> {

@@ -9,6 +9,8 @@
 //! * 429/503/504 (and 500/502) are retried after `Retry-After` (integer or fractional seconds, or an
 //!   HTTP date), with exponential backoff and jitter when it is absent, bounded per request
 //!   ([`RetryPolicy::max_attempts`]) and in total per client ([`RetryPolicy::retry_budget`]).
+//!   A `Retry-After` pauses the whole client (every task sharing it), not just the request that
+//!   got it: retrying the others into a drained token bucket only prolongs the throttling.
 //! * a 401 gets one fresh token and one more try (a token that expired mid-run).
 //! * tokens, secrets and `$skiptoken`s are never logged ([`redact_url`]).
 
@@ -19,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::stream::{self, Stream, TryStreamExt};
+use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use http::{HeaderMap, Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -186,6 +188,12 @@ impl Query {
     }
 }
 
+/// An OData string literal: `O'Brien` becomes `'O''Brien'`. Use it for every value put into a
+/// `$filter`, so that input cannot change the filter's meaning.
+pub fn odata_string(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
 /// Percent-encodes a query key or value, keeping the characters OData expressions use literally.
 fn encode_query(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -246,8 +254,8 @@ pub struct Page<T> {
     pub next: Option<PageCursor>,
     /// `@odata.count` (first page of an advanced query only).
     pub count: Option<u64>,
-    /// `@odata.deltaLink` on the last page of a delta query.
-    pub delta_link: Option<String>,
+    /// `@odata.deltaLink` on the last page of a delta query: where the next incremental run starts.
+    pub delta_link: Option<PageCursor>,
 }
 
 #[derive(Deserialize)]
@@ -265,8 +273,11 @@ struct RawPage<T> {
 /// Retry limits of one client (one connector's job).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
-    /// Attempts per request, the first included.
+    /// Attempts per request when it fails transiently (5xx, network), the first included.
     pub max_attempts: u32,
+    /// Attempts per request while Graph answers 429. Under sustained throttling of many
+    /// concurrent tasks a request may lose several rounds; the retry budget is the real bound.
+    pub max_throttled_attempts: u32,
     /// Total time this client may spend waiting between retries, over all its requests.
     pub retry_budget: Duration,
     /// First backoff when Graph sends no `Retry-After`; doubled each attempt, with jitter.
@@ -279,6 +290,7 @@ impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
             max_attempts: 8,
+            max_throttled_attempts: 50,
             retry_budget: Duration::from_secs(15 * 60),
             base_delay: Duration::from_millis(500),
             max_delay: Duration::from_secs(60),
@@ -437,6 +449,39 @@ impl GraphError {
     }
     pub fn is_not_found(&self) -> bool {
         matches!(self, GraphError::NotFound { .. })
+    }
+
+    /// Graph refused an add because it is already there ("One or more added object references
+    /// already exist ...", "Permission being assigned already exists on the object", "Another object
+    /// with the same value ... already exists"): provisioning treats a grant like this as done.
+    pub fn is_already_exists(&self) -> bool {
+        match self {
+            GraphError::Refused {
+                status: 400 | 409,
+                message,
+                ..
+            } => {
+                let m = message.to_ascii_lowercase();
+                m.contains("already exist")
+            }
+            _ => false,
+        }
+    }
+
+    /// Graph refused a removal because it is already gone (404, or "One or more removed object
+    /// references do not exist ..."): provisioning treats a revoke like this as done.
+    pub fn is_already_absent(&self) -> bool {
+        match self {
+            GraphError::NotFound { .. } => true,
+            GraphError::Refused {
+                status: 400,
+                message,
+                ..
+            } => message
+                .to_ascii_lowercase()
+                .contains("removed object references do not exist"),
+            _ => false,
+        }
     }
 }
 
@@ -704,6 +749,8 @@ struct Inner {
     stats: Stats,
     budget_used_ms: AtomicU64,
     jitter: AtomicU64,
+    /// No request leaves before this instant (set from `Retry-After`).
+    paused_until: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl fmt::Debug for GraphClient {
@@ -721,7 +768,19 @@ impl fmt::Debug for GraphClient {
 
 enum Attempt {
     Done(StatusCode, HeaderMap, Bytes),
-    Failed(GraphError),
+    /// A transport failure; `sent` when the request may have reached Graph (not a connect error).
+    Failed {
+        err: GraphError,
+        sent: bool,
+    },
+}
+
+/// Whether sending `method` twice has the effect of sending it once. A POST that may have reached
+/// Graph is not repeated after a network error or an ambiguous 5xx (500/502/504): repeating
+/// "create user" could create two. 429 and 503 mean "not processed" and are retried for all.
+/// (A `$batch` is a POST, but repeatable when none of its items is.)
+fn idempotent(method: &Method) -> bool {
+    *method != Method::POST
 }
 
 impl GraphClient {
@@ -748,6 +807,7 @@ impl GraphClient {
                 stats: Stats::default(),
                 budget_used_ms: AtomicU64::new(0),
                 jitter: AtomicU64::new(seed | 1),
+                paused_until: std::sync::Mutex::new(None),
             }),
         }
     }
@@ -787,8 +847,8 @@ impl GraphClient {
         &self,
         cursor: &PageCursor,
     ) -> Result<Page<T>, GraphError> {
-        let url = Url::parse(&cursor.url)
-            .map_err(|e| GraphError::InvalidRequest(format!("bad page link: {e}")))?;
+        // Cursors come back from storage and delta links: check the host like any nextLink.
+        let url = self.checked_link(&cursor.url)?;
         let body = self
             .execute(
                 Method::GET,
@@ -796,34 +856,34 @@ impl GraphClient {
                 cursor.eventual,
                 None,
                 cursor.permission.as_deref(),
+                true,
             )
             .await?
             .2;
         let raw: RawPage<T> =
             serde_json::from_slice(&body).map_err(|e| GraphError::Decode(e.to_string()))?;
-        let next = match raw.next_link {
-            Some(link) => Some(PageCursor {
-                url: self.checked_link(&link)?.to_string(),
-                eventual: cursor.eventual,
-                permission: cursor.permission.clone(),
-            }),
-            None => None,
+        let follow = |link: Option<String>| -> Result<Option<PageCursor>, GraphError> {
+            link.map(|l| {
+                Ok(PageCursor {
+                    url: self.checked_link(&l)?.to_string(),
+                    eventual: cursor.eventual,
+                    permission: cursor.permission.clone(),
+                })
+            })
+            .transpose()
         };
         Ok(Page {
             items: raw.value,
-            next,
+            next: follow(raw.next_link)?,
             count: raw.count,
-            delta_link: raw.delta_link,
+            delta_link: follow(raw.delta_link)?,
         })
     }
 
     /// The pages of a collection, fetched one at a time as the stream is polled, until Graph sends
     /// no `@odata.nextLink`. Only the current page is held in memory. The stream ends after the
     /// first error.
-    pub fn pages<T>(
-        &self,
-        query: Query,
-    ) -> impl Stream<Item = Result<Page<T>, GraphError>> + Send + 'static
+    pub fn pages<T>(&self, query: Query) -> BoxStream<'static, Result<Page<T>, GraphError>>
     where
         T: DeserializeOwned + Send + 'static,
     {
@@ -834,7 +894,7 @@ impl GraphClient {
     pub fn pages_from<T>(
         &self,
         start: Result<PageCursor, GraphError>,
-    ) -> impl Stream<Item = Result<Page<T>, GraphError>> + Send + 'static
+    ) -> BoxStream<'static, Result<Page<T>, GraphError>>
     where
         T: DeserializeOwned + Send + 'static,
     {
@@ -853,19 +913,18 @@ impl GraphClient {
                 }
             }
         })
+        .boxed()
     }
 
     /// The items of a collection across all its pages.
-    pub fn items<T>(
-        &self,
-        query: Query,
-    ) -> impl Stream<Item = Result<T, GraphError>> + Send + 'static
+    pub fn items<T>(&self, query: Query) -> BoxStream<'static, Result<T, GraphError>>
     where
         T: DeserializeOwned + Send + 'static,
     {
         self.pages::<T>(query)
             .map_ok(|p| stream::iter(p.items.into_iter().map(Ok)))
             .try_flatten()
+            .boxed()
     }
 
     /// GETs a single resource (or a whole non-paged response) as `T`.
@@ -878,6 +937,7 @@ impl GraphClient {
                 query.eventual,
                 None,
                 query.permission.as_deref(),
+                true,
             )
             .await?
             .2;
@@ -892,6 +952,7 @@ impl GraphClient {
         body: Option<&Value>,
     ) -> Result<GraphResponse, GraphError> {
         let url = query.url(self.base())?;
+        let repeatable = idempotent(&method);
         let (status, headers, bytes) = self
             .execute(
                 method,
@@ -899,6 +960,7 @@ impl GraphClient {
                 query.eventual,
                 body,
                 query.permission.as_deref(),
+                repeatable,
             )
             .await?;
         let body = if bytes.is_empty() {
@@ -930,6 +992,7 @@ impl GraphClient {
                 requests.len()
             )));
         }
+        let repeatable = requests.iter().all(|r| idempotent(&r.method));
         let mut ids: Vec<&str> = requests.iter().map(|r| r.id.as_str()).collect();
         ids.sort_unstable();
         ids.dedup();
@@ -955,7 +1018,14 @@ impl GraphClient {
                 }).collect::<Vec<_>>()
             });
             let (_, _, bytes) = self
-                .execute(Method::POST, url.clone(), false, Some(&payload), None)
+                .execute(
+                    Method::POST,
+                    url.clone(),
+                    false,
+                    Some(&payload),
+                    None,
+                    repeatable,
+                )
                 .await?;
             let parsed: Value =
                 serde_json::from_slice(&bytes).map_err(|e| GraphError::Decode(e.to_string()))?;
@@ -999,7 +1069,9 @@ impl GraphClient {
                     }));
                     continue;
                 }
-                if matches!(status, 429 | 500 | 502 | 503 | 504) {
+                if matches!(status, 429 | 503)
+                    || (matches!(status, 500 | 502 | 504) && idempotent(&r.method))
+                {
                     if status == 429 {
                         self.inner.stats.throttled.fetch_add(1, Ordering::Relaxed);
                     } else {
@@ -1038,8 +1110,21 @@ impl GraphClient {
             if retry.is_empty() {
                 break;
             }
-            let delay = wait.unwrap_or_else(|| self.backoff(attempt));
-            if attempt >= self.inner.policy.max_attempts || !self.take_budget(delay) {
+            let limit = if last_status == 429 {
+                self.inner.policy.max_throttled_attempts
+            } else {
+                self.inner.policy.max_attempts
+            };
+            let delay = match wait {
+                Some(_) => Duration::ZERO,
+                None => self.backoff(attempt),
+            };
+            if attempt >= limit
+                || !match wait {
+                    Some(ra) => self.pause_all(ra),
+                    None => self.take_budget(delay),
+                }
+            {
                 for &i in &retry {
                     results[i] = Some(Err(if last_status == 429 {
                         GraphError::Throttled {
@@ -1115,6 +1200,57 @@ impl GraphClient {
         }
     }
 
+    /// Waits while the client is paused by a `Retry-After`.
+    async fn wait_if_paused(&self) {
+        loop {
+            let until = *self
+                .inner
+                .paused_until
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            match until {
+                Some(t) if t > std::time::Instant::now() => {
+                    tokio::time::sleep_until(t.into()).await
+                }
+                _ => return,
+            }
+        }
+    }
+
+    /// Pauses every request of this client for `retry_after` (plus up to 10 % jitter, so that
+    /// the waiting requests do not all return in the same millisecond). The retry budget is charged
+    /// with the wall-clock time the pause is extended by, once for all waiting requests. False when
+    /// the budget does not allow it.
+    fn pause_all(&self, retry_after: Duration) -> bool {
+        let delay = retry_after.mul_f64(1.0 + 0.1 * self.unit_random());
+        let now = std::time::Instant::now();
+        let target = now + delay;
+        let mut until = self
+            .inner
+            .paused_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let current = until.filter(|t| *t > now).unwrap_or(now);
+        if target <= current {
+            return true;
+        }
+        if !self.take_budget(target - current) {
+            return false;
+        }
+        *until = Some(target);
+        true
+    }
+
+    fn unit_random(&self) -> f64 {
+        // xorshift: jitter needs spread, not cryptographic quality.
+        let mut x = self.inner.jitter.load(Ordering::Relaxed);
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.inner.jitter.store(x, Ordering::Relaxed);
+        (x % 1000) as f64 / 1000.0
+    }
+
     /// Exponential backoff with jitter in [d/2, d].
     fn backoff(&self, attempt: u32) -> Duration {
         let p = &self.inner.policy;
@@ -1122,14 +1258,7 @@ impl GraphClient {
             .base_delay
             .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
         let d = exp.min(p.max_delay);
-        // xorshift: jitter needs spread, not cryptographic quality.
-        let mut x = self.inner.jitter.load(Ordering::Relaxed);
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.inner.jitter.store(x, Ordering::Relaxed);
-        let frac = (x % 1000) as f64 / 1000.0;
-        d.mul_f64(0.5 + 0.5 * frac)
+        d.mul_f64(0.5 + 0.5 * self.unit_random())
     }
 
     async fn execute(
@@ -1139,6 +1268,7 @@ impl GraphClient {
         eventual: bool,
         body: Option<&Value>,
         hint: Option<&str>,
+        repeatable: bool,
     ) -> Result<(StatusCode, HeaderMap, Bytes), GraphError> {
         let version_prefix = url
             .path()
@@ -1149,17 +1279,25 @@ impl GraphClient {
         let rel_path = url.path().get(version_prefix..).unwrap_or("").to_string();
         let shown = redact_url(&url);
         let mut attempt = 0u32;
+        let mut failures = 0u32;
+        let mut throttles = 0u32;
         let mut refreshed = false;
-        let mut token = self.inner.tokens.token().await?;
         loop {
             attempt += 1;
+            self.wait_if_paused().await;
+            // The cached token (renewed when it ages during long retry waits, or after a 401).
+            let token = self.inner.tokens.token().await?;
             let outcome = self.attempt(&method, &url, eventual, body, &token).await;
             let (status, headers, bytes) = match outcome {
                 Attempt::Done(s, h, b) => (s, h, b),
-                Attempt::Failed(err) => {
+                Attempt::Failed { err, sent } => {
                     self.inner.stats.transient.fetch_add(1, Ordering::Relaxed);
-                    let delay = self.backoff(attempt);
-                    if attempt >= self.inner.policy.max_attempts || !self.take_budget(delay) {
+                    failures += 1;
+                    let delay = self.backoff(failures);
+                    if (sent && !repeatable)
+                        || failures >= self.inner.policy.max_attempts
+                        || !self.take_budget(delay)
+                    {
                         return Err(match err {
                             GraphError::Transient {
                                 status, message, ..
@@ -1189,22 +1327,37 @@ impl GraphClient {
                 refreshed = true;
                 self.inner.stats.refreshes.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(request = %shown, "Graph rejected the access token; fetching a new one");
-                token = self.inner.tokens.refresh(&token).await?;
+                self.inner.tokens.refresh(&token).await?;
                 continue;
             }
             if matches!(code, 429 | 500 | 502 | 503 | 504) {
                 let throttled = code == 429;
-                if throttled {
+                let exhausted = if throttled {
                     self.inner.stats.throttled.fetch_add(1, Ordering::Relaxed);
+                    throttles += 1;
+                    throttles >= self.inner.policy.max_throttled_attempts
                 } else {
                     self.inner.stats.transient.fetch_add(1, Ordering::Relaxed);
-                }
+                    failures += 1;
+                    failures >= self.inner.policy.max_attempts
+                };
                 let retry_after = headers
                     .get(http::header::RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())
                     .and_then(parse_retry_after);
-                let delay = retry_after.unwrap_or_else(|| self.backoff(attempt));
-                if attempt >= self.inner.policy.max_attempts || !self.take_budget(delay) {
+                let ambiguous = !matches!(code, 429 | 503) && !repeatable;
+                // With Retry-After the whole client pauses; without it this request backs off.
+                let delay = match retry_after {
+                    Some(_) => Duration::ZERO,
+                    None => self.backoff(failures.max(throttles)),
+                };
+                if ambiguous
+                    || exhausted
+                    || !match retry_after {
+                        Some(ra) => self.pause_all(ra),
+                        None => self.take_budget(delay),
+                    }
+                {
                     return Err(if throttled {
                         GraphError::Throttled {
                             retry_after,
@@ -1223,7 +1376,7 @@ impl GraphClient {
                         }
                     });
                 }
-                tracing::debug!(request = %shown, status = code, attempt, delay_ms = delay.as_millis() as u64, "Graph asked to retry");
+                tracing::debug!(request = %shown, status = code, attempt, delay_ms = retry_after.unwrap_or(delay).as_millis() as u64, "Graph asked to retry");
                 self.inner.stats.retries.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(delay).await;
                 continue;
@@ -1261,22 +1414,28 @@ impl GraphClient {
         let resp = match req.send().await {
             Ok(r) => r,
             Err(e) => {
-                return Attempt::Failed(GraphError::Transient {
-                    status: None,
-                    message: describe_reqwest_error(&e),
-                    attempts: 0,
-                });
+                return Attempt::Failed {
+                    sent: !e.is_connect(),
+                    err: GraphError::Transient {
+                        status: None,
+                        message: describe_reqwest_error(&e),
+                        attempts: 0,
+                    },
+                };
             }
         };
         let status = resp.status();
         let headers = resp.headers().clone();
         match resp.bytes().await {
             Ok(b) => Attempt::Done(status, headers, b),
-            Err(e) => Attempt::Failed(GraphError::Transient {
-                status: Some(status.as_u16()),
-                message: describe_reqwest_error(&e),
-                attempts: 0,
-            }),
+            Err(e) => Attempt::Failed {
+                sent: true,
+                err: GraphError::Transient {
+                    status: Some(status.as_u16()),
+                    message: describe_reqwest_error(&e),
+                    attempts: 0,
+                },
+            },
         }
     }
 }
@@ -1325,6 +1484,52 @@ mod tests {
         assert!(Query::v1("users?x=1").url(&base).is_err());
         let s = Query::v1("users").search("\"displayName:ann\"");
         assert!(s.is_advanced());
+    }
+
+    #[test]
+    fn odata_strings_are_quoted() {
+        assert_eq!(odata_string("O'Brien"), "'O''Brien'");
+        let q = Query::v1("users").filter(format!(
+            "userPrincipalName eq {}",
+            odata_string("a'b@x.com")
+        ));
+        assert_eq!(
+            q.path_and_query(),
+            "users?$filter=userPrincipalName%20eq%20'a''b@x.com'"
+        );
+    }
+
+    #[test]
+    fn idempotency_helpers_recognise_graph_messages() {
+        let e = |status: u16, message: &str| GraphError::Refused {
+            status,
+            code: "Request_BadRequest".into(),
+            message: message.into(),
+        };
+        assert!(e(400, "One or more added object references already exist for the following modified properties: 'members'.").is_already_exists());
+        assert!(
+            e(
+                400,
+                "Permission being assigned already exists on the object"
+            )
+            .is_already_exists()
+        );
+        assert!(
+            !e(
+                400,
+                "Cannot Update a mail-enabled security groups and or distribution list."
+            )
+            .is_already_exists()
+        );
+        assert!(e(400, "One or more removed object references do not exist for the following modified properties: 'members'.").is_already_absent());
+        assert!(
+            GraphError::NotFound {
+                code: "Request_ResourceNotFound".into(),
+                message: String::new()
+            }
+            .is_already_absent()
+        );
+        assert!(!e(400, "x").is_already_absent());
     }
 
     #[test]

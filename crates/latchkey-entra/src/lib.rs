@@ -11,6 +11,8 @@
 //! * [`graph`] — [`GraphClient`]: OData queries, paging to the end as a stream, retries within a
 //!   budget, typed [`GraphError`]s, [`RequestStats`], `$batch`.
 //! * [`probe`] — the onboarding connection test producing a serialisable [`ConnectionReport`].
+//! * [`consent`] — the admin-consent URL and callback for the OAuth connector mode.
+//! * [`connection`] — from raw connector settings to a ready [`GraphClient`].
 //!
 //! # Connection test
 //! ```no_run
@@ -37,7 +39,7 @@
 //! use latchkey_entra::graph::{GraphClient, Query};
 //! # async fn run(graph: GraphClient) -> Result<(), latchkey_entra::GraphError> {
 //! let query = Query::v1("users").select(&["id", "userPrincipalName", "accountEnabled"]).top(999);
-//! let mut pages = std::pin::pin!(graph.pages::<serde_json::Value>(query));
+//! let mut pages = graph.pages::<serde_json::Value>(query);
 //! while let Some(page) = pages.try_next().await? {
 //!     // store page.items; checkpoint page.next (a serialisable PageCursor) to resume after a crash
 //! }
@@ -47,6 +49,7 @@
 
 pub mod auth;
 pub mod connection;
+pub mod consent;
 pub mod endpoints;
 pub mod graph;
 pub mod ids;

@@ -2,7 +2,7 @@
 //! claim latency (enqueue to start, woken by NOTIFY).
 //!
 //! `cargo bench -p latchkey-jobs --bench queue` (needs PostgreSQL, like the tests).
-//! Environment: `BENCH_JOBS` (default 20000), `BENCH_CONCURRENCY` per process (default 16),
+//! Environment: `BENCH_JOBS` (default 20000), `BENCH_CONCURRENCY` per process (default 64),
 //! `BENCH_ORGS` the jobs are spread over (default 8).
 
 use latchkey_core::{DisplayName, Email, OrgId};
@@ -103,17 +103,17 @@ async fn throughput(processes: usize, jobs: usize, concurrency: usize, n_orgs: u
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let secs = start.elapsed().as_secs_f64();
     let s = stats::queue_stats(&db.store, Duration::from_secs(3600))
         .await
         .unwrap();
     let succeeded: i64 = s
-        .depth
+        .recent
         .iter()
-        .filter(|d| d.status == JobStatus::Succeeded.as_str())
-        .map(|d| d.jobs)
+        .filter(|r| r.status == JobStatus::Succeeded.as_str())
+        .map(|r| r.jobs)
         .sum();
     assert_eq!(succeeded, total, "every job succeeded once");
-    let secs = start.elapsed().as_secs_f64();
     for mut w in workers {
         w.start_kill().ok();
         w.wait().await.ok();
@@ -165,7 +165,7 @@ fn main() {
         .build()
         .unwrap();
     let jobs = env_or("BENCH_JOBS", 20_000);
-    let concurrency = env_or("BENCH_CONCURRENCY", 16);
+    let concurrency = env_or("BENCH_CONCURRENCY", 64);
     let n_orgs = env_or("BENCH_ORGS", 8);
     rt.block_on(async {
         println!("no-op throughput: {jobs} jobs over {n_orgs} organizations, concurrency {concurrency} per process");

@@ -22,7 +22,23 @@
 //! # Running jobs (the `worker` and `demo` commands)
 //!
 //! Implement [`JobHandler`] per kind, put the handlers in a [`Registry`], and run a
-//! [`WorkerPool`] until SIGTERM. See [`WorkerPool`] for the example.
+//! [`WorkerPool`]:
+//!
+//! ```ignore
+//! let config = WorkerConfig::from_environment()?;          // LATCHKEY_WORKER_*
+//! let mut db = DbConfig::new(database_url);
+//! db.max_connections = config.connections_needed();       // a pool of its own (rust-stack §3.5)
+//! let store = Store::connect(&db).await?;
+//! HousekeepingHandler::install_schedule(&store).await?;    // hourly pruning of old jobs
+//! let registry = Registry::new().with(NoopHandler).with(HousekeepingHandler::default())
+//!     .with(EntraSyncHandler::new(..));                    // each crate's handlers
+//! WorkerPool::new(store, config, registry).run(cancel_on_shutdown_signal()).await?;
+//! ```
+//!
+//! `demo` and tests can use [`WorkerPool::run_until_idle`] to run everything due to
+//! completion. The web's `/metrics` appends [`render_prometheus`] (queue figures from the
+//! database); a worker that serves metrics also appends [`Metrics::render`]
+//! (`pool.metrics()`).
 //!
 //! # How it holds together
 //!
@@ -59,6 +75,7 @@ mod error;
 mod handler;
 mod metrics;
 mod pool;
+mod signal;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
@@ -70,6 +87,7 @@ pub use error::{JobError, WorkerError};
 pub use handler::{JobHandler, Registry};
 pub use metrics::{Metrics, Outcome, RECENT_WINDOW, render_prometheus};
 pub use pool::WorkerPool;
+pub use signal::cancel_on_shutdown_signal;
 
 /// The queue's storage functions and types (`enqueue`, `get`, `list`, `cancel`, `logs`,
 /// `schedules`, ...), from `latchkey-store`.

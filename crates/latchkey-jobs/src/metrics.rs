@@ -13,7 +13,7 @@ pub const RECENT_WINDOW: Duration = Duration::from_secs(15 * 60);
 
 /// Appends the queue's figures, read from the database, in Prometheus text format:
 ///
-/// - `latchkey_jobs{kind,status}`: jobs per kind and status (queue depth; `dead` included);
+/// - `latchkey_jobs{kind,status}`: queued, running and dead jobs per kind (queue depth);
 /// - `latchkey_jobs_dead{kind}`: dead jobs, for alerting;
 /// - `latchkey_jobs_lag_seconds{kind}`: age of the oldest due job still queued;
 /// - `latchkey_jobs_recent_finished{kind,status}`, `latchkey_job_recent_duration_seconds_sum`

@@ -28,8 +28,7 @@ use tokio_util::sync::CancellationToken;
 /// let registry = Registry::new().with(NoopHandler).with(HousekeepingHandler::default());
 /// let pool = WorkerPool::new(store, WorkerConfig::from_environment()?, registry);
 /// let metrics = pool.metrics();           // render into /metrics if this process serves it
-/// let stop = CancellationToken::new();    // cancel on SIGTERM
-/// pool.run(stop).await?;
+/// pool.run(cancel_on_shutdown_signal()).await?;
 /// ```
 pub struct WorkerPool {
     store: Store,
@@ -76,6 +75,22 @@ impl WorkerPool {
     /// at their next checkpoint, waits up to `shutdown_deadline`, and releases what is still
     /// running so another worker picks it up at once.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), WorkerError> {
+        self.run_inner(shutdown, false).await
+    }
+
+    /// Runs until nothing is due and nothing is running, then stops as [`WorkerPool::run`]
+    /// does. Due schedules and expired leases are handled before deciding; jobs due later
+    /// (retries waiting out their backoff, future `run_at`) are left queued. For tests
+    /// ("run the jobs to completion") and one-shot commands such as `demo`.
+    pub async fn run_until_idle(self, shutdown: CancellationToken) -> Result<(), WorkerError> {
+        self.run_inner(shutdown, true).await
+    }
+
+    async fn run_inner(
+        self,
+        shutdown: CancellationToken,
+        until_idle: bool,
+    ) -> Result<(), WorkerError> {
         if self.registry.handlers.is_empty() {
             return Err(WorkerError::NoHandlers);
         }
@@ -135,6 +150,13 @@ impl WorkerPool {
                     Ok(claimed) => {
                         claim_errors = 0;
                         backlog = claimed.len() == free;
+                        if until_idle
+                            && claimed.is_empty()
+                            && running == 0
+                            && maintain_once(&shared).await == 0
+                        {
+                            break;
+                        }
                         for job in claimed {
                             spawn_job(&shared, &mut jobs, job);
                         }
@@ -171,15 +193,17 @@ impl WorkerPool {
                 _ = &mut deadline => break,
             }
         }
-        jobs.abort_all();
-        while jobs.join_next().await.is_some() {}
+        // Snapshot before aborting: an aborted task's guard removes its entry. Releasing is
+        // fenced, so a job that finished meanwhile is left as it is.
         let leftovers: Vec<Lease> = shared
             .active
             .lock()
             .unwrap()
-            .drain()
-            .map(|(_, a)| a.lease)
+            .values()
+            .map(|a| a.lease)
             .collect();
+        jobs.abort_all();
+        while jobs.join_next().await.is_some() {}
         if !leftovers.is_empty() {
             match worker::release(&shared.store, &leftovers).await {
                 Ok(n) => tracing::info!(released = n, "handed unfinished jobs back to the queue"),
@@ -208,13 +232,30 @@ fn spawn_job(shared: &Arc<Shared>, jobs: &mut JoinSet<()>, job: Job) {
             signals: signals.clone(),
         },
     );
-    let shared = shared.clone();
+    let guard = ActiveGuard {
+        shared: shared.clone(),
+        id: job.id,
+    };
     jobs.spawn(async move {
-        let id = job.id;
-        run_job(&shared, job, lease, signals).await;
-        shared.active.lock().unwrap().remove(&id);
-        shared.finished.notify_one();
+        run_job(&guard.shared, job, lease, signals).await;
+        drop(guard);
     });
+}
+
+/// Frees the job's slot however its task ends (done, panicked, aborted), so a slot is never
+/// leaked and a dead task's lease is not renewed forever.
+struct ActiveGuard {
+    shared: Arc<Shared>,
+    id: JobId,
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        if let Ok(mut active) = self.shared.active.lock() {
+            active.remove(&self.id);
+        }
+        self.shared.finished.notify_one();
+    }
 }
 
 async fn run_job(shared: &Arc<Shared>, job: Job, lease: Lease, signals: Arc<Signals>) {
@@ -480,24 +521,32 @@ async fn maintain(shared: Arc<Shared>, stop: CancellationToken) {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(shared.config.maintenance_interval + jitter) => {}
         }
-        match worker::reap_expired(&shared.store, 500).await {
-            Ok(reaped) => {
-                for r in &reaped {
-                    tracing::warn!(job = %r.job_id, kind = %r.kind, status = %r.status, "reaped a job whose lease expired");
-                    if r.status == JobStatus::Dead {
-                        shared.metrics.dead(&r.kind);
-                    }
+        maintain_once(&shared).await;
+    }
+}
+
+/// Reaps expired leases and enqueues due schedules once; returns how many jobs that made due.
+async fn maintain_once(shared: &Shared) -> usize {
+    let mut due = 0;
+    match worker::reap_expired(&shared.store, 500).await {
+        Ok(reaped) => {
+            for r in &reaped {
+                tracing::warn!(job = %r.job_id, kind = %r.kind, status = %r.status, "reaped a job whose lease expired");
+                match r.status {
+                    JobStatus::Dead => shared.metrics.dead(&r.kind),
+                    JobStatus::Queued => due += 1,
+                    _ => {}
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "reaping expired leases failed"),
         }
-        match schedules::enqueue_due(&shared.store, 500).await {
-            Ok(created) if !created.is_empty() => {
-                tracing::debug!(jobs = created.len(), "enqueued scheduled jobs");
-                shared.wake.notify_one();
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "enqueueing scheduled jobs failed"),
-        }
+        Err(e) => tracing::warn!(error = %e, "reaping expired leases failed"),
     }
+    match schedules::enqueue_due(&shared.store, 500).await {
+        Ok(created) => due += created.len(),
+        Err(e) => tracing::warn!(error = %e, "enqueueing scheduled jobs failed"),
+    }
+    if due > 0 {
+        shared.wake.notify_one();
+    }
+    due
 }

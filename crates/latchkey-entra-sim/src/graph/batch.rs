@@ -69,7 +69,21 @@ pub(crate) async fn batch(st: &Arc<State>, r: &GReq) -> GResult {
         ));
     };
     let mut responses = Vec::new();
+    let mut statuses: Vec<(String, u64)> = Vec::new();
     for (req, id) in requests.iter().zip(ids) {
+        // Requests run in order; one whose dependency failed is answered 424, as Graph does.
+        let failed_dep = req
+            .get("dependsOn")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .find(|dep| statuses.iter().any(|(i, s)| i == dep && *s >= 400));
+        if let Some(dep) = failed_dep {
+            responses.push(json!({"id": id, "status": 424, "body": {"error": {"code": "FailedDependency", "message": format!("Request failed because the request it depends on ('{dep}') failed.")}}}));
+            statuses.push((id, 424));
+            continue;
+        }
         let method = req
             .get("method")
             .and_then(Value::as_str)
@@ -78,6 +92,7 @@ pub(crate) async fn batch(st: &Arc<State>, r: &GReq) -> GResult {
         let url = req.get("url").and_then(Value::as_str).unwrap_or("");
         if url.starts_with("http://") || url.starts_with("https://") {
             responses.push(json!({"id": id, "status": 400, "body": {"error": {"code": "BadRequest", "message": "Batch request URLs must be relative to the version root."}}}));
+            statuses.push((id, 400));
             continue;
         }
         let uri = format!("/{}/{}", r.ver.as_str(), url.trim_start_matches('/'));
@@ -114,6 +129,7 @@ pub(crate) async fn batch(st: &Arc<State>, r: &GReq) -> GResult {
             Ok(x) => x,
             Err(e) => {
                 responses.push(json!({"id": id, "status": 400, "body": {"error": {"code": "BadRequest", "message": format!("Invalid request: {e}")}}}));
+                statuses.push((id, 400));
                 continue;
             }
         };
@@ -136,6 +152,7 @@ pub(crate) async fn batch(st: &Arc<State>, r: &GReq) -> GResult {
         let bytes = axum::body::to_bytes(resp.into_body(), 64 * 1024 * 1024)
             .await
             .unwrap_or_default();
+        statuses.push((id.clone(), status as u64));
         let mut item = json!({"id": id, "status": status, "headers": headers});
         if !bytes.is_empty() {
             item["body"] = serde_json::from_slice(&bytes)

@@ -98,6 +98,10 @@ pub(crate) fn organization(st: &State, r: &GReq, id: Option<&str>) -> GResult {
             {"capabilities": "Email, OfficeCommunicationsOnline", "isDefault": true, "isInitial": false, "name": d.domain, "type": "Managed"},
         ],
     });
+    let org = match org {
+        Value::Object(m) => Value::Object(filter_map(m, select_names(r).as_deref())),
+        other => other,
+    };
     match id {
         None => ok(
             json!({"@odata.context": r.context("organization"), "value": [org]})
@@ -172,6 +176,7 @@ pub(crate) fn directory_audits(st: &State, r: &GReq, id: Option<&str>) -> GResul
         return ok(v.to_string().into_bytes());
     }
     let filter = prep_filter(r, &AUDIT_RULES)?;
+    let select = select_names(r);
     let asc = r
         .param("orderby")
         .is_some_and(|o| o.to_ascii_lowercase().contains("asc"));
@@ -208,6 +213,10 @@ pub(crate) fn directory_audits(st: &State, r: &GReq, id: Option<&str>) -> GResul
         if count > 0 {
             items.push(b',');
         }
+        let v = match v {
+            Value::Object(m) => Value::Object(filter_map(m, select.as_deref())),
+            other => other,
+        };
         items.extend_from_slice(v.to_string().as_bytes());
         count += 1;
         last = Some(i);

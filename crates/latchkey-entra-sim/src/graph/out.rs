@@ -43,6 +43,26 @@ pub(crate) const USER_PROPS: &[&str] = &[
     "deletedDateTime",
     "otherMails",
     "proxyAddresses",
+    "employeeType",
+    "employeeHireDate",
+    "city",
+    "country",
+    "state",
+    "streetAddress",
+    "postalCode",
+    "faxNumber",
+    "ageGroup",
+    "imAddresses",
+    "identities",
+    "lastPasswordChangeDateTime",
+    "passwordPolicies",
+    "securityIdentifier",
+    "onPremisesDistinguishedName",
+    "onPremisesDomainName",
+    "onPremisesUserPrincipalName",
+    "onPremisesExtensionAttributes",
+    "showInAddressList",
+    "isResourceAccount",
 ];
 pub(crate) const U_SIGNIN: usize = 24;
 
@@ -100,6 +120,17 @@ pub(crate) const GROUP_PROPS: &[&str] = &[
     "visibility",
     "assignedLicenses",
     "isManagementRestricted",
+    "expirationDateTime",
+    "renewedDateTime",
+    "onPremisesDomainName",
+    "onPremisesNetBiosName",
+    "onPremisesSamAccountName",
+    "preferredDataLocation",
+    "preferredLanguage",
+    "theme",
+    "resourceBehaviorOptions",
+    "resourceProvisioningOptions",
+    "creationOptions",
 ];
 
 pub(crate) fn group_default(_ver: Ver) -> u64 {
@@ -227,11 +258,51 @@ pub(crate) fn write_user(out: &mut Vec<u8>, d: &Directory, ui: usize, mask: u64,
                 }
                 out.push(b']');
             }
+            33 => json::opt_str(out, (!u.guest).then_some("Employee")),
+            34 => json::opt_ts(out, (!u.guest).then_some(u.created)),
+            35 => json::opt_str(out, bs(&u.office_location).filter(|o| *o != "Remote")),
+            36 => json::opt_str(out, u.usage_location),
+            37..=41 => out.extend_from_slice(b"null"),
+            42 => out.extend_from_slice(b"[]"),
+            43 => {
+                out.extend_from_slice(b"[{\"signInType\":\"userPrincipalName\",\"issuer\":");
+                json::str(out, &d.initial_domain);
+                out.extend_from_slice(b",\"issuerAssignedId\":");
+                json::str(out, &u.upn);
+                out.extend_from_slice(b"}]");
+            }
+            44 => json::ts(out, u.created),
+            45 => out.extend_from_slice(b"\"None\""),
+            46 => {
+                let v = u.id.as_u128();
+                let sid = format!(
+                    "S-1-12-1-{}-{}-{}-{}",
+                    (v >> 96) as u32,
+                    (v >> 64) as u32,
+                    (v >> 32) as u32,
+                    v as u32
+                );
+                json::str(out, &sid);
+            }
+            47 => match &u.on_prem {
+                Some(o) => json::str(
+                    out,
+                    &format!("CN={},OU=Users,DC=contoso,DC=local", o.sam_account_name),
+                ),
+                None => out.extend_from_slice(b"null"),
+            },
+            48 => json::opt_str(out, u.on_prem.as_ref().map(|_| "contoso.local")),
+            49 => json::opt_str(out, u.on_prem.as_ref().map(|_| &*u.upn)),
+            50 => out.extend_from_slice(EXTENSION_ATTRIBUTES),
+            51 => out.extend_from_slice(b"null"),
+            52 => json::bool(out, false),
             _ => out.extend_from_slice(b"null"),
         }
     }
     out.push(b'}');
 }
+
+const EXTENSION_ATTRIBUTES: &[u8] = b"{\"extensionAttribute1\":null,\"extensionAttribute2\":null,\"extensionAttribute3\":null,\"extensionAttribute4\":null,\"extensionAttribute5\":null,\"extensionAttribute6\":null,\"extensionAttribute7\":null,\"extensionAttribute8\":null,\"extensionAttribute9\":null,\"extensionAttribute10\":null,\"extensionAttribute11\":null,\"extensionAttribute12\":null,\"extensionAttribute13\":null,\"extensionAttribute14\":null,\"extensionAttribute15\":null}";
 
 fn derived_id(id: &uuid::Uuid, k: u64) -> uuid::Uuid {
     let v = id.as_u128() ^ (crate::rng::mix(k) as u128) << 64 ^ crate::rng::mix(k + 7) as u128;
@@ -307,6 +378,12 @@ pub(crate) fn write_group(out: &mut Vec<u8>, d: &Directory, gi: usize, mask: u64
                 out.push(b']');
             }
             21 => json::bool(out, false),
+            22 | 27 | 28 | 29 => out.extend_from_slice(b"null"),
+            23 => json::ts(out, g.created),
+            24 => json::opt_str(out, g.on_prem().then_some("contoso.local")),
+            25 => json::opt_str(out, g.on_prem().then_some("CONTOSO")),
+            26 => json::opt_str(out, g.on_prem().then_some(&*g.mail_nickname)),
+            30..=32 => out.extend_from_slice(b"[]"),
             _ => out.extend_from_slice(b"null"),
         }
     }
@@ -349,6 +426,15 @@ pub(crate) fn sp_value(d: &Directory, s: &ServicePrincipal) -> Map<String, Value
         "servicePrincipalType": match s.sp_type { SpType::Application => "Application", SpType::ManagedIdentity => "ManagedIdentity" },
         "signInAudience": if s.sp_type == SpType::ManagedIdentity { Value::Null } else if s.owner_org == Some(d.tenant_id) { json!("AzureADMyOrg") } else { json!("AzureADMultipleOrgs") },
         "tags": s.tags,
+        "oauth2PermissionScopes": [],
+        "keyCredentials": [],
+        "passwordCredentials": [],
+        "replyUrls": [],
+        "logoutUrl": null,
+        "samlSingleSignOnSettings": null,
+        "verifiedPublisher": {"displayName": null, "verifiedPublisherId": null, "addedDateTime": null},
+        "addIns": [],
+        "notificationEmailAddresses": [],
     });
     match v {
         Value::Object(m) => m,
@@ -400,6 +486,15 @@ pub(crate) const SP_PROPS: &[&str] = &[
     "servicePrincipalType",
     "signInAudience",
     "tags",
+    "oauth2PermissionScopes",
+    "keyCredentials",
+    "passwordCredentials",
+    "replyUrls",
+    "logoutUrl",
+    "samlSingleSignOnSettings",
+    "verifiedPublisher",
+    "addIns",
+    "notificationEmailAddresses",
 ];
 
 /// `$select` for a mixed directoryObject collection (members, owners): each type keeps the names it knows.

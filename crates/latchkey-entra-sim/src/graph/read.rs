@@ -648,7 +648,7 @@ pub(crate) fn list_links(
                     && search.as_ref().is_none_or(|s| search_matches(&f, s))
             })
     };
-    let mut items = Vec::with_capacity(top * 200);
+    let mut items = Vec::with_capacity(top * 512);
     let mut n = 0;
     let mut next = None;
     for (pos, &m) in links.iter().enumerate().skip(start) {

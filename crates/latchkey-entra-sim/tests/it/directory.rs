@@ -57,6 +57,15 @@ async fn select_defaults_and_page_size_rules() {
         err_msg(&v),
         "Invalid page size specified: '1000'. Must be between 1 and 999 inclusive."
     );
+    let (s, v) = t
+        .get("/v1.0/users?$select=id,employeeType,onPremisesExtensionAttributes,identities&$top=1")
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(v["value"][0]["onPremisesExtensionAttributes"]["extensionAttribute15"].is_null());
+    assert_eq!(
+        v["value"][0]["identities"][0]["signInType"],
+        "userPrincipalName"
+    );
     let (s, v) = t.get("/v1.0/users?$select=id,favouriteColour").await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(err_msg(&v).contains("favouriteColour"));
@@ -484,6 +493,8 @@ async fn roles_pim_licenses_organization_and_audit() {
         skus.iter().all(|s| s["consumedUnits"].as_u64().unwrap()
             <= s["prepaidUnits"]["enabled"].as_u64().unwrap())
     );
+    let (_, v) = t.get("/v1.0/organization?$select=id,displayName").await;
+    assert_eq!(v["value"][0].as_object().unwrap().len(), 2);
     let (_, v) = t.get("/v1.0/organization").await;
     assert_eq!(v["value"][0]["id"], t.sim.tenant_id().to_string());
     assert!(

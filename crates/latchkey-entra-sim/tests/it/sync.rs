@@ -141,6 +141,16 @@ async fn batch_dispatches_each_request_and_throttles_them_individually() {
     assert_eq!(r[1]["status"], 404);
     assert_eq!(r[1]["body"]["error"]["code"], "Request_ResourceNotFound");
     assert_eq!(r[2]["status"], 200);
+    let (_, v) = t
+        .post(
+            "/v1.0/$batch",
+            json!({"requests": [
+                {"id": "a", "method": "GET", "url": "/groups/00000000-0000-0000-0000-000000000000"},
+                {"id": "b", "method": "GET", "url": "/organization", "dependsOn": ["a"]},
+            ]}),
+        )
+        .await;
+    assert_eq!(v["responses"][1]["status"], 424);
     let too_many: Vec<Value> = (0..21)
         .map(|i| json!({"id": i.to_string(), "method": "GET", "url": "/users"}))
         .collect();
@@ -297,4 +307,120 @@ async fn introspection_truth_requests_changes_and_faults() {
         .unwrap();
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["outcome"], "deny");
+}
+
+#[tokio::test]
+async fn groups_delta_splits_big_groups_across_appearances() {
+    let t = T::new().await;
+    let mut url = t.url("/beta/groups/delta?$select=displayName,members");
+    let mut seen: std::collections::HashMap<String, (usize, std::collections::HashSet<String>)> =
+        Default::default();
+    for _ in 0..10_000 {
+        let (s, v, _) = t
+            .send(
+                t.http
+                    .get(&url)
+                    .bearer_auth(&t.token)
+                    .header("Prefer", "odata.maxpagesize=1"),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        for g in v["value"].as_array().unwrap() {
+            let e = seen
+                .entry(g["id"].as_str().unwrap().to_string())
+                .or_default();
+            e.0 += 1;
+            for m in g["members@delta"].as_array().unwrap() {
+                e.1.insert(m["id"].as_str().unwrap().to_string());
+            }
+        }
+        match v["@odata.nextLink"].as_str() {
+            Some(n) => url = n.to_string(),
+            None => break,
+        }
+    }
+    // With one object per page, members come 10 at a time: a group with more appears repeatedly.
+    let mut split = 0;
+    for (id, (appearances, members)) in &seen {
+        let truth = t.sim.group_members(id.parse().unwrap()).unwrap();
+        assert_eq!(members.len(), truth.len(), "group {id}");
+        if truth.len() > 10 {
+            assert!(*appearances > 1);
+            split += 1;
+        }
+    }
+    assert!(split > 0);
+}
+
+#[tokio::test]
+async fn refresh_tokens_issue_new_access_tokens() {
+    let t = T::new().await;
+    let lk = t.sim.latchkey_app();
+    let mut u = url::Url::parse(&format!("{}/oauth2/v2.0/authorize", t.sim.authority())).unwrap();
+    u.query_pairs_mut()
+        .append_pair("client_id", &lk.client_id.to_string())
+        .append_pair("response_type", "code")
+        .append_pair("redirect_uri", &lk.redirect_uris[0])
+        .append_pair(
+            "scope",
+            "openid offline_access https://graph.microsoft.com/User.Read",
+        );
+    let r = t.http.get(u.as_str()).send().await.unwrap();
+    let loc = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
+    let code = loc
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .to_string();
+    let cid = lk.client_id.to_string();
+    let (s, v) = t
+        .token_response(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", &cid),
+            ("client_secret", &lk.client_secret),
+            ("code", &code),
+            ("redirect_uri", &lk.redirect_uris[0]),
+        ])
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["scope"], "User.Read");
+    let rt = v["refresh_token"].as_str().unwrap().to_string();
+    let (s, v) = t
+        .token_response(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", &cid),
+            ("client_secret", &lk.client_secret),
+            ("refresh_token", &rt),
+        ])
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(v["access_token"].is_string());
+    let (s, v) = t
+        .token_response(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", &cid),
+            ("client_secret", &lk.client_secret),
+            ("refresh_token", "nope"),
+        ])
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(v["error"], "invalid_grant");
+}
+
+#[tokio::test]
+async fn rust_ground_truth_accessors() {
+    let t = T::new().await;
+    let users = t.sim.truth_users();
+    let groups = t.sim.truth_groups();
+    assert_eq!(users.len(), t.sim.truth().users);
+    assert_eq!(groups.len(), t.sim.truth().groups);
+    let g = &groups[0];
+    assert_eq!(t.sim.group_members(g.id).unwrap().len(), g.members);
+    assert_eq!(t.sim.group_owners(g.id).unwrap().len(), g.owners);
+    let sps = t.sim_get("/_sim/truth/service-principals").await;
+    let with = sps["value"].as_array().unwrap().iter().find(|s| s["app_role_assignments"].as_u64().unwrap() > 0).unwrap();
+    let list = t.sim.app_role_assignments(with["id"].as_str().unwrap().parse().unwrap()).unwrap();
+    assert!(!list.is_empty());
+    assert!(t.sim.provision_on_demand_calls().is_empty());
 }

@@ -5,7 +5,6 @@ use clap::Parser;
 use latchkey_jobs::{WorkerConfig, WorkerPool, testkit};
 use latchkey_store::{DbConfig, Store};
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
 struct Args {
@@ -52,19 +51,10 @@ async fn main() -> anyhow::Result<()> {
     cfg.shutdown_deadline = Duration::from_millis(a.shutdown_ms);
     cfg.backoff.base = Duration::from_millis(a.backoff_base_ms);
     let mut db = DbConfig::new(a.database_url);
-    db.max_connections = cfg.connections_needed() + 2;
+    // Four of these share one Postgres (max_connections 100) in the benchmark.
+    db.max_connections = cfg.connections_needed().min(20);
     let store = Store::connect(&db).await?;
-    let stop = CancellationToken::new();
-    let on_signal = stop.clone();
-    tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-        on_signal.cancel();
-    });
+    let stop = latchkey_jobs::cancel_on_shutdown_signal();
     // Tests wait for this line before they rely on the worker listening.
     println!("ready");
     WorkerPool::new(store, cfg, testkit::registry())

@@ -333,8 +333,8 @@ async fn provisioning_runs_first_and_always_finds_a_slot_beside_syncs() {
         ]
     );
 
-    // With two slots busy... no: with long syncs filling what they may, a provisioning job
-    // enqueued later starts at once, because syncs never take a worker's last free slot.
+    // Long syncs fill what they may; a provisioning job enqueued later still starts at once,
+    // because syncs never take a worker's last free slot.
     tracker.lock().unwrap().started.clear();
     let mut cfg = config("w2").concurrency(2);
     cfg.poll_interval = Duration::from_millis(20);
@@ -394,4 +394,44 @@ async fn provisioning_runs_first_and_always_finds_a_slot_beside_syncs() {
         started - enqueued
     );
     pool.stop().await;
+}
+
+#[tokio::test]
+async fn racing_claimers_never_push_an_organization_past_its_cap() {
+    let db = TestDb::new().await;
+    let store = store(&db, 16).await;
+    let orgs = [org(&store, "alpha").await, org(&store, "beta").await];
+    for o in orgs {
+        let mut tx = store.org_tx(o).await.unwrap();
+        let jobs: Vec<NewJob> = (0..40).map(|_| NewJob::new("work", json!({}))).collect();
+        queue::enqueue_batch(&mut tx, &jobs).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+    let barrier = Arc::new(tokio::sync::Barrier::new(12));
+    let mut tasks = vec![];
+    for w in 0..12 {
+        let (store, barrier) = (store.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            let kinds = vec!["work".to_string()];
+            let id = format!("w{w}");
+            barrier.wait().await;
+            let req = worker::ClaimRequest {
+                worker: &id,
+                kinds: &kinds,
+                limit: 4,
+                sync_limit: 0,
+                org_cap: 3,
+                lease: Duration::from_secs(30),
+            };
+            worker::claim(&store, &req).await.unwrap()
+        }));
+    }
+    let mut per_org: HashMap<_, usize> = HashMap::new();
+    for t in tasks {
+        for j in t.await.unwrap() {
+            *per_org.entry(j.org_id.unwrap()).or_default() += 1;
+        }
+    }
+    assert_eq!(per_org.get(&orgs[0]), Some(&3), "{per_org:?}");
+    assert_eq!(per_org.get(&orgs[1]), Some(&3), "{per_org:?}");
 }

@@ -18,7 +18,34 @@ async fn enqueue_dedupes_while_active_and_isolates_organizations() {
     let mut tx = db.store.org_tx(a).await.unwrap();
     let first = queue::enqueue(&mut tx, &new).await.unwrap();
     let again = queue::enqueue(&mut tx, &new).await.unwrap();
+    // Rows in every queue table for the row-level security check below.
+    queue::enqueue(&mut tx, &NewJob::new("logger", json!({})))
+        .await
+        .unwrap();
+    queue::schedules::upsert(
+        &mut tx,
+        &queue::schedules::NewSchedule::new("tick", "noop", Duration::from_secs(60)),
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
+    let kinds = vec!["logger".to_string()];
+    let req = worker::ClaimRequest {
+        worker: "w1",
+        kinds: &kinds,
+        limit: 1,
+        sync_limit: 0,
+        org_cap: 10,
+        lease: Duration::from_secs(30),
+    };
+    let lease = worker::claim(&db.store, &req).await.unwrap()[0]
+        .lease()
+        .unwrap();
+    assert!(
+        worker::append_log(&db.store, &lease, LogLevel::Info, "alpha only", &json!({}))
+            .await
+            .unwrap()
+    );
     assert!(first.created && !again.created);
     assert_eq!(first.job.id, again.job.id);
     assert_eq!(first.job.status, JobStatus::Queued);
@@ -40,6 +67,15 @@ async fn enqueue_dedupes_while_active_and_isolates_organizations() {
         queue::logs(&mut tx, first.job.id, None, None).await,
         Err(StoreError::NotFound)
     ));
+    // Row-level security is the second wall: even unfiltered queries see only this org's rows.
+    for table in ["jobs", "job_logs", "job_schedules"] {
+        let seen: i64 =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+                .fetch_one(tx.conn())
+                .await
+                .unwrap();
+        assert_eq!(seen, i64::from(table == "jobs"), "{table}");
+    }
     let listed = queue::list(&mut tx, &JobFilter::default(), None, None)
         .await
         .unwrap();
@@ -307,4 +343,68 @@ async fn housekeeping_deletes_finished_jobs_past_retention_with_their_logs() {
         .unwrap();
     assert_eq!(s1.id, s2.id);
     assert_eq!(s1.org_id, None);
+}
+
+/// Enqueues a follow-up job in its own organization, as a sync enqueues provisioning.
+struct Chain;
+
+impl latchkey_jobs::JobHandler for Chain {
+    fn kind(&self) -> &str {
+        "chain"
+    }
+    async fn run(&self, ctx: &latchkey_jobs::JobContext) -> Result<(), latchkey_jobs::JobError> {
+        let left = ctx.payload()["left"].as_u64().unwrap_or(0);
+        if left > 0 {
+            let mut tx = ctx.store().org_tx(ctx.org().unwrap()).await?;
+            queue::enqueue(&mut tx, &NewJob::new("chain", json!({"left": left - 1}))).await?;
+            tx.commit().await?;
+        }
+        ctx.info(format!("{left} to go")).await
+    }
+}
+
+#[tokio::test]
+async fn run_until_idle_runs_jobs_and_their_follow_ups_to_completion() {
+    let db = TestDb::new().await;
+    let store = store(&db, 10).await;
+    let a = org(&store, "alpha").await;
+    let mut tx = store.org_tx(a).await.unwrap();
+    queue::enqueue(&mut tx, &NewJob::new("chain", json!({"left": 4})))
+        .await
+        .unwrap();
+    let later = queue::enqueue(
+        &mut tx,
+        &NewJob::new("chain", json!({}))
+            .run_at(time::OffsetDateTime::now_utc() + time::Duration::hours(1)),
+    )
+    .await
+    .unwrap()
+    .job
+    .id;
+    tx.commit().await.unwrap();
+    let pool = latchkey_jobs::WorkerPool::new(
+        store.clone(),
+        config("w1"),
+        latchkey_jobs::Registry::new().with(Chain),
+    );
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        pool.run_until_idle(tokio_util::sync::CancellationToken::new()),
+    )
+    .await
+    .expect("returns once idle")
+    .unwrap();
+    let mut tx = store.org_tx(a).await.unwrap();
+    let all = queue::list(&mut tx, &JobFilter::default(), None, None)
+        .await
+        .unwrap();
+    assert_eq!(all.items.len(), 6);
+    for j in &all.items {
+        let expected = if j.id == later {
+            JobStatus::Queued
+        } else {
+            JobStatus::Succeeded
+        };
+        assert_eq!(j.status, expected, "{j:?}");
+    }
 }
