@@ -142,7 +142,8 @@ impl Connection {
         Ok(Self::new(endpoints, creds, RetryPolicy::default())?)
     }
 
-    /// Wires already-validated parts together.
+    /// Wires already-validated parts together. For the OAuth (admin-consent) mode, pass
+    /// `ClientCredentials` made of the customer's tenant and Latchkey's own app id and secret.
     pub fn new(
         endpoints: Endpoints,
         creds: ClientCredentials,

@@ -833,6 +833,14 @@ impl GraphClient {
         self.inner.tokens.endpoints().graph_base()
     }
 
+    /// The body of a `.../members/$ref`-style call: `{"@odata.id": "{graph base}/v1.0/directoryObjects/{id}"}`,
+    /// on the connector's own Graph host (a national cloud's, not always graph.microsoft.com).
+    pub fn directory_object_ref(&self, object_id: &uuid::Uuid) -> Value {
+        serde_json::json!({
+            "@odata.id": format!("{}/v1.0/directoryObjects/{}", self.base().as_str().trim_end_matches('/'), object_id.hyphenated())
+        })
+    }
+
     /// The cursor of the first page of `query`.
     pub fn cursor(&self, query: &Query) -> Result<PageCursor, GraphError> {
         Ok(PageCursor {

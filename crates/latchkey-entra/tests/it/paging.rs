@@ -179,7 +179,11 @@ async fn single_resources_writes_and_not_found() {
         .map(|u| u["id"].as_str().unwrap().to_string())
         .find(|id| !members.iter().any(|m| m["id"] == id.as_str()))
         .unwrap();
-    let body = serde_json::json!({"@odata.id": format!("{}/v1.0/directoryObjects/{outsider}", t.sim.base_url())});
+    let body = graph.directory_object_ref(&outsider.parse().unwrap());
+    assert_eq!(
+        body["@odata.id"],
+        format!("{}/v1.0/directoryObjects/{outsider}", t.sim.base_url())
+    );
     let r = graph
         .send(
             http::Method::POST,

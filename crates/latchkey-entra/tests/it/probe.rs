@@ -265,3 +265,15 @@ async fn probing_survives_throttling() {
     assert_eq!(r.verdict, Verdict::Connected, "{r:#?}");
     assert!(r.requests.throttled > 0);
 }
+
+#[test]
+fn permission_sets_match_the_customer_guide_as_the_simulator_reads_it() {
+    assert_eq!(
+        latchkey_entra::probe::SYNC_PERMISSIONS,
+        latchkey_entra_sim::SYNC_PERMISSIONS
+    );
+    assert_eq!(
+        latchkey_entra::probe::PROVISIONING_PERMISSIONS,
+        latchkey_entra_sim::PROVISIONING_PERMISSIONS
+    );
+}
