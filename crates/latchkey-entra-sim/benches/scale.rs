@@ -55,9 +55,17 @@ fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let mut cfg = SimConfig::large(1);
     let (users, groups, memberships, member_requests, user_pages) = if full {
-        (cfg.sizes.users, cfg.sizes.groups, cfg.sizes.memberships, 40_000, 2000)
+        (
+            cfg.sizes.users,
+            cfg.sizes.groups,
+            cfg.sizes.memberships,
+            40_000,
+            2000,
+        )
     } else {
-        println!("smoke run (use `cargo bench -p latchkey-entra-sim --bench scale` for the real figures)");
+        println!(
+            "smoke run (use `cargo bench -p latchkey-entra-sim --bench scale` for the real figures)"
+        );
         (2_000, 200, 20_000, 500, 10)
     };
     cfg.sizes.users = env_usize("LATCHKEY_BENCH_USERS", users);

@@ -44,9 +44,17 @@ mod tests {
         let t = generate_only(&cfg);
         assert_eq!(t.users, cfg.sizes.users);
         assert_eq!(t.groups, cfg.sizes.groups);
-        assert_eq!(t.enterprise_apps, cfg.sizes.apps + 1, "the customer's own app registration counts too");
+        assert_eq!(
+            t.enterprise_apps,
+            cfg.sizes.apps + 1,
+            "the customer's own app registration counts too"
+        );
         assert_eq!(t.managed_identities, cfg.sizes.managed_identities);
-        assert!(t.memberships >= cfg.sizes.memberships * 9 / 10, "{}", t.memberships);
+        assert!(
+            t.memberships >= cfg.sizes.memberships * 9 / 10,
+            "{}",
+            t.memberships
+        );
         assert_eq!(generate_only(&cfg), t);
     }
 }

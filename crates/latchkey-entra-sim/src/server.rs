@@ -450,7 +450,10 @@ impl SimHandle {
         crate::truth::groups(&self.state.read(), 0, usize::MAX)
     }
     /// App role assignments on a service principal: `(assignment id, principal id, app role id)`.
-    pub fn app_role_assignments(&self, service_principal_id: Uuid) -> Option<Vec<(String, Uuid, Uuid)>> {
+    pub fn app_role_assignments(
+        &self,
+        service_principal_id: Uuid,
+    ) -> Option<Vec<(String, Uuid, Uuid)>> {
         let d = self.state.read();
         let si = d.find_sp(&service_principal_id.to_string())?;
         Some(

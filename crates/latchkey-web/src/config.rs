@@ -23,6 +23,11 @@ pub struct WebConfig {
     pub entra_app: Option<LatchkeyApp>,
     /// Which outbound URLs connectors may use (development allows the simulated tenant).
     pub outbound_policy: OutboundPolicy,
+    /// Login authority for Latchkey's own app, when it is not the connector cloud's default
+    /// (`LATCHKEY_ENTRA_LOGIN_AUTHORITY`): used for OAuth consent of connectors that set none.
+    pub entra_login_authority: Option<Url>,
+    /// Prefilled Microsoft Graph domain in connector settings (the demo's simulated tenant).
+    pub default_graph_domain: Option<String>,
     /// Show the email outbox page (the demo has no SMTP server).
     pub show_outbox: bool,
 }
@@ -39,6 +44,8 @@ impl WebConfig {
             invitation_lifetime: Duration::from_secs(7 * 24 * 60 * 60),
             entra_app: None,
             outbound_policy: OutboundPolicy::STRICT,
+            entra_login_authority: None,
+            default_graph_domain: None,
             show_outbox: false,
         }
     }

@@ -75,10 +75,15 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api-clients/{id}", get(api::api_clients::get))
         .route("/api-clients/{id}/revoke", post(api::api_clients::revoke))
-        .route("/connectors", get(api::connectors::list).post(api::connectors::create))
+        .route(
+            "/connectors",
+            get(api::connectors::list).post(api::connectors::create),
+        )
         .route(
             "/connectors/{id}",
-            get(api::connectors::get).patch(api::connectors::patch).delete(api::connectors::delete),
+            get(api::connectors::get)
+                .patch(api::connectors::patch)
+                .delete(api::connectors::delete),
         )
         .route("/connectors/{id}/test", post(api::connectors::test))
         .route("/jobs/{id}", get(api::jobs::get))
@@ -161,7 +166,10 @@ async fn stylesheet() -> impl IntoResponse {
 
 async fn script() -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=300")],
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
         include_str!("../../../static/app.js"),
     )
 }

@@ -39,6 +39,8 @@ pub enum Command {
     /// Run everything in one process for a first look: web, worker and a simulated Entra tenant,
     /// on local PostgreSQL (a private cluster is started under ./.latchkey/ if needed)
     Demo(DemoArgs),
+    /// Run a simulated Entra tenant (identity platform + Microsoft Graph) for tests and demos
+    Sim(latchkey_entra_sim::cli::SimArgs),
     /// Manage the master encryption keys
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -67,18 +69,52 @@ pub struct KeyArgs {
     pub master_keys: Option<String>,
 }
 
+/// How Latchkey reaches Microsoft Entra for connectors.
+#[derive(Args, Debug, Clone)]
+pub struct EntraArgs {
+    /// Client ID of Latchkey's own multi-tenant Entra app (OAuth onboarding; optional)
+    #[arg(long, env = "LATCHKEY_ENTRA_APP_CLIENT_ID")]
+    pub entra_app_client_id: Option<String>,
+    /// Client secret of Latchkey's own Entra app
+    #[arg(long, env = "LATCHKEY_ENTRA_APP_CLIENT_SECRET", hide_env_values = true)]
+    pub entra_app_client_secret: Option<String>,
+    /// Login authority for Latchkey's own app [default: https://login.microsoftonline.com]
+    #[arg(long, env = "LATCHKEY_ENTRA_LOGIN_AUTHORITY")]
+    pub entra_login_authority: Option<String>,
+    /// Development only: also allow http://127.0.0.1:PORT / localhost connector URLs (the simulated tenant)
+    #[arg(long, env = "LATCHKEY_ALLOW_INSECURE_CONNECTOR_URLS")]
+    pub allow_insecure_connector_urls: Option<String>,
+}
+
+/// Outgoing email.
+#[derive(Args, Debug, Clone)]
+pub struct MailArgs {
+    /// SMTP server, e.g. smtps://user:password@smtp.example.com or smtp://relay:25 (without it mail stays in the outbox)
+    #[arg(long, env = "LATCHKEY_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// Sender address [default: Latchkey <latchkey@localhost>]
+    #[arg(long, env = "LATCHKEY_EMAIL_FROM")]
+    pub email_from: Option<String>,
+}
+
 #[derive(Args, Debug)]
 pub struct ServeArgs {
     #[command(flatten)]
     pub web: WebArgs,
     #[command(flatten)]
     pub keys: KeyArgs,
+    #[command(flatten)]
+    pub entra: EntraArgs,
 }
 
 #[derive(Args, Debug)]
 pub struct WorkerArgs {
     #[command(flatten)]
     pub keys: KeyArgs,
+    #[command(flatten)]
+    pub entra: EntraArgs,
+    #[command(flatten)]
+    pub mail: MailArgs,
     /// Jobs this process runs at once
     #[arg(long, env = "LATCHKEY_WORKER_CONCURRENCY", default_value_t = 4)]
     pub concurrency: usize,
@@ -90,6 +126,9 @@ pub struct DemoArgs {
     pub web: WebArgs,
     #[command(flatten)]
     pub keys: KeyArgs,
+    /// Port of the simulated Entra tenant [default: a free port]
+    #[arg(long, env = "LATCHKEY_DEMO_SIM_PORT")]
+    pub sim_port: Option<u16>,
 }
 
 #[derive(Subcommand, Debug)]

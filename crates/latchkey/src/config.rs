@@ -137,6 +137,72 @@ pub fn log_format(flag: Option<String>) -> Result<LogFormat, ConfigError> {
     }
 }
 
+fn flag(var: &'static str, raw: Option<String>) -> Result<bool, ConfigError> {
+    match raw.as_deref().map(str::trim) {
+        None | Some("") | Some("false") | Some("0") | Some("no") => Ok(false),
+        Some("true") | Some("1") | Some("yes") => Ok(true),
+        Some(other) => Err(ConfigError::invalid(var, other, "true or false")),
+    }
+}
+
+pub fn outbound_policy(raw: Option<String>) -> Result<latchkey_entra::OutboundPolicy, ConfigError> {
+    Ok(if flag("LATCHKEY_ALLOW_INSECURE_CONNECTOR_URLS", raw)? {
+        latchkey_entra::OutboundPolicy::INSECURE_DEV
+    } else {
+        latchkey_entra::OutboundPolicy::STRICT
+    })
+}
+
+/// Latchkey's own Entra app: both id and secret, or neither (then OAuth onboarding is off).
+pub fn entra_app(
+    client_id: Option<String>,
+    client_secret: Option<String>,
+) -> Result<Option<latchkey_entra::onboarding::LatchkeyApp>, ConfigError> {
+    match (
+        client_id.filter(|s| !s.trim().is_empty()),
+        client_secret.filter(|s| !s.trim().is_empty()),
+    ) {
+        (None, None) => Ok(None),
+        (Some(id), Some(secret)) => {
+            let client_id = latchkey_entra::ClientId::parse(&id).map_err(|_| {
+                ConfigError::invalid(
+                    "LATCHKEY_ENTRA_APP_CLIENT_ID",
+                    &id,
+                    "the app's Application (client) ID, a GUID",
+                )
+            })?;
+            Ok(Some(latchkey_entra::onboarding::LatchkeyApp {
+                client_id,
+                client_secret: latchkey_crypto::SecretString::from(secret),
+            }))
+        }
+        (Some(_), None) => Err(ConfigError::missing(
+            "LATCHKEY_ENTRA_APP_CLIENT_SECRET",
+            "the secret of the app named by LATCHKEY_ENTRA_APP_CLIENT_ID",
+        )),
+        (None, Some(_)) => Err(ConfigError::missing(
+            "LATCHKEY_ENTRA_APP_CLIENT_ID",
+            "the client ID of the app whose secret LATCHKEY_ENTRA_APP_CLIENT_SECRET holds",
+        )),
+    }
+}
+
+pub fn login_authority(raw: Option<String>) -> Result<Option<Url>, ConfigError> {
+    match raw.filter(|s| !s.trim().is_empty()) {
+        None => Ok(None),
+        Some(r) => match Url::parse(r.trim()) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
+                Ok(Some(u))
+            }
+            _ => Err(ConfigError::invalid(
+                "LATCHKEY_ENTRA_LOGIN_AUTHORITY",
+                &r,
+                "a URL such as https://login.microsoftonline.com",
+            )),
+        },
+    }
+}
+
 /// Where `demo` keeps its development files (master key, private PostgreSQL cluster).
 pub fn local_dir() -> PathBuf {
     PathBuf::from(".latchkey")

@@ -3,6 +3,7 @@
 mod cli;
 mod commands;
 mod config;
+mod handlers;
 mod local_postgres;
 mod shutdown;
 mod telemetry;

@@ -419,8 +419,16 @@ async fn rust_ground_truth_accessors() {
     assert_eq!(t.sim.group_members(g.id).unwrap().len(), g.members);
     assert_eq!(t.sim.group_owners(g.id).unwrap().len(), g.owners);
     let sps = t.sim_get("/_sim/truth/service-principals").await;
-    let with = sps["value"].as_array().unwrap().iter().find(|s| s["app_role_assignments"].as_u64().unwrap() > 0).unwrap();
-    let list = t.sim.app_role_assignments(with["id"].as_str().unwrap().parse().unwrap()).unwrap();
+    let with = sps["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["app_role_assignments"].as_u64().unwrap() > 0)
+        .unwrap();
+    let list = t
+        .sim
+        .app_role_assignments(with["id"].as_str().unwrap().parse().unwrap())
+        .unwrap();
     assert!(!list.is_empty());
     assert!(t.sim.provision_on_demand_calls().is_empty());
 }

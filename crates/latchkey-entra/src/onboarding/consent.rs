@@ -9,8 +9,6 @@ use crate::auth::{AuthError, ClientCredentials, TokenClaims, TokenProvider};
 use crate::endpoints::{Endpoints, http_client};
 use crate::ids::{ClientId, TenantId};
 use secrecy::SecretString;
-use serde::Deserialize;
-use url::Url;
 
 /// Latchkey's own multi-tenant app registration (server configuration).
 #[derive(Clone)]
@@ -28,49 +26,14 @@ impl std::fmt::Debug for LatchkeyApp {
     }
 }
 
-/// `{authority}/{tenant}/v2.0/adminconsent?client_id&scope={graph}/.default&redirect_uri&state`.
-pub fn admin_consent_url(
-    endpoints: &Endpoints,
-    tenant: &TenantId,
-    app: &ClientId,
-    redirect_uri: &str,
-    state: &str,
-) -> Url {
-    let base = endpoints.login_authority().as_str().trim_end_matches('/');
-    let mut url = Url::parse(&format!("{base}/{}/v2.0/adminconsent", tenant.as_segment()))
-        .expect("authority URL");
-    url.query_pairs_mut()
-        .append_pair("client_id", &app.as_uuid().to_string())
-        .append_pair("scope", &endpoints.token_scope())
-        .append_pair("redirect_uri", redirect_uri)
-        .append_pair("state", state);
-    url
-}
-
-/// The query of the redirect back from the admin-consent endpoint.
-#[derive(Debug, Default, Clone, Deserialize)]
-pub struct ConsentCallback {
-    pub admin_consent: Option<String>,
-    pub tenant: Option<String>,
-    pub state: Option<String>,
-    pub error: Option<String>,
-    pub error_description: Option<String>,
-}
+pub use crate::consent::{ConsentCallback, admin_consent_url, parse_admin_consent_callback};
 
 /// What went wrong with a consent, in words for the person who tried.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConsentError {
-    #[error(
-        "Consent was declined{}. Ask a Global Administrator (or Privileged Role Administrator) of the tenant to click Login with Microsoft and accept, then try again.",
-        code.map(|c| format!(" (AADSTS{c})")).unwrap_or_default()
-    )]
-    Declined { code: Option<u32> },
-    #[error("Microsoft did not complete the consent ({error}{}): {description}", code.map(|c| format!(", AADSTS{c}")).unwrap_or_default())]
-    Failed {
-        error: String,
-        code: Option<u32>,
-        description: String,
-    },
+    /// The callback itself reports no consent (declined, an error, or incomplete).
+    #[error(transparent)]
+    Callback(#[from] crate::consent::ConsentError),
     #[error(
         "Consent was granted in tenant {got}, but this connector is for tenant {expected}. Sign in with an administrator account of {expected} (or change the tenant ID), then try again."
     )]
@@ -79,10 +42,6 @@ pub enum ConsentError {
         "Microsoft reported consent, but Latchkey could not get a token for the tenant with its app: {0} Wait a minute (consent takes time to apply) and test the connection again."
     )]
     NotVerified(String),
-    #[error(
-        "The answer from Microsoft is incomplete (no tenant and no error). Start again with Login with Microsoft."
-    )]
-    Incomplete,
 }
 
 impl ConsentError {
@@ -99,44 +58,6 @@ pub struct ConsentOutcome {
     pub tenant_guid: String,
     /// Application permissions Latchkey's app holds in the tenant.
     pub roles: Vec<String>,
-}
-
-fn aadsts_code(description: &str) -> Option<u32> {
-    let start = description.find("AADSTS")? + 6;
-    let digits: String = description[start..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits.parse().ok()
-}
-
-/// Reads the callback's own verdict (before any verification): the error it carries, or the
-/// tenant it claims.
-pub fn read_callback(cb: &ConsentCallback) -> Result<String, ConsentError> {
-    if let Some(error) = cb.error.as_deref().filter(|e| !e.is_empty()) {
-        let description = cb.error_description.clone().unwrap_or_default();
-        let first_line = description.lines().next().unwrap_or_default().to_string();
-        let code = aadsts_code(&description);
-        return Err(match (error, code) {
-            ("access_denied" | "consent_required" | "permission_denied", _) | (_, Some(65004)) => {
-                ConsentError::Declined { code }
-            }
-            _ => ConsentError::Failed {
-                error: error.to_string(),
-                code,
-                description: first_line,
-            },
-        });
-    }
-    match cb
-        .tenant
-        .as_deref()
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-    {
-        Some(t) => Ok(t.to_string()),
-        None => Err(ConsentError::Incomplete),
-    }
 }
 
 /// Proves a consent: obtains a token for `entered` with Latchkey's app and checks that its
@@ -195,54 +116,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn consent_url_carries_scope_redirect_and_state() {
-        let e = Endpoints::global();
-        let t = TenantId::parse("contoso.onmicrosoft.com").unwrap();
-        let app = ClientId::parse("11111111-2222-3333-4444-555555555555").unwrap();
-        let url = admin_consent_url(
-            &e,
-            &t,
-            &app,
-            "https://latchkey.example.com/connectors/oauth/callback",
-            "st8",
-        );
-        assert_eq!(url.host_str(), Some("login.microsoftonline.com"));
-        assert_eq!(url.path(), "/contoso.onmicrosoft.com/v2.0/adminconsent");
-        let q: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
-        assert_eq!(q["scope"], "https://graph.microsoft.com/.default");
-        assert_eq!(q["state"], "st8");
-        assert_eq!(q["client_id"], "11111111-2222-3333-4444-555555555555");
-    }
-
-    #[test]
-    fn callback_errors_become_sentences() {
-        let denied = ConsentCallback {
-            error: Some("consent_required".into()),
-            error_description: Some("AADSTS65004: The resource owner or authorization server denied the request.\r\nTrace ID: x".into()),
-            ..Default::default()
-        };
-        let e = read_callback(&denied).unwrap_err();
-        assert_eq!(e, ConsentError::Declined { code: Some(65004) });
-        assert!(e.to_string().contains("Global Administrator"));
-        let odd = ConsentCallback {
-            error: Some("server_error".into()),
-            error_description: Some("AADSTS50000: boom\nTrace".into()),
-            ..Default::default()
-        };
-        let e = read_callback(&odd).unwrap_err();
-        assert!(
-            e.to_string().contains("AADSTS50000") && !e.to_string().contains("Trace"),
-            "{e}"
-        );
-        assert_eq!(
-            read_callback(&ConsentCallback::default()).unwrap_err(),
-            ConsentError::Incomplete
-        );
-        let ok = ConsentCallback {
-            tenant: Some(" abc ".into()),
-            admin_consent: Some("True".into()),
-            ..Default::default()
-        };
-        assert_eq!(read_callback(&ok).unwrap(), "abc");
+    fn callback_refusals_keep_their_sentences() {
+        let e: ConsentError = parse_admin_consent_callback(
+            "error=consent_required&error_description=AADSTS65004%3A+declined&state=s",
+        )
+        .unwrap_err()
+        .into();
+        assert!(e.to_string().contains("Global Administrator"), "{e}");
+        assert!(!e.is_transient());
+        assert!(ConsentError::NotVerified("x".into()).is_transient());
     }
 }

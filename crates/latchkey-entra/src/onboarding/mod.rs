@@ -7,5 +7,8 @@ pub mod consent;
 pub mod settings;
 
 pub use connection_test::{CONNECTION_TEST_JOB, ConnectionTestHandler, SYNC_JOB, connect_for};
-pub use consent::{ConsentError, ConsentOutcome, LatchkeyApp, admin_consent_url, verify_consent};
+pub use consent::{
+    ConsentError, ConsentOutcome, LatchkeyApp, admin_consent_url, parse_admin_consent_callback,
+    verify_consent,
+};
 pub use settings::{AuthMode, AuthSettings, EntraSettings, SettingsInput, Validated, validate};

@@ -2,7 +2,9 @@
 
 use super::{ApiJson, PageQuery};
 use crate::auth::ApiPrincipal;
-use crate::connectors::{self, Actor, AppChoice, ConnectorView, CreateConnector, NextStep, connector_view};
+use crate::connectors::{
+    self, Actor, AppChoice, ConnectorView, CreateConnector, NextStep, connector_view,
+};
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::Json;
@@ -15,7 +17,11 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 fn actor(p: &ApiPrincipal) -> Actor {
-    Actor { org: p.org_id, user: None, role: p.role }
+    Actor {
+        org: p.org_id,
+        user: None,
+        role: p.role,
+    }
 }
 
 /// A connector plus what to do next after a change.
@@ -29,7 +35,12 @@ pub struct ConnectorResponse {
     connection_test_job_id: Option<Uuid>,
 }
 
-async fn respond(state: &AppState, who: &ApiPrincipal, id: Uuid, next: Option<NextStep>) -> Result<ConnectorResponse, ApiError> {
+async fn respond(
+    state: &AppState,
+    who: &ApiPrincipal,
+    id: Uuid,
+    next: Option<NextStep>,
+) -> Result<ConnectorResponse, ApiError> {
     let mut tx = state.store.org_tx(who.org_id).await?;
     let row = store::get(&mut tx, id).await?;
     let view = connector_view(&mut tx, row).await?;
@@ -37,12 +48,20 @@ async fn respond(state: &AppState, who: &ApiPrincipal, id: Uuid, next: Option<Ne
     let (consent_url, connection_test_job_id) = match next {
         Some(NextStep::Consent { consent_url }) => (Some(consent_url), None),
         Some(NextStep::Testing { job_id }) => (None, Some(job_id)),
-        None if view.status == "pending_consent" => {
-            (Some(format!("{}connectors/{id}/consent", state.config.public_url)), None)
-        }
+        None if view.status == "pending_consent" => (
+            Some(format!(
+                "{}connectors/{id}/consent",
+                state.config.public_url
+            )),
+            None,
+        ),
         None => (None, None),
     };
-    Ok(ConnectorResponse { connector: view, consent_url, connection_test_job_id })
+    Ok(ConnectorResponse {
+        connector: view,
+        consent_url,
+        connection_test_job_id,
+    })
 }
 
 fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
@@ -65,9 +84,17 @@ pub async fn create(
     who: ApiPrincipal,
     ApiJson(body): ApiJson<CreateBody>,
 ) -> Result<(StatusCode, Json<ConnectorResponse>), ApiError> {
-    let req = CreateConnector { display_name: body.display_name, app: body.app, owners: body.owners, settings: body.settings };
+    let req = CreateConnector {
+        display_name: body.display_name,
+        app: body.app,
+        owners: body.owners,
+        settings: body.settings,
+    };
     let (id, next) = connectors::create(&state, &actor(&who), req).await?;
-    Ok((StatusCode::CREATED, Json(respond(&state, &who, id, next).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(respond(&state, &who, id, next).await?),
+    ))
 }
 
 pub async fn list(
@@ -83,10 +110,17 @@ pub async fn list(
         items.push(connector_view(&mut tx, row).await?);
     }
     tx.commit().await?;
-    Ok(Json(Page { items, next_cursor: page.next_cursor }))
+    Ok(Json(Page {
+        items,
+        next_cursor: page.next_cursor,
+    }))
 }
 
-pub async fn get(State(state): State<AppState>, who: ApiPrincipal, Path(id): Path<String>) -> Result<Json<ConnectorResponse>, ApiError> {
+pub async fn get(
+    State(state): State<AppState>,
+    who: ApiPrincipal,
+    Path(id): Path<String>,
+) -> Result<Json<ConnectorResponse>, ApiError> {
     let id = parse_id(&id)?;
     Ok(Json(respond(&state, &who, id, None).await?))
 }
@@ -131,15 +165,26 @@ pub async fn patch(
     Ok(Json(respond(&state, &who, id, next).await?))
 }
 
-pub async fn delete(State(state): State<AppState>, who: ApiPrincipal, Path(id): Path<String>) -> Result<Json<ConnectorResponse>, ApiError> {
+pub async fn delete(
+    State(state): State<AppState>,
+    who: ApiPrincipal,
+    Path(id): Path<String>,
+) -> Result<Json<ConnectorResponse>, ApiError> {
     let id = parse_id(&id)?;
     connectors::disable(&state, &actor(&who), id).await?;
     Ok(Json(respond(&state, &who, id, None).await?))
 }
 
 /// `POST /api/v1/connectors/{id}/test`: run the connection test again.
-pub async fn test(State(state): State<AppState>, who: ApiPrincipal, Path(id): Path<String>) -> Result<(StatusCode, Json<ConnectorResponse>), ApiError> {
+pub async fn test(
+    State(state): State<AppState>,
+    who: ApiPrincipal,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<ConnectorResponse>), ApiError> {
     let id = parse_id(&id)?;
     let job = connectors::test_again(&state, &actor(&who), id).await?;
-    Ok((StatusCode::ACCEPTED, Json(respond(&state, &who, id, Some(NextStep::Testing { job_id: job })).await?)))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(respond(&state, &who, id, Some(NextStep::Testing { job_id: job })).await?),
+    ))
 }

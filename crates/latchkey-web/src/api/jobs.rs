@@ -11,10 +11,16 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 fn parse_id(raw: &str) -> Result<JobId, ApiError> {
-    Uuid::parse_str(raw).map(JobId).map_err(|_| ApiError::not_found())
+    Uuid::parse_str(raw)
+        .map(JobId)
+        .map_err(|_| ApiError::not_found())
 }
 
-pub async fn get(State(state): State<AppState>, who: ApiPrincipal, Path(id): Path<String>) -> Result<Json<Job>, ApiError> {
+pub async fn get(
+    State(state): State<AppState>,
+    who: ApiPrincipal,
+    Path(id): Path<String>,
+) -> Result<Json<Job>, ApiError> {
     let id = parse_id(&id)?;
     let mut tx = state.store.org_tx(who.org_id).await?;
     let job = queue::get(&mut tx, id).await?;
@@ -42,7 +48,9 @@ pub async fn logs(
     Query(q): Query<LogQuery>,
 ) -> Result<Json<LogPage>, ApiError> {
     let id = parse_id(&id)?;
-    Ok(Json(read_logs(&state, who.org_id, id, q.after.as_deref(), q.limit).await?))
+    Ok(Json(
+        read_logs(&state, who.org_id, id, q.after.as_deref(), q.limit).await?,
+    ))
 }
 
 /// Shared with the pages' live log.
@@ -54,13 +62,20 @@ pub async fn read_logs(
     limit: Option<i64>,
 ) -> Result<LogPage, ApiError> {
     let after = match after.filter(|a| !a.is_empty()) {
-        Some(a) => Some(a.parse::<i64>().map_err(|_| ApiError::bad_request("`after` must be a cursor from an earlier answer"))?),
+        Some(a) => Some(a.parse::<i64>().map_err(|_| {
+            ApiError::bad_request("`after` must be a cursor from an earlier answer")
+        })?),
         None => None,
     };
     let mut tx = state.store.org_tx(org).await?;
     queue::get(&mut tx, id).await?; // 404 for another organization's job
     let items = queue::logs(&mut tx, id, after, limit).await?;
     tx.commit().await?;
-    let next_cursor = items.last().map(|l| l.id).or(after).unwrap_or(0).to_string();
+    let next_cursor = items
+        .last()
+        .map(|l| l.id)
+        .or(after)
+        .unwrap_or(0)
+        .to_string();
     Ok(LogPage { items, next_cursor })
 }

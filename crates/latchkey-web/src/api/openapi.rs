@@ -6,38 +6,150 @@ use axum::Json;
 use serde_json::{Value, json};
 
 /// (method, path under /api/v1, summary, request schema, success status, response schema).
-const ENDPOINTS: &[(&str, &str, &str, Option<&str>, u16, &str)] = &[
-    ("post", "/auth/token", "Exchange client credentials for an access token (OAuth2 client credentials, form or JSON)", Some("TokenRequest"), 200, "TokenResponse"),
+type Endpoint = (&'static str, &'static str, &'static str, Option<&'static str>, u16, &'static str);
+
+const ENDPOINTS: &[Endpoint] = &[
+    (
+        "post",
+        "/auth/token",
+        "Exchange client credentials for an access token (OAuth2 client credentials, form or JSON)",
+        Some("TokenRequest"),
+        200,
+        "TokenResponse",
+    ),
     ("get", "/me", "The calling API client", None, 200, "Me"),
-    ("get", "/users", "People of the organization", None, 200, "UserPage"),
+    (
+        "get",
+        "/users",
+        "People of the organization",
+        None,
+        200,
+        "UserPage",
+    ),
     ("get", "/users/{id}", "One person", None, 200, "User"),
-    ("get", "/api-clients", "API clients (Super Administrators)", None, 200, "ApiClientPage"),
-    ("post", "/api-clients", "Create an API client; the secret is in this answer only", Some("ApiClientCreate"), 201, "ApiClientCreated"),
-    ("get", "/api-clients/{id}", "One API client", None, 200, "ApiClient"),
-    ("post", "/api-clients/{id}/revoke", "Revoke an API client; its tokens stop working at once", None, 200, "ApiClient"),
-    ("get", "/connectors", "Connectors of the organization", None, 200, "ConnectorPage"),
-    ("post", "/connectors", "Create a connector (app, owners, settings); OAuth answers include consent_url", Some("ConnectorCreate"), 201, "Connector"),
-    ("get", "/connectors/{id}", "One connector (never its secret)", None, 200, "Connector"),
-    ("patch", "/connectors/{id}", "Change name, owners or settings; a new secret replaces the old", Some("ConnectorPatch"), 200, "Connector"),
-    ("delete", "/connectors/{id}", "Disable a connector and remove its credentials", None, 200, "Connector"),
-    ("post", "/connectors/{id}/test", "Run the connection test again", None, 202, "Connector"),
-    ("get", "/jobs/{id}", "Any job of the organization (connection test, sync, provisioning)", None, 200, "Job"),
-    ("get", "/jobs/{id}/logs", "A job's log lines after a cursor (`after`), for live tails", None, 200, "JobLogPage"),
-    ("get", "/openapi.json", "This document", None, 200, "OpenApi"),
+    (
+        "get",
+        "/api-clients",
+        "API clients (Super Administrators)",
+        None,
+        200,
+        "ApiClientPage",
+    ),
+    (
+        "post",
+        "/api-clients",
+        "Create an API client; the secret is in this answer only",
+        Some("ApiClientCreate"),
+        201,
+        "ApiClientCreated",
+    ),
+    (
+        "get",
+        "/api-clients/{id}",
+        "One API client",
+        None,
+        200,
+        "ApiClient",
+    ),
+    (
+        "post",
+        "/api-clients/{id}/revoke",
+        "Revoke an API client; its tokens stop working at once",
+        None,
+        200,
+        "ApiClient",
+    ),
+    (
+        "get",
+        "/connectors",
+        "Connectors of the organization",
+        None,
+        200,
+        "ConnectorPage",
+    ),
+    (
+        "post",
+        "/connectors",
+        "Create a connector (app, owners, settings); OAuth answers include consent_url",
+        Some("ConnectorCreate"),
+        201,
+        "Connector",
+    ),
+    (
+        "get",
+        "/connectors/{id}",
+        "One connector (never its secret)",
+        None,
+        200,
+        "Connector",
+    ),
+    (
+        "patch",
+        "/connectors/{id}",
+        "Change name, owners or settings; a new secret replaces the old",
+        Some("ConnectorPatch"),
+        200,
+        "Connector",
+    ),
+    (
+        "delete",
+        "/connectors/{id}",
+        "Disable a connector and remove its credentials",
+        None,
+        200,
+        "Connector",
+    ),
+    (
+        "post",
+        "/connectors/{id}/test",
+        "Run the connection test again",
+        None,
+        202,
+        "Connector",
+    ),
+    (
+        "get",
+        "/jobs/{id}",
+        "Any job of the organization (connection test, sync, provisioning)",
+        None,
+        200,
+        "Job",
+    ),
+    (
+        "get",
+        "/jobs/{id}/logs",
+        "A job's log lines after a cursor (`after`), for live tails",
+        None,
+        200,
+        "JobLogPage",
+    ),
+    (
+        "get",
+        "/openapi.json",
+        "This document",
+        None,
+        200,
+        "OpenApi",
+    ),
 ];
 
 /// The documented (method, path) pairs, for the router consistency test.
 pub fn documented() -> Vec<(String, String)> {
-    ENDPOINTS.iter().map(|(m, p, ..)| (m.to_string(), p.to_string())).collect()
+    ENDPOINTS
+        .iter()
+        .map(|(m, p, ..)| (m.to_string(), p.to_string()))
+        .collect()
 }
 
 fn schemas() -> Value {
     let error = json!({"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
         "code": {"type": "string"}, "message": {"type": "string"},
         "fields": {"type": "array", "items": {"type": "object", "properties": {"field": {"type": "string"}, "message": {"type": "string"}}}}}}}});
-    let page = |item: &str| json!({"type": "object", "required": ["items", "next_cursor"], "properties": {
+    let page = |item: &str| {
+        json!({"type": "object", "required": ["items", "next_cursor"], "properties": {
         "items": {"type": "array", "items": {"$ref": format!("#/components/schemas/{item}")}},
-        "next_cursor": {"type": ["string", "null"]}}});
+        "next_cursor": {"type": ["string", "null"]}}})
+    };
     let settings = json!({"type": "object", "properties": {
         "auth": {"oneOf": [
             {"type": "object", "required": ["mode", "tenant_id", "client_id", "client_secret"], "properties": {
@@ -121,7 +233,10 @@ pub fn spec() -> Value {
                 {"name": "cursor", "in": "query", "schema": {"type": "string"}}]);
         }
         if *path == "/jobs/{id}/logs" {
-            op["parameters"].as_array_mut().expect("id parameter").push(json!({"name": "after", "in": "query", "schema": {"type": "string"}}));
+            op["parameters"]
+                .as_array_mut()
+                .expect("id parameter")
+                .push(json!({"name": "after", "in": "query", "schema": {"type": "string"}}));
         }
         let full = format!("/api/v1{path}");
         let entry = paths.entry(full).or_insert_with(|| json!({}));

@@ -66,7 +66,11 @@ impl From<ServiceError> for WebError {
             ServiceError::NotFound => WebError::NotFound,
             ServiceError::Forbidden(why) => WebError::Forbidden(why),
             ServiceError::Invalid(fields) => WebError::BadRequest(
-                fields.iter().map(|f| format!("{}: {}", f.field, f.message)).collect::<Vec<_>>().join(" "),
+                fields
+                    .iter()
+                    .map(|f| format!("{}: {}", f.field, f.message))
+                    .collect::<Vec<_>>()
+                    .join(" "),
             ),
             ServiceError::Store(e) => e.into(),
         }
@@ -75,11 +79,13 @@ impl From<ServiceError> for WebError {
 
 pub const ONLY_CONNECTOR_ADMINS: &str =
     "Only Super Administrators and Connector Administrators can add connectors.";
-pub const ONLY_EDITORS: &str =
-    "Only Super Administrators, Connector Administrators and this connector's owners can change it.";
+pub const ONLY_EDITORS: &str = "Only Super Administrators, Connector Administrators and this connector's owners can change it.";
 
 fn field(field: &str, message: impl Into<String>) -> FieldError {
-    FieldError { field: field.to_string(), message: message.into() }
+    FieldError {
+        field: field.to_string(),
+        message: message.into(),
+    }
 }
 
 /// How a new connector is attached to an app.
@@ -109,7 +115,11 @@ pub enum NextStep {
     Consent { consent_url: String },
 }
 
-pub async fn may_edit(tx: &mut OrgTx, actor: &Actor, connector: Uuid) -> Result<bool, ServiceError> {
+pub async fn may_edit(
+    tx: &mut OrgTx,
+    actor: &Actor,
+    connector: Uuid,
+) -> Result<bool, ServiceError> {
     if actor.role.can_manage_connectors() {
         return Ok(true);
     }
@@ -119,21 +129,36 @@ pub async fn may_edit(tx: &mut OrgTx, actor: &Actor, connector: Uuid) -> Result<
     }
 }
 
-pub async fn create(state: &AppState, actor: &Actor, req: CreateConnector) -> Result<(Uuid, Option<NextStep>), ServiceError> {
+pub async fn create(
+    state: &AppState,
+    actor: &Actor,
+    req: CreateConnector,
+) -> Result<(Uuid, Option<NextStep>), ServiceError> {
     if !actor.role.can_manage_connectors() {
         return Err(ServiceError::Forbidden(ONLY_CONNECTOR_ADMINS));
     }
     let mut errors = vec![];
     let display_name = req.display_name.trim().to_string();
     if display_name.is_empty() || display_name.chars().count() > 200 {
-        errors.push(field("display_name", "enter a name for the connector (1 to 200 characters)"));
+        errors.push(field(
+            "display_name",
+            "enter a name for the connector (1 to 200 characters)",
+        ));
     }
     // Validate settings up front so a rejected request stores nothing.
     let validated = match &req.settings {
-        Some(input) => match latchkey_entra::onboarding::validate(input, None, false, state.config.outbound_policy) {
+        Some(input) => match latchkey_entra::onboarding::validate(
+            input,
+            None,
+            false,
+            state.config.outbound_policy,
+        ) {
             Ok(v) => Some(v),
             Err(errs) => {
-                errors.extend(errs.into_iter().map(|e| field(&format!("settings.{}", e.field), e.message)));
+                errors.extend(
+                    errs.into_iter()
+                        .map(|e| field(&format!("settings.{}", e.field), e.message)),
+                );
                 None
             }
         },
@@ -144,7 +169,10 @@ pub async fn create(state: &AppState, actor: &Actor, req: CreateConnector) -> Re
         AppChoice::New { name } => {
             let name = name.trim();
             if name.is_empty() || name.chars().count() > 200 {
-                errors.push(field("app.new.name", "enter a name for the new app (1 to 200 characters)"));
+                errors.push(field(
+                    "app.new.name",
+                    "enter a name for the new app (1 to 200 characters)",
+                ));
                 None
             } else {
                 Some(AppTarget::New(name.to_string()))
@@ -153,14 +181,20 @@ pub async fn create(state: &AppState, actor: &Actor, req: CreateConnector) -> Re
         AppChoice::ManagedAppId(id) => match apps::get(&mut tx, *id).await {
             Ok(a) if a.kind == "managed" => Some(AppTarget::Existing(a.id)),
             _ => {
-                errors.push(field("app.managed_app_id", "no managed app with this id in your organization"));
+                errors.push(field(
+                    "app.managed_app_id",
+                    "no managed app with this id in your organization",
+                ));
                 None
             }
         },
         AppChoice::DiscoveredAppId(id) => match apps::get(&mut tx, *id).await {
             Ok(a) if a.kind == "discovered" => Some(AppTarget::Discovered(a.id)),
             _ => {
-                errors.push(field("app.discovered_app_id", "no discovered (unmanaged) app with this id in your organization"));
+                errors.push(field(
+                    "app.discovered_app_id",
+                    "no discovered (unmanaged) app with this id in your organization",
+                ));
                 None
             }
         },
@@ -171,7 +205,10 @@ pub async fn create(state: &AppState, actor: &Actor, req: CreateConnector) -> Re
     };
     for o in &owners {
         if users::get(&mut tx, *o).await.is_err() {
-            errors.push(field("owners", format!("{} is not a person in your organization", o.0)));
+            errors.push(field(
+                "owners",
+                format!("{} is not a person in your organization", o.0),
+            ));
         }
     }
     if !errors.is_empty() {
@@ -184,13 +221,20 @@ pub async fn create(state: &AppState, actor: &Actor, req: CreateConnector) -> Re
     };
     let connector = connectors::create(
         &mut tx,
-        connectors::NewConnector { app_id, kind: "entra", display_name: &display_name, created_by: actor.user },
+        connectors::NewConnector {
+            app_id,
+            kind: "entra",
+            display_name: &display_name,
+            created_by: actor.user,
+        },
     )
     .await?;
     connectors::set_owners(&mut tx, connector.id, &owners).await?;
     notify_new_owners(state, &mut tx, actor, connector.id, &display_name, &owners).await?;
     let next = match validated {
-        Some(v) => Some(apply_settings(state, &mut tx, connector.id, v.settings, v.new_secret).await?),
+        Some(v) => {
+            Some(apply_settings(state, &mut tx, connector.id, v.settings, v.new_secret).await?)
+        }
         None => None,
     };
     tx.commit().await?;
@@ -214,7 +258,10 @@ async fn notify_new_owners(
     owners: &[UserId],
 ) -> Result<(), ServiceError> {
     let by = match actor.user {
-        Some(u) => users::get(tx, u).await.map(|u| u.display_name).unwrap_or_else(|_| "An administrator".into()),
+        Some(u) => users::get(tx, u)
+            .await
+            .map(|u| u.display_name)
+            .unwrap_or_else(|_| "An administrator".into()),
         None => "An administrator (through the API)".into(),
     };
     let link = format!("{}connectors/{connector}", state.config.public_url);
@@ -224,10 +271,20 @@ async fn notify_new_owners(
             "Hello {},\n\n{by} made you an owner of the connector \"{name}\" in Latchkey. Your help is needed to finish its setup: open {link} and complete its settings.\n\n— Latchkey",
             user.display_name
         );
-        outbox::enqueue(tx, &user.email, &format!("Your help is needed to finish setting up \"{name}\""), &body).await?;
+        outbox::enqueue(
+            tx,
+            &user.email,
+            &format!("Your help is needed to finish setting up \"{name}\""),
+            &body,
+        )
+        .await?;
     }
     if owners.iter().any(|o| Some(*o) != actor.user) {
-        queue::enqueue(tx, &NewJob::new(EMAIL_JOB, json!({})).dedupe_key("email:deliver")).await?;
+        queue::enqueue(
+            tx,
+            &NewJob::new(EMAIL_JOB, json!({})).dedupe_key("email:deliver"),
+        )
+        .await?;
     }
     Ok(())
 }
@@ -243,12 +300,23 @@ async fn apply_settings(
     settings: EntraSettings,
     new_secret: Option<SecretString>,
 ) -> Result<NextStep, ServiceError> {
-    connectors::set_settings(tx, connector, &serde_json::to_value(&settings).expect("settings serialise")).await?;
+    connectors::set_settings(
+        tx,
+        connector,
+        &serde_json::to_value(&settings).expect("settings serialise"),
+    )
+    .await?;
     match settings.auth.mode {
         AuthMode::ClientSecret => {
             if let Some(secret) = new_secret {
                 secrets::put(tx, &state.keys, secret_ref(connector), &secret).await?;
-                connectors::set_secret_meta(tx, connector, Some(time::OffsetDateTime::now_utc()), None).await?;
+                connectors::set_secret_meta(
+                    tx,
+                    connector,
+                    Some(time::OffsetDateTime::now_utc()),
+                    None,
+                )
+                .await?;
             }
             let job_id = enqueue_test(tx, connector).await?;
             Ok(NextStep::Testing { job_id })
@@ -264,7 +332,9 @@ async fn apply_settings(
                 Some("Waiting for admin consent: click Login with Microsoft and approve Latchkey for the tenant."),
             )
             .await?;
-            Ok(NextStep::Consent { consent_url: format!("{}connectors/{connector}/consent", state.config.public_url) })
+            Ok(NextStep::Consent {
+                consent_url: format!("{}connectors/{connector}/consent", state.config.public_url),
+            })
         }
     }
 }
@@ -273,10 +343,19 @@ async fn apply_settings(
 pub async fn enqueue_test(tx: &mut OrgTx, connector: Uuid) -> Result<Uuid, ServiceError> {
     let job = queue::enqueue(
         tx,
-        &NewJob::new(CONNECTION_TEST_JOB, json!({})).connector(connector).max_attempts(4).dedupe_key(format!("test:{connector}")),
+        &NewJob::new(CONNECTION_TEST_JOB, json!({}))
+            .connector(connector)
+            .max_attempts(4)
+            .dedupe_key(format!("test:{connector}")),
     )
     .await?;
-    connectors::set_status(tx, connector, "syncing", Some("Testing the connection to Microsoft Entra ID…")).await?;
+    connectors::set_status(
+        tx,
+        connector,
+        "syncing",
+        Some("Testing the connection to Microsoft Entra ID…"),
+    )
+    .await?;
     connectors::set_last_test_job(tx, connector, job.job.id.as_uuid()).await?;
     Ok(job.job.id.as_uuid())
 }
@@ -294,21 +373,50 @@ pub async fn update_settings(
         return Err(ServiceError::Forbidden(ONLY_EDITORS));
     }
     if row.status == "disabled" {
-        return Err(ServiceError::Invalid(vec![field("status", "this connector is disabled; add a new connector instead")]));
+        return Err(ServiceError::Invalid(vec![field(
+            "status",
+            "this connector is disabled; add a new connector instead",
+        )]));
     }
     let current: Option<EntraSettings> = row.settings.and_then(|v| serde_json::from_value(v).ok());
     let stored = secrets::exists(&mut tx, secret_ref(connector)).await?;
-    let validated = latchkey_entra::onboarding::validate(input, current.as_ref(), stored, state.config.outbound_policy)
-        .map_err(|errs| ServiceError::Invalid(errs.into_iter().map(|e| field(&format!("settings.{}", e.field), e.message)).collect()))?;
-    let next = apply_settings(state, &mut tx, connector, validated.settings, validated.new_secret).await?;
+    let validated = latchkey_entra::onboarding::validate(
+        input,
+        current.as_ref(),
+        stored,
+        state.config.outbound_policy,
+    )
+    .map_err(|errs| {
+        ServiceError::Invalid(
+            errs.into_iter()
+                .map(|e| field(&format!("settings.{}", e.field), e.message))
+                .collect(),
+        )
+    })?;
+    let next = apply_settings(
+        state,
+        &mut tx,
+        connector,
+        validated.settings,
+        validated.new_secret,
+    )
+    .await?;
     tx.commit().await?;
     Ok(next)
 }
 
-pub async fn set_display_name(state: &AppState, actor: &Actor, connector: Uuid, name: &str) -> Result<(), ServiceError> {
+pub async fn set_display_name(
+    state: &AppState,
+    actor: &Actor,
+    connector: Uuid,
+    name: &str,
+) -> Result<(), ServiceError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 200 {
-        return Err(ServiceError::Invalid(vec![field("display_name", "enter a name for the connector (1 to 200 characters)")]));
+        return Err(ServiceError::Invalid(vec![field(
+            "display_name",
+            "enter a name for the connector (1 to 200 characters)",
+        )]));
     }
     let mut tx = state.store.org_tx(actor.org).await?;
     connectors::get(&mut tx, connector).await?;
@@ -320,35 +428,58 @@ pub async fn set_display_name(state: &AppState, actor: &Actor, connector: Uuid, 
     Ok(())
 }
 
-pub async fn set_owners(state: &AppState, actor: &Actor, connector: Uuid, owners: &[Uuid]) -> Result<(), ServiceError> {
+pub async fn set_owners(
+    state: &AppState,
+    actor: &Actor,
+    connector: Uuid,
+    owners: &[Uuid],
+) -> Result<(), ServiceError> {
     let mut tx = state.store.org_tx(actor.org).await?;
     let row = connectors::get(&mut tx, connector).await?;
     if !may_edit(&mut tx, actor, connector).await? {
         return Err(ServiceError::Forbidden(ONLY_EDITORS));
     }
-    let before: Vec<Uuid> = connectors::owners(&mut tx, connector).await?.into_iter().map(|o| o.user_id).collect();
+    let before: Vec<Uuid> = connectors::owners(&mut tx, connector)
+        .await?
+        .into_iter()
+        .map(|o| o.user_id)
+        .collect();
     let ids: Vec<UserId> = owners.iter().copied().map(UserId).collect();
     match connectors::set_owners(&mut tx, connector, &ids).await {
         Err(StoreError::Conflict { .. }) => {
-            return Err(ServiceError::Invalid(vec![field("owners", "every owner must be a person in your organization")]));
+            return Err(ServiceError::Invalid(vec![field(
+                "owners",
+                "every owner must be a person in your organization",
+            )]));
         }
         other => other?,
     }
-    let added: Vec<UserId> = ids.iter().copied().filter(|u| !before.contains(&u.0)).collect();
+    let added: Vec<UserId> = ids
+        .iter()
+        .copied()
+        .filter(|u| !before.contains(&u.0))
+        .collect();
     notify_new_owners(state, &mut tx, actor, connector, &row.display_name, &added).await?;
     tx.commit().await?;
     Ok(())
 }
 
 /// Re-runs the connection test.
-pub async fn test_again(state: &AppState, actor: &Actor, connector: Uuid) -> Result<Uuid, ServiceError> {
+pub async fn test_again(
+    state: &AppState,
+    actor: &Actor,
+    connector: Uuid,
+) -> Result<Uuid, ServiceError> {
     let mut tx = state.store.org_tx(actor.org).await?;
     let row = connectors::get(&mut tx, connector).await?;
     if !may_edit(&mut tx, actor, connector).await? {
         return Err(ServiceError::Forbidden(ONLY_EDITORS));
     }
     if row.settings.is_none() || row.status == "disabled" || row.status == "pending_consent" {
-        return Err(ServiceError::Invalid(vec![field("status", "finish the settings (and consent) before testing")]));
+        return Err(ServiceError::Invalid(vec![field(
+            "status",
+            "finish the settings (and consent) before testing",
+        )]));
     }
     let job = enqueue_test(&mut tx, connector).await?;
     tx.commit().await?;

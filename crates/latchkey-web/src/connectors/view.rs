@@ -34,7 +34,12 @@ pub struct ConnectorView {
 }
 
 fn rfc3339(t: Option<time::OffsetDateTime>) -> Value {
-    t.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()).map(Value::String).unwrap_or(Value::Null)
+    t.and_then(|t| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .ok()
+    })
+    .map(Value::String)
+    .unwrap_or(Value::Null)
 }
 
 async fn job_summary(tx: &mut OrgTx, id: Option<Uuid>) -> Result<Option<Value>> {
@@ -55,12 +60,19 @@ async fn job_summary(tx: &mut OrgTx, id: Option<Uuid>) -> Result<Option<Value>> 
 
 pub async fn connector_view(tx: &mut OrgTx, row: Connector) -> Result<ConnectorView> {
     let owners = connectors::owners(tx, row.id).await?;
-    let secret_set = secrets::exists(tx, latchkey_entra::onboarding::connection_test::secret_ref(row.id)).await?;
+    let secret_set = secrets::exists(
+        tx,
+        latchkey_entra::onboarding::connection_test::secret_ref(row.id),
+    )
+    .await?;
     let settings = row.settings.map(|mut s| {
         if let Value::Object(map) = &mut s {
             map.insert("client_secret_set".into(), Value::Bool(secret_set));
             map.insert("client_secret_set_at".into(), rfc3339(row.secret_set_at));
-            map.insert("client_secret_expires_at".into(), rfc3339(row.secret_expires_at));
+            map.insert(
+                "client_secret_expires_at".into(),
+                rfc3339(row.secret_expires_at),
+            );
         }
         s
     });
@@ -73,7 +85,10 @@ pub async fn connector_view(tx: &mut OrgTx, row: Connector) -> Result<ConnectorV
         id: row.id,
         kind: row.kind,
         display_name: row.display_name,
-        app: AppRef { id: row.app_id, name: row.app_name },
+        app: AppRef {
+            id: row.app_id,
+            name: row.app_name,
+        },
         owners,
         status: row.status,
         status_reason: row.status_reason,

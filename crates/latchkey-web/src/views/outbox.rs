@@ -23,5 +23,8 @@ pub async fn show(State(state): State<AppState>, who: SignedIn) -> Result<Outbox
     let mut tx = who.tx(&state).await?;
     let emails = outbox::recent(&mut tx, 100).await?;
     tx.commit().await?;
-    Ok(OutboxPage { nav: Nav::new(&who, "outbox"), emails })
+    Ok(OutboxPage {
+        nav: Nav::new(&who, "outbox"),
+        emails,
+    })
 }

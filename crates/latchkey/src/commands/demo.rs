@@ -2,11 +2,13 @@
 //! configure. It finds or starts a database, makes a development master key if none is
 //! set, and says what it did.
 
-use crate::cli::{DemoArgs, GlobalArgs};
+use crate::cli::{DemoArgs, EntraArgs, GlobalArgs, MailArgs};
 use crate::local_postgres::{self, LocalPostgres};
 use crate::{config, shutdown};
 use anyhow::Context;
 use latchkey_crypto::KeyRing;
+use latchkey_entra_sim::{SimConfig, SimServer};
+use latchkey_jobs::WorkerConfig;
 use latchkey_store::{DbConfig, Store};
 use std::sync::Arc;
 
@@ -49,14 +51,60 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
     store.migrate().await.context("applying migrations")?;
     let keys = Arc::new(demo_keys(args.keys.master_keys.clone(), &dir)?);
 
+    // The simulated tenant stands in for Microsoft: a small directory, the customer's app
+    // registration, and Latchkey's own multi-tenant app for the OAuth path.
+    let mut sim_config = SimConfig::small(7);
+    sim_config.port = args.sim_port.unwrap_or(0);
+    sim_config.latchkey_app.redirect_uris = vec![format!("{public_url}connectors/oauth/callback")];
+    let sim = SimServer::start(sim_config)
+        .await
+        .context("starting the simulated Entra tenant")?;
+    let entra = EntraArgs {
+        entra_app_client_id: Some(sim.latchkey_app().client_id.to_string()),
+        entra_app_client_secret: Some(sim.latchkey_app().client_secret.clone()),
+        entra_login_authority: None,
+        allow_insecure_connector_urls: Some("true".into()),
+    };
+    let mut web_config = super::serve::web_config(public_url.clone(), &entra)?;
+    web_config.show_outbox = true;
+    web_config.default_graph_domain = Some(sim.base_url().to_string());
+    let wiring = super::worker::wiring(
+        keys.clone(),
+        &entra,
+        &MailArgs {
+            smtp_url: None,
+            email_from: None,
+        },
+    )?;
+    let worker_config = WorkerConfig::new(WorkerConfig::default_worker_id()).concurrency(4);
+
     let stop = shutdown::on_signal();
-    let worker = tokio::spawn(super::worker::run_until(store.clone(), stop.clone()));
+    let worker = tokio::spawn(super::worker::run_until(
+        store.clone(),
+        wiring,
+        worker_config,
+        stop.clone(),
+    ));
+    let customer = sim.customer_app();
     println!("Latchkey demo is running at {public_url}");
-    println!("  Create your organization: {}signup", public_url);
+    println!("  1. Create your organization: {public_url}signup");
+    println!("  2. Connectors > Add connector > Microsoft Entra ID, then in Settings paste:");
+    println!("       Entra tenant ID:        {}", sim.tenant_id());
+    println!("       Entra client ID:        {}", customer.client_id);
+    println!("       Entra client secret:    {}", customer.client_secret);
+    println!(
+        "       Microsoft Graph domain: {}   (the simulated tenant; prefilled)",
+        sim.base_url()
+    );
+    println!("     or choose OAuth with the same tenant ID and click Login with Microsoft.");
+    println!("  Emails Latchkey would send: {public_url}outbox");
     println!("  Stop with Ctrl-C.");
-    let served = super::serve::serve_until(store, keys, &args.web, public_url, stop.clone()).await;
+    let served = super::serve::serve_until(store, keys, &args.web, web_config, stop.clone()).await;
     stop.cancel();
-    let _ = worker.await;
+    if let Ok(Err(e)) = worker.await {
+        tracing::warn!(error = %e, "worker stopped with an error");
+    }
+    sim.shutdown().await;
     served
 }
 

@@ -25,6 +25,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Demo(args) => demo::run(&cli.global, args).await,
+        Command::Sim(args) => latchkey_entra_sim::cli::run(args).await,
         Command::Keys(cmd) => keys::run(&cli.global, cmd).await,
         Command::Orgs(cmd) => orgs::run(&cli.global, cmd).await,
         Command::ApiClients(cmd) => api_clients::run(&cli.global, cmd).await,

@@ -1,39 +1,83 @@
-//! `latchkey worker`: background work. Until the job queue lands this runs the periodic
-//! housekeeping (expired sessions, old sign-in attempts) and stops cleanly on SIGTERM.
+//! `latchkey worker`: runs jobs from the shared queue until SIGTERM, then hands back what
+//! it could not finish.
 
-use crate::cli::{GlobalArgs, WorkerArgs};
+use crate::cli::{EntraArgs, GlobalArgs, MailArgs, WorkerArgs};
+use crate::handlers::{self, Mailer, Wiring};
 use crate::{config, shutdown};
-use latchkey_store::{Store, login_throttle, sessions};
+use latchkey_crypto::KeyRing;
+use latchkey_jobs::{HousekeepingHandler, WorkerConfig, WorkerPool};
+use latchkey_store::{Store, login_throttle, oauth_states, sessions};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 pub async fn run(global: &GlobalArgs, args: WorkerArgs) -> anyhow::Result<()> {
-    let _keys = config::master_keys(args.keys.master_keys.clone())?;
+    let keys = Arc::new(config::master_keys(args.keys.master_keys.clone())?);
+    let wiring = wiring(keys, &args.entra, &args.mail)?;
+    let mut worker_config = WorkerConfig::from_environment().map_err(|e| config::ConfigError {
+        var: "LATCHKEY_WORKER_*",
+        problem: e,
+        expected: "numbers".into(),
+    })?;
+    worker_config = worker_config.concurrency(args.concurrency.max(1));
     let store =
         super::connect_and_migrate(&config::database_url(global.database_url.clone())?).await?;
-    tracing::info!(concurrency = args.concurrency, "worker started");
-    run_until(store, shutdown::on_signal()).await;
+    run_until(store, wiring, worker_config, shutdown::on_signal()).await?;
     tracing::info!("worker stopped");
     Ok(())
 }
 
-pub async fn run_until(store: Store, stop: CancellationToken) {
+/// Reads the handlers' configuration (shared with `demo`).
+pub fn wiring(keys: Arc<KeyRing>, entra: &EntraArgs, mail: &MailArgs) -> anyhow::Result<Wiring> {
+    Ok(Wiring {
+        keys,
+        entra_app: config::entra_app(
+            entra.entra_app_client_id.clone(),
+            entra.entra_app_client_secret.clone(),
+        )?,
+        outbound: config::outbound_policy(entra.allow_insecure_connector_urls.clone())?,
+        mailer: Mailer::from_args(mail)?,
+    })
+}
+
+pub async fn run_until(
+    store: Store,
+    wiring: Wiring,
+    config: WorkerConfig,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    HousekeepingHandler::install_schedule(&store).await?;
+    if !wiring.mailer.is_configured() {
+        tracing::info!("no SMTP server configured (LATCHKEY_SMTP_URL): emails stay in the outbox");
+    }
+    tracing::info!(worker_id = %config.worker_id, concurrency = config.concurrency, "worker started");
+    let housekeeping = tokio::spawn(session_housekeeping(store.clone(), stop.clone()));
+    let pool = WorkerPool::new(store, config, handlers::registry(wiring));
+    let result = pool.run(stop.clone()).await;
+    stop.cancel();
+    let _ = housekeeping.await;
+    result.map_err(Into::into)
+}
+
+/// Expired sessions, old sign-in attempts and consent states: small, frequent, idempotent.
+async fn session_housekeeping(store: Store, stop: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
-            _ = tick.tick() => housekeeping(&store).await,
+            _ = tick.tick() => {
+                match sessions::purge_expired(&store).await {
+                    Ok(n) if n > 0 => tracing::info!(removed = n, "expired sessions removed"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "session housekeeping failed"),
+                }
+                if let Err(e) = login_throttle::purge_old(&store).await {
+                    tracing::warn!(error = %e, "sign-in attempt housekeeping failed");
+                }
+                if let Err(e) = oauth_states::purge_old(&store).await {
+                    tracing::warn!(error = %e, "consent state housekeeping failed");
+                }
+            }
         }
-    }
-}
-
-async fn housekeeping(store: &Store) {
-    match sessions::purge_expired(store).await {
-        Ok(n) if n > 0 => tracing::info!(removed = n, "expired sessions removed"),
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "session housekeeping failed"),
-    }
-    if let Err(e) = login_throttle::purge_old(store).await {
-        tracing::warn!(error = %e, "sign-in attempt housekeeping failed");
     }
 }

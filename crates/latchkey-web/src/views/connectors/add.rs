@@ -56,14 +56,25 @@ pub struct CatalogQuery {
     q: String,
 }
 
-pub async fn catalog(who: SignedIn, Query(q): Query<CatalogQuery>) -> Result<CatalogPage, WebError> {
+pub async fn catalog(
+    who: SignedIn,
+    Query(q): Query<CatalogQuery>,
+) -> Result<CatalogPage, WebError> {
     who.require(who.role.can_manage_connectors(), ONLY_CONNECTOR_ADMINS)?;
     let needle = q.q.trim().to_lowercase();
     let entries = CATALOG
         .iter()
-        .filter(|e| needle.is_empty() || e.name.to_lowercase().contains(&needle) || e.description.to_lowercase().contains(&needle))
+        .filter(|e| {
+            needle.is_empty()
+                || e.name.to_lowercase().contains(&needle)
+                || e.description.to_lowercase().contains(&needle)
+        })
         .collect();
-    Ok(CatalogPage { nav: Nav::new(&who, "connectors"), q: q.q, entries })
+    Ok(CatalogPage {
+        nav: Nav::new(&who, "connectors"),
+        q: q.q,
+        entries,
+    })
 }
 
 #[derive(Template, WebTemplate)]
@@ -97,11 +108,20 @@ async fn new_page(state: &AppState, who: &SignedIn) -> Result<NewPage, WebError>
     let mut tx = who.tx(state).await?;
     let discovered = apps::list(&mut tx, "discovered").await?;
     let managed = apps::list(&mut tx, "managed").await?;
-    let people = users::list(&mut tx, None, 200).await?.items.into_iter().filter(|u| u.disabled_at.is_none()).collect();
+    let people = users::list(&mut tx, None, 200)
+        .await?
+        .items
+        .into_iter()
+        .filter(|u| u.disabled_at.is_none())
+        .collect();
     tx.commit().await?;
     Ok(NewPage {
         nav: Nav::new(who, "connectors"),
-        attach: if discovered.is_empty() { "new".into() } else { "discovered".into() },
+        attach: if discovered.is_empty() {
+            "new".into()
+        } else {
+            "discovered".into()
+        },
         discovered,
         managed,
         people,
@@ -124,32 +144,63 @@ fn parse_form(raw: &[u8]) -> Vec<(String, String)> {
 }
 
 fn first<'a>(pairs: &'a [(String, String)], key: &str) -> &'a str {
-    pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str()).unwrap_or("")
+    pairs
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("")
 }
 
-pub async fn create(State(state): State<AppState>, who: SignedIn, RawForm(raw): RawForm) -> Result<Response, WebError> {
+pub async fn create(
+    State(state): State<AppState>,
+    who: SignedIn,
+    RawForm(raw): RawForm,
+) -> Result<Response, WebError> {
     let pairs = parse_form(&raw);
     csrf::verify_session(&who, first(&pairs, "csrf_token"))?;
     who.require(who.role.can_manage_connectors(), ONLY_CONNECTOR_ADMINS)?;
     let attach = first(&pairs, "attach").to_string();
-    let owners: Vec<Uuid> = pairs.iter().filter(|(k, _)| k == "owners").filter_map(|(_, v)| Uuid::parse_str(v).ok()).collect();
+    let owners: Vec<Uuid> = pairs
+        .iter()
+        .filter(|(k, _)| k == "owners")
+        .filter_map(|(_, v)| Uuid::parse_str(v).ok())
+        .collect();
     let mut errors = vec![];
     let app = match attach.as_str() {
-        "new" => Some(AppChoice::New { name: first(&pairs, "new_app_name").to_string() }),
-        "managed" => Uuid::parse_str(first(&pairs, "managed_app_id")).ok().map(AppChoice::ManagedAppId),
-        "discovered" => Uuid::parse_str(first(&pairs, "discovered_app_id")).ok().map(AppChoice::DiscoveredAppId),
+        "new" => Some(AppChoice::New {
+            name: first(&pairs, "new_app_name").to_string(),
+        }),
+        "managed" => Uuid::parse_str(first(&pairs, "managed_app_id"))
+            .ok()
+            .map(AppChoice::ManagedAppId),
+        "discovered" => Uuid::parse_str(first(&pairs, "discovered_app_id"))
+            .ok()
+            .map(AppChoice::DiscoveredAppId),
         _ => None,
     };
     if app.is_none() {
-        errors.push(FieldProblem { field: "attach", message: "choose the app to attach the connector to".into() });
+        errors.push(FieldProblem {
+            field: "attach",
+            message: "choose the app to attach the connector to".into(),
+        });
     }
     if owners.is_empty() {
-        errors.push(FieldProblem { field: "owners", message: "choose at least one owner".into() });
+        errors.push(FieldProblem {
+            field: "owners",
+            message: "choose at least one owner".into(),
+        });
     }
     if let (Some(app), true) = (app.clone(), errors.is_empty()) {
-        let req = CreateConnector { display_name: first(&pairs, "display_name").to_string(), app, owners: Some(owners.clone()), settings: None };
+        let req = CreateConnector {
+            display_name: first(&pairs, "display_name").to_string(),
+            app,
+            owners: Some(owners.clone()),
+            settings: None,
+        };
         match connectors::create(&state, &actor(&who), req).await {
-            Ok((id, _)) => return Ok(Redirect::to(&format!("/connectors/{id}/settings?new=1")).into_response()),
+            Ok((id, _)) => {
+                return Ok(Redirect::to(&format!("/connectors/{id}/settings?new=1")).into_response());
+            }
             Err(ServiceError::Invalid(fields)) => {
                 for f in fields {
                     let key: &'static str = match f.field.as_str() {
@@ -158,7 +209,10 @@ pub async fn create(State(state): State<AppState>, who: SignedIn, RawForm(raw): 
                         "app.new.name" => "new_app_name",
                         _ => "attach",
                     };
-                    errors.push(FieldProblem { field: key, message: f.message });
+                    errors.push(FieldProblem {
+                        field: key,
+                        message: f.message,
+                    });
                 }
             }
             Err(e) => return Err(e.into()),

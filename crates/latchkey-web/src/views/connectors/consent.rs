@@ -9,11 +9,10 @@ use crate::views::Nav;
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Form;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use latchkey_entra::onboarding::EntraSettings;
-use latchkey_entra::onboarding::consent::ConsentCallback;
 use latchkey_store::connectors as store;
 use serde::Deserialize;
 use uuid::Uuid;
@@ -29,7 +28,11 @@ pub struct ConsentPage {
     available: bool,
 }
 
-pub async fn show(State(state): State<AppState>, who: SignedIn, Path(id): Path<Uuid>) -> Result<ConsentPage, WebError> {
+pub async fn show(
+    State(state): State<AppState>,
+    who: SignedIn,
+    Path(id): Path<Uuid>,
+) -> Result<ConsentPage, WebError> {
     let mut tx = who.tx(&state).await?;
     let row = store::get(&mut tx, id).await?;
     tx.commit().await?;
@@ -51,7 +54,12 @@ pub struct CsrfOnly {
 }
 
 /// Starts consent: a fresh state, then off to Microsoft.
-pub async fn start(State(state): State<AppState>, who: SignedIn, Path(id): Path<Uuid>, Form(form): Form<CsrfOnly>) -> Result<Response, WebError> {
+pub async fn start(
+    State(state): State<AppState>,
+    who: SignedIn,
+    Path(id): Path<Uuid>,
+    Form(form): Form<CsrfOnly>,
+) -> Result<Response, WebError> {
     csrf::verify_session(&who, &form.csrf_token)?;
     match consent::begin(&state, &who, id).await {
         Ok(url) => Ok(Redirect::to(&url).into_response()),
@@ -70,15 +78,23 @@ pub struct ConsentResultPage {
 
 /// `GET /connectors/oauth/callback`: every documented outcome ends on a page that says what
 /// happened and what to do.
-pub async fn callback(State(state): State<AppState>, who: SignedIn, Query(cb): Query<ConsentCallback>) -> Result<Response, WebError> {
-    match consent::complete(&state, &who, &cb).await {
+pub async fn callback(
+    State(state): State<AppState>,
+    who: SignedIn,
+    RawQuery(query): RawQuery,
+) -> Result<Response, WebError> {
+    match consent::complete(&state, &who, query.as_deref().unwrap_or_default()).await {
         Ok(id) => Ok(Redirect::to(&format!("/connectors/{id}?notice=consented")).into_response()),
         Err((connector, CallbackError::Service(e))) => {
             tracing::warn!(connector_id = ?connector, "consent callback failed");
             Err(e.into())
         }
         Err((connector, e)) => {
-            let page = ConsentResultPage { nav: Nav::new(&who, "connectors"), connector, message: e.to_string() };
+            let page = ConsentResultPage {
+                nav: Nav::new(&who, "connectors"),
+                connector,
+                message: e.to_string(),
+            };
             Ok((StatusCode::BAD_REQUEST, page).into_response())
         }
     }

@@ -27,18 +27,29 @@ impl ConnectorsPage {
         status_class(status)
     }
     fn owner_names(&self, c: &ConnectorView) -> String {
-        c.owners.iter().map(|o| o.display_name.as_str()).collect::<Vec<_>>().join(", ")
+        c.owners
+            .iter()
+            .map(|o| o.display_name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
     fn last_sync(&self, c: &ConnectorView) -> String {
         c.last_sync
             .as_ref()
-            .and_then(|s| s.get("synced_at").and_then(|v| v.as_str()).or_else(|| s.get("status").and_then(|v| v.as_str())))
+            .and_then(|s| {
+                s.get("synced_at")
+                    .and_then(|v| v.as_str())
+                    .or_else(|| s.get("status").and_then(|v| v.as_str()))
+            })
             .unwrap_or("never")
             .to_string()
     }
 }
 
-pub async fn show(State(state): State<AppState>, who: SignedIn) -> Result<ConnectorsPage, WebError> {
+pub async fn show(
+    State(state): State<AppState>,
+    who: SignedIn,
+) -> Result<ConnectorsPage, WebError> {
     let mut tx = who.tx(&state).await?;
     let page = connectors::list(&mut tx, None, 200).await?;
     let mut views = Vec::with_capacity(page.items.len());
@@ -46,5 +57,9 @@ pub async fn show(State(state): State<AppState>, who: SignedIn) -> Result<Connec
         views.push(connector_view(&mut tx, row).await?);
     }
     tx.commit().await?;
-    Ok(ConnectorsPage { nav: Nav::new(&who, "connectors"), connectors: views, can_add: who.role.can_manage_connectors() })
+    Ok(ConnectorsPage {
+        nav: Nav::new(&who, "connectors"),
+        connectors: views,
+        can_add: who.role.can_manage_connectors(),
+    })
 }

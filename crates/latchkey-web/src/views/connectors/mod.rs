@@ -10,7 +10,11 @@ use crate::auth::SignedIn;
 use crate::connectors::Actor;
 
 pub fn actor(who: &SignedIn) -> Actor {
-    Actor { org: who.org_id, user: Some(who.user_id), role: who.role }
+    Actor {
+        org: who.org_id,
+        user: Some(who.user_id),
+        role: who.role,
+    }
 }
 
 /// Words for a status value.

@@ -46,10 +46,16 @@ impl ConnectorPage {
         status_class(&self.c.status)
     }
     fn when(&self, t: &Option<time::OffsetDateTime>) -> String {
-        t.map(|t| format!("{} {:02}:{:02} UTC", t.date(), t.hour(), t.minute())).unwrap_or_else(|| "—".into())
+        t.map(|t| format!("{} {:02}:{:02} UTC", t.date(), t.hour(), t.minute()))
+            .unwrap_or_else(|| "—".into())
     }
     fn is_missing(&self, permission: &str) -> bool {
-        self.report.as_ref().is_some_and(|r| r.permissions.missing.iter().any(|m| m.permission == permission))
+        self.report.as_ref().is_some_and(|r| {
+            r.permissions
+                .missing
+                .iter()
+                .any(|m| m.permission == permission)
+        })
     }
     fn level_class(&self, level: &latchkey_entra::probe::Level) -> &'static str {
         match level {
@@ -73,18 +79,56 @@ pub struct PageQuery {
 }
 
 fn setting_lines(settings: &Value) -> Vec<(&'static str, String)> {
-    let s = |k: &str| settings.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-    let b = |k: &str| if settings.get(k).and_then(Value::as_bool).unwrap_or(false) { "On" } else { "Off" }.to_string();
+    let s = |k: &str| {
+        settings
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let b = |k: &str| {
+        if settings.get(k).and_then(Value::as_bool).unwrap_or(false) {
+            "On"
+        } else {
+            "Off"
+        }
+        .to_string()
+    };
     let auth = settings.get("auth").cloned().unwrap_or_default();
     let mode = auth.get("mode").and_then(Value::as_str).unwrap_or("");
     let mut lines = vec![
-        ("Authentication", if mode == "oauth" { "OAuth (admin consent)".to_string() } else { "Client secret".to_string() }),
-        ("Entra tenant ID", auth.get("tenant_id").and_then(Value::as_str).unwrap_or("").to_string()),
+        (
+            "Authentication",
+            if mode == "oauth" {
+                "OAuth (admin consent)".to_string()
+            } else {
+                "Client secret".to_string()
+            },
+        ),
+        (
+            "Entra tenant ID",
+            auth.get("tenant_id")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+        ),
     ];
     if mode != "oauth" {
-        lines.push(("Client ID", auth.get("client_id").and_then(Value::as_str).unwrap_or("").to_string()));
-        let set = settings.get("client_secret_set").and_then(Value::as_bool).unwrap_or(false);
-        let at = settings.get("client_secret_set_at").and_then(Value::as_str).map(|t| t.get(..10).unwrap_or(t).to_string());
+        lines.push((
+            "Client ID",
+            auth.get("client_id")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+        ));
+        let set = settings
+            .get("client_secret_set")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let at = settings
+            .get("client_secret_set_at")
+            .and_then(Value::as_str)
+            .map(|t| t.get(..10).unwrap_or(t).to_string());
         lines.push((
             "Client secret",
             match (set, at) {
@@ -102,18 +146,47 @@ fn setting_lines(settings: &Value) -> Vec<(&'static str, String)> {
         ("Provisioning", b("provisioning")),
         ("Skip on-premises AD groups", b("skip_ad_groups")),
         ("Fetch user sign-in activity", b("fetch_sign_in_activity")),
-        ("Schedule SCIM provisioning", b("schedule_scim_provisioning")),
-        ("Resource-changed event feed", if settings.get("disable_audit_feed").and_then(Value::as_bool).unwrap_or(false) { "Disabled".into() } else { "Enabled".into() }),
+        (
+            "Schedule SCIM provisioning",
+            b("schedule_scim_provisioning"),
+        ),
+        (
+            "Resource-changed event feed",
+            if settings
+                .get("disable_audit_feed")
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
+            {
+                "Disabled".into()
+            } else {
+                "Enabled".into()
+            },
+        ),
     ]);
     lines
 }
 
-pub async fn show(State(state): State<AppState>, who: SignedIn, Path(id): Path<Uuid>, Query(q): Query<PageQuery>) -> Result<ConnectorPage, WebError> {
+pub async fn show(
+    State(state): State<AppState>,
+    who: SignedIn,
+    Path(id): Path<Uuid>,
+    Query(q): Query<PageQuery>,
+) -> Result<ConnectorPage, WebError> {
     let mut tx = who.tx(&state).await?;
     let row = store::get(&mut tx, id).await?;
     let can_edit = connectors::may_edit(&mut tx, &actor(&who), id).await?;
     let view = connector_view(&mut tx, row).await?;
-    let jobs = queue::list(&mut tx, &JobFilter { connector_id: Some(id), ..Default::default() }, None, Some(20)).await?.items;
+    let jobs = queue::list(
+        &mut tx,
+        &JobFilter {
+            connector_id: Some(id),
+            ..Default::default()
+        },
+        None,
+        Some(20),
+    )
+    .await?
+    .items;
     // The live log follows the newest job of this connector.
     let log_job = jobs.first().map(|j| j.id.as_uuid());
     let log = match log_job {
@@ -121,7 +194,10 @@ pub async fn show(State(state): State<AppState>, who: SignedIn, Path(id): Path<U
         None => vec![],
     };
     tx.commit().await?;
-    let report: Option<ConnectionReport> = view.capabilities.clone().and_then(|v| serde_json::from_value(v).ok());
+    let report: Option<ConnectionReport> = view
+        .capabilities
+        .clone()
+        .and_then(|v| serde_json::from_value(v).ok());
     let secret_warning = report.as_ref().and_then(|r| r.client_secret.as_ref()).and_then(|s| match s.days_left {
         Some(d) if d < 0 => Some(format!("The client secret expired {} days ago: create a new one in Entra > App registrations > Certificates & secrets and paste it in Settings.", -d)),
         Some(d) if d <= latchkey_entra::probe::SECRET_EXPIRY_WARNING_DAYS => Some(format!(
@@ -133,12 +209,20 @@ pub async fn show(State(state): State<AppState>, who: SignedIn, Path(id): Path<U
     let log_cursor = log.last().map(|l| l.id).unwrap_or(0).to_string();
     Ok(ConnectorPage {
         nav: Nav::new(&who, "connectors"),
-        settings_lines: view.settings.as_ref().map(setting_lines).unwrap_or_default(),
+        settings_lines: view
+            .settings
+            .as_ref()
+            .map(setting_lines)
+            .unwrap_or_default(),
         c: view,
         can_edit,
         notice: match q.notice.as_deref() {
-            Some("testing") => Some("Settings saved. Latchkey is testing the connection; this page shows the result."),
-            Some("consented") => Some("Admin consent verified. Latchkey is testing the connection."),
+            Some("testing") => Some(
+                "Settings saved. Latchkey is testing the connection; this page shows the result.",
+            ),
+            Some("consented") => {
+                Some("Admin consent verified. Latchkey is testing the connection.")
+            }
             Some("test") => Some("Connection test started."),
             Some("disabled") => Some("Connector disabled; its credentials were removed."),
             _ => None,
@@ -158,13 +242,23 @@ pub struct CsrfOnly {
     csrf_token: String,
 }
 
-pub async fn test(State(state): State<AppState>, who: SignedIn, Path(id): Path<Uuid>, Form(form): Form<CsrfOnly>) -> Result<Response, WebError> {
+pub async fn test(
+    State(state): State<AppState>,
+    who: SignedIn,
+    Path(id): Path<Uuid>,
+    Form(form): Form<CsrfOnly>,
+) -> Result<Response, WebError> {
     csrf::verify_session(&who, &form.csrf_token)?;
     connectors::test_again(&state, &actor(&who), id).await?;
     Ok(Redirect::to(&format!("/connectors/{id}?notice=test")).into_response())
 }
 
-pub async fn disable(State(state): State<AppState>, who: SignedIn, Path(id): Path<Uuid>, Form(form): Form<CsrfOnly>) -> Result<Response, WebError> {
+pub async fn disable(
+    State(state): State<AppState>,
+    who: SignedIn,
+    Path(id): Path<Uuid>,
+    Form(form): Form<CsrfOnly>,
+) -> Result<Response, WebError> {
     csrf::verify_session(&who, &form.csrf_token)?;
     connectors::disable(&state, &actor(&who), id).await?;
     Ok(Redirect::to(&format!("/connectors/{id}?notice=disabled")).into_response())
@@ -189,9 +283,15 @@ pub async fn log_json(
     if job_row.connector_id != Some(id) {
         return Err(WebError::NotFound);
     }
-    let page: LogPage = read_logs(&state, who.org_id, JobId(job), q.after.as_deref(), Some(500))
-        .await
-        .map_err(|e| WebError::BadRequest(e.message))?;
+    let page: LogPage = read_logs(
+        &state,
+        who.org_id,
+        JobId(job),
+        q.after.as_deref(),
+        Some(500),
+    )
+    .await
+    .map_err(|e| WebError::BadRequest(e.message))?;
     Ok(Json(serde_json::json!({
         "items": page.items,
         "next_cursor": page.next_cursor,

@@ -60,7 +60,11 @@ async fn load(state: &AppState, who: &SignedIn, id: Uuid) -> Result<SettingsPage
     if !connectors::may_edit(&mut tx, &actor(who), id).await? {
         return Err(WebError::Forbidden(ONLY_EDITORS));
     }
-    let secret_set = latchkey_store::secrets::exists(&mut tx, latchkey_entra::onboarding::connection_test::secret_ref(id)).await?;
+    let secret_set = latchkey_store::secrets::exists(
+        &mut tx,
+        latchkey_entra::onboarding::connection_test::secret_ref(id),
+    )
+    .await?;
     tx.commit().await?;
     let s: Option<EntraSettings> = row.settings.and_then(|v| serde_json::from_value(v).ok());
     Ok(SettingsPage {
@@ -73,12 +77,25 @@ async fn load(state: &AppState, who: &SignedIn, id: Uuid) -> Result<SettingsPage
             Some(AuthMode::Oauth) => "oauth".into(),
             _ => "client_secret".into(),
         },
-        tenant_id: s.as_ref().map(|s| s.auth.tenant_id.clone()).unwrap_or_default(),
-        client_id: s.as_ref().and_then(|s| s.auth.client_id.clone()).unwrap_or_default(),
+        tenant_id: s
+            .as_ref()
+            .map(|s| s.auth.tenant_id.clone())
+            .unwrap_or_default(),
+        client_id: s
+            .as_ref()
+            .and_then(|s| s.auth.client_id.clone())
+            .unwrap_or_default(),
         secret_set,
         secret_set_at: row.secret_set_at.map(|t| t.date().to_string()),
-        graph_domain: s.as_ref().map(|s| s.graph_domain.clone()).unwrap_or_else(|| "graph.microsoft.com".into()),
-        login_authority: s.as_ref().and_then(|s| s.login_authority.clone()).unwrap_or_default(),
+        graph_domain: s
+            .as_ref()
+            .map(|s| s.graph_domain.clone())
+            .or_else(|| state.config.default_graph_domain.clone())
+            .unwrap_or_else(|| "graph.microsoft.com".into()),
+        login_authority: s
+            .as_ref()
+            .and_then(|s| s.login_authority.clone())
+            .unwrap_or_default(),
         provisioning: s.as_ref().is_some_and(|s| s.provisioning),
         skip_ad_groups: s.as_ref().is_some_and(|s| s.skip_ad_groups),
         fetch_sign_in_activity: s.as_ref().is_some_and(|s| s.fetch_sign_in_activity),
@@ -153,8 +170,12 @@ pub async fn save(
 ) -> Result<Response, WebError> {
     csrf::verify_session(&who, &form.csrf_token)?;
     match connectors::update_settings(&state, &actor(&who), id, &form.to_input()).await {
-        Ok(NextStep::Testing { .. }) => Ok(Redirect::to(&format!("/connectors/{id}?notice=testing")).into_response()),
-        Ok(NextStep::Consent { .. }) => Ok(Redirect::to(&format!("/connectors/{id}/consent")).into_response()),
+        Ok(NextStep::Testing { .. }) => {
+            Ok(Redirect::to(&format!("/connectors/{id}?notice=testing")).into_response())
+        }
+        Ok(NextStep::Consent { .. }) => {
+            Ok(Redirect::to(&format!("/connectors/{id}/consent")).into_response())
+        }
         Err(ServiceError::Invalid(fields)) => {
             let mut page = load(&state, &who, id).await?;
             page.mode = form.mode.clone();

@@ -1,0 +1,26 @@
+//! The job handlers a worker process runs, wired from each domain crate.
+
+mod email;
+
+pub use email::{EmailDeliveryHandler, Mailer};
+
+use latchkey_crypto::KeyRing;
+use latchkey_entra::OutboundPolicy;
+use latchkey_entra::onboarding::{ConnectionTestHandler, LatchkeyApp};
+use latchkey_jobs::{HousekeepingHandler, NoopHandler, Registry};
+use std::sync::Arc;
+
+pub struct Wiring {
+    pub keys: Arc<KeyRing>,
+    pub entra_app: Option<LatchkeyApp>,
+    pub outbound: OutboundPolicy,
+    pub mailer: Mailer,
+}
+
+pub fn registry(w: Wiring) -> Registry {
+    Registry::new()
+        .with(NoopHandler)
+        .with(HousekeepingHandler::default())
+        .with(ConnectionTestHandler::new(w.keys, w.entra_app, w.outbound))
+        .with(EmailDeliveryHandler::new(w.mailer))
+}
