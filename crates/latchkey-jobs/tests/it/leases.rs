@@ -237,3 +237,47 @@ async fn a_paused_worker_resuming_after_losing_its_lease_cannot_overwrite_the_ne
     assert_eq!(job.progress, Some(json!({"done_ms": 2500})));
     assert_eq!(job.checkpoint, Some(json!({"done_ms": 2500})));
 }
+
+#[tokio::test]
+async fn heartbeats_keep_a_job_longer_than_its_lease_with_its_worker() {
+    let db = TestDb::new().await;
+    let store = store(&db, 10).await;
+    let a = org(&store, "alpha").await;
+    let file = record_file();
+    // Two pools: if heartbeats failed, the other pool's reaper would hand the job over.
+    let pools = [
+        spawn_pool(
+            &store,
+            config("w1").lease(Duration::from_millis(600)),
+            latchkey_jobs::testkit::registry(),
+        ),
+        spawn_pool(
+            &store,
+            config("w2").lease(Duration::from_millis(600)),
+            latchkey_jobs::testkit::registry(),
+        ),
+    ];
+    let mut tx = store.org_tx(a).await.unwrap();
+    let id = queue::enqueue(
+        &mut tx,
+        &NewJob::new(
+            "test.sleep",
+            json!({"file": file, "ms": 2400, "step_ms": 100}),
+        ),
+    )
+    .await
+    .unwrap()
+    .job
+    .id;
+    tx.commit().await.unwrap();
+    let job = wait_status(&store, id, JobStatus::Succeeded, Duration::from_secs(10)).await;
+    for p in pools {
+        p.stop().await;
+    }
+    assert_eq!(
+        job.attempts, 1,
+        "the job was reaped while its worker was alive"
+    );
+    let recs = records(&file);
+    assert_eq!(recs.len(), 2, "{recs:?}");
+}
