@@ -61,6 +61,35 @@ pub fn router(state: AppState) -> Router {
             "/settings/api-clients/{id}/revoke",
             post(views::api_clients::revoke),
         )
+        .route("/connectors", get(views::connectors::list::show))
+        .route("/connectors/new", get(views::connectors::add::catalog))
+        .route(
+            "/connectors/new/entra",
+            get(views::connectors::add::show_new).post(views::connectors::add::create),
+        )
+        .route(
+            "/connectors/oauth/callback",
+            get(views::connectors::consent::callback),
+        )
+        .route("/connectors/{id}", get(views::connectors::page::show))
+        .route(
+            "/connectors/{id}/settings",
+            get(views::connectors::settings::show).post(views::connectors::settings::save),
+        )
+        .route(
+            "/connectors/{id}/consent",
+            get(views::connectors::consent::show).post(views::connectors::consent::start),
+        )
+        .route("/connectors/{id}/test", post(views::connectors::page::test))
+        .route(
+            "/connectors/{id}/disable",
+            post(views::connectors::page::disable),
+        )
+        .route(
+            "/connectors/{id}/jobs/{job}/log",
+            get(views::connectors::page::log_json),
+        )
+        .route("/outbox", get(views::outbox::show))
         .layer(csrf);
 
     // The API authenticates with bearer tokens, never cookies, so it is not a CSRF target.

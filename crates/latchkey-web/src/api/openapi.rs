@@ -6,7 +6,14 @@ use axum::Json;
 use serde_json::{Value, json};
 
 /// (method, path under /api/v1, summary, request schema, success status, response schema).
-type Endpoint = (&'static str, &'static str, &'static str, Option<&'static str>, u16, &'static str);
+type Endpoint = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    u16,
+    &'static str,
+);
 
 const ENDPOINTS: &[Endpoint] = &[
     (

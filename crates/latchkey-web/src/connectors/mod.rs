@@ -88,6 +88,37 @@ fn field(field: &str, message: impl Into<String>) -> FieldError {
     }
 }
 
+/// Validates settings and, for custom hosts, that they resolve to public addresses only
+/// (the HTTP client checks again at connect time, against DNS rebinding).
+async fn validate_settings(
+    state: &AppState,
+    input: &SettingsInput,
+    current: Option<&EntraSettings>,
+    secret_stored: bool,
+) -> Result<latchkey_entra::onboarding::Validated, Vec<FieldError>> {
+    let prefix = |f: &str| format!("settings.{f}");
+    let v = latchkey_entra::onboarding::validate(
+        input,
+        current,
+        secret_stored,
+        state.config.outbound_policy,
+    )
+    .map_err(|errs| {
+        errs.into_iter()
+            .map(|e| field(&prefix(e.field), e.message))
+            .collect::<Vec<_>>()
+    })?;
+    let endpoints = v
+        .settings
+        .endpoints(state.config.outbound_policy)
+        .map_err(|e| vec![field(&prefix(e.field.api_name()), e.to_string())])?;
+    endpoints
+        .check_dns()
+        .await
+        .map_err(|e| vec![field(&prefix(e.field.api_name()), e.to_string())])?;
+    Ok(v)
+}
+
 /// How a new connector is attached to an app.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -5,6 +5,8 @@ mod api_tokens;
 mod csrf;
 mod headers;
 mod isolation;
+mod onboarding;
+mod openapi;
 mod ops;
 mod people;
 mod roles;

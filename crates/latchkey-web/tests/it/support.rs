@@ -33,6 +33,16 @@ impl TestApp {
     /// A second server on the same database (e.g. after key rotation or a restart).
     pub async fn serve(db: TestDb, keys: Arc<KeyRing>, tune: impl FnOnce(&mut WebConfig)) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve_on(listener, db, keys, tune).await
+    }
+
+    /// Serves on a listener bound by the caller (who needed its address first).
+    pub async fn serve_on(
+        listener: tokio::net::TcpListener,
+        db: TestDb,
+        keys: Arc<KeyRing>,
+        tune: impl FnOnce(&mut WebConfig),
+    ) -> Self {
         let addr: SocketAddr = listener.local_addr().unwrap();
         let base = format!("http://{addr}");
         let mut config = WebConfig::new(url::Url::parse(&format!("{base}/")).unwrap());

@@ -199,7 +199,9 @@ pub async fn create(
         };
         match connectors::create(&state, &actor(&who), req).await {
             Ok((id, _)) => {
-                return Ok(Redirect::to(&format!("/connectors/{id}/settings?new=1")).into_response());
+                return Ok(
+                    Redirect::to(&format!("/connectors/{id}/settings?new=1")).into_response()
+                );
             }
             Err(ServiceError::Invalid(fields)) => {
                 for f in fields {
