@@ -13,9 +13,11 @@ CREATE TABLE apps (
     description          text,
     created_at           timestamptz NOT NULL DEFAULT now(),
     updated_at           timestamptz NOT NULL DEFAULT now(),
-    CONSTRAINT apps_discovered_unique UNIQUE NULLS NOT DISTINCT (org_id, source_connector_id, external_id)
+    CHECK (kind = 'managed' OR (source_connector_id IS NOT NULL AND external_id IS NOT NULL))
 );
 CREATE INDEX apps_org_idx ON apps (org_id, kind, id);
+-- A discovered app is found once per source connector and IdP object id.
+CREATE UNIQUE INDEX apps_discovered_unique ON apps (org_id, source_connector_id, external_id) WHERE kind = 'discovered';
 
 CREATE TABLE connectors (
     id                  uuid PRIMARY KEY,

@@ -9,6 +9,7 @@
   var reason = document.getElementById('status-reason');
   var classes = { connected: 'badge-ok', error: 'badge-error', disabled: 'badge-muted' };
   var done = false;
+  var sawRunning = log.getAttribute('data-done') !== 'true';
 
   function poll() {
     fetch(url + '?after=' + encodeURIComponent(after), { credentials: 'same-origin', headers: { Accept: 'application/json' } })
@@ -35,6 +36,10 @@
           reason.className = page.status === 'error' ? 'alert' : 'muted';
         }
         done = ['succeeded', 'failed', 'cancelled', 'dead'].indexOf(page.job_status) >= 0;
+        // The job finished while this page watched it: reload once to show its results
+        // (capabilities, syncs) rendered by the server.
+        if (done && sawRunning) window.location.replace(window.location.pathname);
+
       })
       .catch(function () { /* try again on the next tick */ })
       .then(function () { if (!done) setTimeout(poll, 1500); });

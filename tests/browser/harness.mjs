@@ -62,6 +62,55 @@ export async function startApp() {
   };
 }
 
+/**
+ * Starts `latchkey demo` (web + worker + simulated tenant in one process) on a fresh
+ * database; returns { base, sim, creds, stop() } where `sim` is the simulated tenant's URL.
+ */
+export async function startDemo() {
+  const port = await freePort();
+  const simPort = await freePort();
+  const db = `lk_test_browser_${Date.now()}_${Math.floor(Math.random() * 1e6)}`;
+  const env = {
+    ...process.env,
+    DATABASE_URL: `${pgServer}/${db}`,
+    LATCHKEY_LISTEN: `127.0.0.1:${port}`,
+    LATCHKEY_DEMO_SIM_PORT: String(simPort),
+    LATCHKEY_MASTER_KEYS: execFileSync(bin, ['keys', 'generate'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim(),
+    RUST_LOG: 'info',
+    LATCHKEY_LOG_FORMAT: 'json',
+  };
+  const child = spawn(bin, ['demo'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let logs = '';
+  child.stdout.on('data', (d) => { out += d; });
+  child.stderr.on('data', (d) => { logs += d; });
+  const base = `http://127.0.0.1:${port}`;
+  await waitReady(`${base}/readyz`);
+  const pick = (label) => (out.match(new RegExp(`${label}:\\s+(\\S+)`)) || [])[1];
+  const creds = { tenantId: pick('Entra tenant ID'), clientId: pick('Entra client ID'), clientSecret: pick('Entra client secret') };
+  const sim = `http://127.0.0.1:${simPort}`;
+  return {
+    base,
+    sim,
+    creds,
+    logs: () => logs,
+    stop: async () => {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.on('exit', r));
+    },
+  };
+}
+
+/** Changes the simulated tenant at run time (faults, consent outcome, granted permissions). */
+export async function simPatch(sim, what, body) {
+  const r = await fetch(`${sim}/_sim/${what}`, {
+    method: 'PATCH',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  if (!r.ok) throw new Error(`PATCH /_sim/${what}: ${r.status} ${await r.text()}`);
+}
+
 export async function launchBrowser() {
   return chromium.launch({
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',

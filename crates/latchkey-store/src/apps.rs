@@ -45,7 +45,7 @@ pub async fn upsert_discovered(
     Ok(sqlx::query_scalar(
         "INSERT INTO apps (id, org_id, name, kind, source_connector_id, external_id, description)
          VALUES ($1, $2, $3, 'discovered', $4, $5, $6)
-         ON CONFLICT ON CONSTRAINT apps_discovered_unique
+         ON CONFLICT (org_id, source_connector_id, external_id) WHERE kind = 'discovered'
          DO UPDATE SET name = excluded.name, description = excluded.description, updated_at = now()
          RETURNING id",
     )

@@ -8,6 +8,15 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-
                    font-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; \
                    base-uri 'none'; object-src 'none'";
 
+/// The same policy, letting forms (and the redirects that follow them) also go to `origin`:
+/// the admin-consent button posts to Latchkey, which redirects to the tenant's login authority.
+pub fn csp_allowing_form_target(origin: &str) -> String {
+    CSP.replace(
+        "form-action 'self'",
+        &format!("form-action 'self' {origin}"),
+    )
+}
+
 pub fn layers() -> Vec<SetResponseHeaderLayer<HeaderValue>> {
     let pairs: [(HeaderName, &'static str); 6] = [
         (header::CONTENT_SECURITY_POLICY, CSP),

@@ -8,7 +8,7 @@ mod config;
 pub mod connectors;
 mod csrf;
 mod error;
-mod headers;
+pub(crate) mod headers;
 mod metrics;
 mod ops;
 mod router;

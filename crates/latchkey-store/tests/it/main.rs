@@ -1,4 +1,5 @@
 //! Store integration tests against real PostgreSQL.
 
+mod apps;
 mod isolation;
 mod secrets;

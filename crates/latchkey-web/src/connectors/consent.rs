@@ -24,7 +24,7 @@ pub fn redirect_uri(state: &AppState) -> String {
 
 /// The connector's endpoints, with the deployment's login authority for Latchkey's app when
 /// the connector names none of its own and uses the commercial cloud.
-fn consent_endpoints(
+pub fn consent_endpoints(
     state: &AppState,
     settings: &EntraSettings,
 ) -> Result<Endpoints, latchkey_entra::EndpointError> {

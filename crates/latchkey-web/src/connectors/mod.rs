@@ -178,18 +178,10 @@ pub async fn create(
     }
     // Validate settings up front so a rejected request stores nothing.
     let validated = match &req.settings {
-        Some(input) => match latchkey_entra::onboarding::validate(
-            input,
-            None,
-            false,
-            state.config.outbound_policy,
-        ) {
+        Some(input) => match validate_settings(state, input, None, false).await {
             Ok(v) => Some(v),
             Err(errs) => {
-                errors.extend(
-                    errs.into_iter()
-                        .map(|e| field(&format!("settings.{}", e.field), e.message)),
-                );
+                errors.extend(errs);
                 None
             }
         },
@@ -411,19 +403,9 @@ pub async fn update_settings(
     }
     let current: Option<EntraSettings> = row.settings.and_then(|v| serde_json::from_value(v).ok());
     let stored = secrets::exists(&mut tx, secret_ref(connector)).await?;
-    let validated = latchkey_entra::onboarding::validate(
-        input,
-        current.as_ref(),
-        stored,
-        state.config.outbound_policy,
-    )
-    .map_err(|errs| {
-        ServiceError::Invalid(
-            errs.into_iter()
-                .map(|e| field(&format!("settings.{}", e.field), e.message))
-                .collect(),
-        )
-    })?;
+    let validated = validate_settings(state, input, current.as_ref(), stored)
+        .await
+        .map_err(ServiceError::Invalid)?;
     let next = apply_settings(
         state,
         &mut tx,

@@ -10,7 +10,7 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::Form;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use latchkey_entra::onboarding::EntraSettings;
 use latchkey_store::connectors as store;
@@ -32,18 +32,35 @@ pub async fn show(
     State(state): State<AppState>,
     who: SignedIn,
     Path(id): Path<Uuid>,
-) -> Result<ConsentPage, WebError> {
+) -> Result<Response, WebError> {
     let mut tx = who.tx(&state).await?;
     let row = store::get(&mut tx, id).await?;
     tx.commit().await?;
     let settings: Option<EntraSettings> = row.settings.and_then(|v| serde_json::from_value(v).ok());
-    Ok(ConsentPage {
+    // The button's POST is answered with a redirect to the login authority, which the
+    // page's CSP `form-action` must allow.
+    let authority = settings
+        .as_ref()
+        .and_then(|s| consent::consent_endpoints(&state, s).ok())
+        .map(|e| e.login_authority().origin().ascii_serialization());
+    let page = ConsentPage {
         nav: Nav::new(&who, "connectors"),
         id,
         name: row.display_name,
         tenant_id: settings.map(|s| s.auth.tenant_id).unwrap_or_default(),
         status_reason: row.status_reason,
         available: state.config.entra_app.is_some(),
+    };
+    Ok(match authority {
+        Some(origin) => (
+            [(
+                header::CONTENT_SECURITY_POLICY,
+                crate::headers::csp_allowing_form_target(&origin),
+            )],
+            page,
+        )
+            .into_response(),
+        None => page.into_response(),
     })
 }
 

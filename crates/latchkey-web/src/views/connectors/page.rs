@@ -34,6 +34,8 @@ pub struct ConnectorPage {
     settings_lines: Vec<(&'static str, String)>,
     jobs: Vec<Job>,
     log_job: Option<Uuid>,
+    /// Whether the followed job had finished when the page was rendered.
+    log_job_done: bool,
     log: Vec<JobLog>,
     log_cursor: String,
 }
@@ -189,6 +191,7 @@ pub async fn show(
     .items;
     // The live log follows the newest job of this connector.
     let log_job = jobs.first().map(|j| j.id.as_uuid());
+    let log_job_done = jobs.first().is_some_and(|j| j.status.is_final());
     let log = match log_job {
         Some(j) => queue::logs(&mut tx, JobId(j), None, Some(200)).await?,
         None => vec![],
@@ -231,6 +234,7 @@ pub async fn show(
         secret_warning,
         jobs,
         log_job,
+        log_job_done,
         log,
         log_cursor,
     })
