@@ -22,8 +22,10 @@ pub mod login_throttle;
 pub mod oauth_states;
 pub mod orgs;
 pub mod outbox;
+pub mod resources;
 pub mod secrets;
 pub mod sessions;
+pub mod sync_runs;
 pub mod users;
 
 #[cfg(feature = "testing")]

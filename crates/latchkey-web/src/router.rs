@@ -115,6 +115,15 @@ pub fn router(state: AppState) -> Router {
                 .delete(api::connectors::delete),
         )
         .route("/connectors/{id}/test", post(api::connectors::test))
+        .route(
+            "/connectors/{id}/syncs",
+            get(api::sync::list).post(api::sync::start),
+        )
+        .route("/syncs/{id}", get(api::sync::get))
+        .route("/connectors/{id}/summary", get(api::sync::summary))
+        .route("/connectors/{id}/resources", get(api::sync::resources))
+        .route("/connectors/{id}/entitlements", get(api::sync::entitlements))
+        .route("/connectors/{id}/grants", get(api::sync::grants))
         .route("/jobs/{id}", get(api::jobs::get))
         .route("/jobs/{id}/logs", get(api::jobs::logs))
         .route("/openapi.json", get(api::openapi::document))

@@ -9,6 +9,7 @@ mod faults;
 mod logs;
 mod paging;
 mod probe;
+mod sync;
 
 use std::time::Duration;
 

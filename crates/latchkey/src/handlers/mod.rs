@@ -21,6 +21,11 @@ pub fn registry(w: Wiring) -> Registry {
     Registry::new()
         .with(NoopHandler)
         .with(HousekeepingHandler::default())
+        .with(latchkey_entra::sync::SyncHandler::new(
+            w.keys.clone(),
+            w.entra_app.clone(),
+            w.outbound,
+        ))
         .with(ConnectionTestHandler::new(w.keys, w.entra_app, w.outbound))
         .with(EmailDeliveryHandler::new(w.mailer))
 }

@@ -1,0 +1,434 @@
+//! The incremental sync: users and groups from their delta links (member changes included),
+//! enterprise applications and directory roles that the audit feed says changed (all of them
+//! when the feed is off or unavailable), and licences (one small request). Expired delta links
+//! turn the run into a full sync.
+
+use super::fetch::{self, RelPage};
+use super::{
+    AsyncPageFn, Cursors, FULL_PHASES, Run, SpPages, SyncError, SyncKind, UserPages, map,
+    member_changes, now_rfc3339, select,
+};
+use crate::graph::{ApiVersion, GraphError};
+use latchkey_jobs::LogLevel;
+use latchkey_store::resources::{self, GrantRow, ResourceRow};
+use serde_json::{Value, json};
+use std::collections::{BTreeSet, HashSet};
+
+/// A delta link Graph no longer knows (`SyncStateNotFound`, 410 Gone, an expired token).
+fn delta_expired(e: &SyncError) -> bool {
+    match e {
+        SyncError::Graph(GraphError::Refused { status, code, .. }) => {
+            *status == 410
+                || code.eq_ignore_ascii_case("SyncStateNotFound")
+                || code.eq_ignore_ascii_case("Directory_ExpiredPageToken")
+                || code.to_ascii_lowercase().contains("resyncrequired")
+        }
+        _ => false,
+    }
+}
+
+/// Changed users: refresh them and their licences; removed ones are marked deleted.
+pub(super) async fn users_page(
+    run: &mut Run<'_>,
+    res: Vec<ResourceRow>,
+    grants: Vec<GrantRow>,
+    removed: Vec<String>,
+    next: Option<String>,
+) -> Result<(), SyncError> {
+    let changed: Vec<String> = res.iter().map(|r| r.key.clone()).collect();
+    let mut tx = run.tx().await?;
+    resources::upsert_resources(&mut tx, run.connector, run.run, &res).await?;
+    resources::upsert_grants(&mut tx, run.connector, run.run, &grants).await?;
+    resources::sweep_principal_grants(
+        &mut tx,
+        run.connector,
+        run.run,
+        &changed,
+        &["license_assigned"],
+    )
+    .await?;
+    let deleted = resources::delete_resources(&mut tx, run.connector, &removed).await?;
+    tx.commit().await?;
+    run.cp.counts.add(&res, &[], &grants);
+    run.cp.counts.deleted += deleted;
+    run.cp.counts.pages += 1;
+    run.cp.cursor = next;
+    run.save().await
+}
+
+/// Changed groups: their fields, owners (reread) and member changes; removed groups are marked
+/// deleted. Members added to or removed from a group that licenses its members have their
+/// licences reread.
+struct GroupDeltaPages {
+    skip: HashSet<String>,
+    licensing: HashSet<String>,
+}
+
+impl AsyncPageFn for GroupDeltaPages {
+    fn call<'r, 's>(
+        &'s mut self,
+        run: &'s mut Run<'r>,
+        items: Vec<Value>,
+        next: Option<String>,
+    ) -> futures::future::BoxFuture<'s, Result<(), SyncError>> {
+        Box::pin(async move {
+            let skip_ad = run.settings.skip_ad_groups;
+            let mut res = Vec::new();
+            let mut ents = Vec::new();
+            let mut grants = Vec::new();
+            let mut removed_groups = Vec::new();
+            let mut removals: Vec<(String, Vec<String>)> = Vec::new();
+            let mut changed = BTreeSet::new();
+            let mut relicense = BTreeSet::new();
+            for v in &items {
+                let Some(g) = map::id_of(v) else { continue };
+                if v.get("@removed").is_some() || (skip_ad && map::group_on_premises(v)) {
+                    removed_groups.push(g.to_string());
+                    continue;
+                }
+                if let Some((r, e)) = map::group(v) {
+                    res.push(r);
+                    ents.extend(e);
+                }
+                changed.insert(g.to_string());
+                let (added, gone) = member_changes(v);
+                if self.licensing.contains(g) {
+                    relicense.extend(added.iter().cloned());
+                    relicense.extend(gone.iter().cloned());
+                }
+                for p in added {
+                    if !self.skip.contains(&p) {
+                        grants.push(map::link_grant(g, "members", "group_members", &p));
+                    }
+                }
+                if !gone.is_empty() {
+                    removals.push((g.to_string(), gone));
+                }
+            }
+            // Owners are not in the delta: reread them for the groups that changed.
+            let changed: Vec<String> = changed.into_iter().collect();
+            let rels = changed
+                .iter()
+                .map(|id| format!("groups/{id}/owners?$select=id&$top=999"))
+                .collect();
+            for (i, list) in
+                fetch::collections(&run.graph, ApiVersion::Beta, rels, run.options.concurrency)
+                    .await?
+            {
+                for o in &list {
+                    if let Some(p) = map::principal_of(o) {
+                        grants.push(map::link_grant(&changed[i], "owners", "group_owners", p));
+                    }
+                }
+            }
+            let relicense: Vec<String> = relicense.into_iter().collect();
+            let rels = relicense
+                .iter()
+                .map(|id| format!("users/{id}?$select=id,licenseAssignmentStates"))
+                .collect();
+            let mut licence_users = Vec::new();
+            for (i, list) in single_objects(run, ApiVersion::V1, rels).await? {
+                for u in &list {
+                    grants.extend(map::user_licenses(u));
+                }
+                licence_users.push(relicense[i].clone());
+            }
+            let mut tx = run.tx().await?;
+            resources::upsert_resources(&mut tx, run.connector, run.run, &res).await?;
+            resources::upsert_entitlements(&mut tx, run.connector, run.run, &ents).await?;
+            resources::upsert_grants(&mut tx, run.connector, run.run, &grants).await?;
+            for (g, gone) in &removals {
+                resources::delete_grants(&mut tx, run.connector, g, "members", gone).await?;
+            }
+            for g in &changed {
+                resources::sweep_grants_of(&mut tx, run.connector, run.run, g, &["group_owners"])
+                    .await?;
+            }
+            resources::sweep_principal_grants(
+                &mut tx,
+                run.connector,
+                run.run,
+                &licence_users,
+                &["license_assigned"],
+            )
+            .await?;
+            let deleted =
+                resources::delete_resources(&mut tx, run.connector, &removed_groups).await?;
+            tx.commit().await?;
+            run.cp.counts.add(&res, &ents, &grants);
+            run.cp.counts.deleted += deleted;
+            run.cp.counts.pages += 1;
+            run.cp.cursor = next;
+            run.save().await
+        })
+    }
+}
+
+/// GETs single objects (not collections) through `$batch`, 20 at a time: `(index, [object])`.
+async fn single_objects(
+    run: &Run<'_>,
+    version: ApiVersion,
+    rels: Vec<String>,
+) -> Result<Vec<(usize, Vec<Value>)>, SyncError> {
+    let mut out = Vec::new();
+    for (start, chunk) in rels.chunks(20).enumerate() {
+        let reqs = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, rel)| crate::graph::BatchRequest {
+                id: (start * 20 + i).to_string(),
+                method: http::Method::GET,
+                url: rel.clone(),
+                headers: Default::default(),
+                body: None,
+            })
+            .collect();
+        for (i, r) in run
+            .graph
+            .batch(version, reqs)
+            .await?
+            .into_iter()
+            .enumerate()
+        {
+            match r {
+                Ok(resp) => out.push((start * 20 + i, resp.body.into_iter().collect())),
+                Err(e) if e.is_not_found() => out.push((start * 20 + i, Vec::new())),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What the audit feed says changed since `since`: service principals touched by
+/// application management, and whether any directory role changed. `None` when the feed is
+/// off or unavailable (then everything of those kinds is reread).
+async fn audit_changes(
+    run: &mut Run<'_>,
+    since: Option<&str>,
+) -> Result<Option<(BTreeSet<String>, bool)>, SyncError> {
+    if run.settings.disable_audit_feed {
+        return Ok(None);
+    }
+    let Some(since) = since else { return Ok(None) };
+    let mut rel = Some(format!(
+        "auditLogs/directoryAudits?$filter=activityDateTime%20ge%20{since}&$top=999"
+    ));
+    let mut sps = BTreeSet::new();
+    let mut roles = false;
+    while let Some(r) = rel {
+        let page = match fetch::page(&run.graph, ApiVersion::V1, &r, None).await {
+            Ok(p) => p,
+            Err(e @ (GraphError::NotPremium { .. } | GraphError::PermissionMissing { .. })) => {
+                run.warn(format!(
+                    "The directory audit feed is unavailable ({e}); enterprise applications and roles were reread in full."
+                ))
+                .await?;
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let RelPage { items, next, .. } = page;
+        for a in &items {
+            match a.get("category").and_then(Value::as_str) {
+                Some("ApplicationManagement") => {
+                    for t in a
+                        .get("targetResources")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                    {
+                        if t.get("type").and_then(Value::as_str) == Some("ServicePrincipal") {
+                            if let Some(id) = t.get("id").and_then(Value::as_str) {
+                                sps.insert(id.to_string());
+                            }
+                        }
+                    }
+                }
+                Some("RoleManagement") => roles = true,
+                _ => {}
+            }
+        }
+        rel = next;
+    }
+    Ok(Some((sps, roles)))
+}
+
+const PHASES: usize = 4;
+
+pub(super) async fn run(run: &mut Run<'_>, c: Cursors) -> Result<Option<Cursors>, SyncError> {
+    if run.cp.phase == 0 && run.cp.cursor.is_none() {
+        run.cp.audit_since = if run.settings.disable_audit_feed {
+            None
+        } else {
+            Some(now_rfc3339())
+        };
+    }
+    let delta_page = run.options.delta_page;
+    while (run.cp.phase as usize) < PHASES {
+        run.job.check()?;
+        let result = match run.cp.phase {
+            0 => {
+                run.job.info("Reading changed users").await?;
+                run.pages(
+                    ApiVersion::V1,
+                    c.users_delta.clone(),
+                    Some(delta_page),
+                    UserPages,
+                )
+                .await
+                .map(|link| run.cp.users_delta = link)
+            }
+            1 => {
+                run.job
+                    .info("Reading changed groups and memberships")
+                    .await?;
+                let skip = super::skipped_members(run).await?;
+                let mut tx = run.tx().await?;
+                let licensing = resources::licensing_groups(&mut tx, run.connector)
+                    .await?
+                    .into_iter()
+                    .collect();
+                tx.commit().await?;
+                run.pages(
+                    ApiVersion::Beta,
+                    c.groups_delta.clone(),
+                    Some(delta_page.min(250)),
+                    GroupDeltaPages { skip, licensing },
+                )
+                .await
+                .map(|link| run.cp.groups_delta = link)
+            }
+            2 => apps_and_roles(run, c.audit_since.as_deref()).await,
+            3 => {
+                run.job.info("Reading licences").await?;
+                super::licences(run).await
+            }
+            _ => unreachable!("bounded by PHASES"),
+        };
+        match result {
+            Ok(()) => run.next_phase().await?,
+            Err(e) if delta_expired(&e) => {
+                run.warn(
+                    "Microsoft Graph no longer knows this connector's delta links; a full sync was run instead."
+                        .to_string(),
+                )
+                .await?;
+                run.cp.kind = Some(SyncKind::Full);
+                run.cp.phase = 0;
+                run.cp.cursor = None;
+                let mut tx = run.tx().await?;
+                latchkey_store::sync_runs::start(&mut tx, run.run, run.connector, "full").await?;
+                tx.commit().await?;
+                return super::full(run).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let mut tx = run.tx().await?;
+    let dangling = resources::drop_dangling(&mut tx, run.connector).await?;
+    let expanded = resources::expand(&mut tx, run.connector, run.run).await?;
+    tx.commit().await?;
+    run.job
+        .log(
+            LogLevel::Info,
+            format!("{dangling} grants name objects that are not principals here; {expanded} expanded grants through groups."),
+            json!({"dangling": dangling, "expanded": expanded}),
+        )
+        .await?;
+    super::discovered_apps(run).await?;
+    let _ = FULL_PHASES;
+    Ok(Some(Cursors {
+        users_delta: run.cp.users_delta.clone().unwrap_or(c.users_delta),
+        groups_delta: run.cp.groups_delta.clone().unwrap_or(c.groups_delta),
+        audit_since: run.cp.audit_since.clone(),
+    }))
+}
+
+/// Enterprise applications and roles: the changed ones per the audit feed, else all.
+async fn apps_and_roles(run: &mut Run<'_>, since: Option<&str>) -> Result<(), SyncError> {
+    match audit_changes(run, since).await? {
+        None => {
+            run.job
+                .info("Reading enterprise applications and directory roles")
+                .await?;
+            let first = format!(
+                "servicePrincipals?$select={}&$expand=owners($select=id)&$top=999",
+                select(map::SP_FIELDS)
+            );
+            run.pages(ApiVersion::Beta, first, None, SpPages).await?;
+            let mut tx = run.tx().await?;
+            resources::sweep_resource_types(
+                &mut tx,
+                run.connector,
+                run.run,
+                &["enterprise_application", "managed_identity"],
+            )
+            .await?;
+            resources::sweep_grant_kinds(
+                &mut tx,
+                run.connector,
+                run.run,
+                &["app_role_assignments", "app_owners"],
+            )
+            .await?;
+            tx.commit().await?;
+            super::roles(run).await?;
+            sweep_roles(run).await
+        }
+        Some((sps, roles)) => {
+            if !sps.is_empty() {
+                run.job
+                    .info(format!(
+                        "Rereading {} changed enterprise application(s)",
+                        sps.len()
+                    ))
+                    .await?;
+                let ids: Vec<String> = sps.into_iter().collect();
+                let rels = ids
+                    .iter()
+                    .map(|id| {
+                        format!(
+                            "servicePrincipals/{id}?$select={}&$expand=owners($select=id)",
+                            select(map::SP_FIELDS)
+                        )
+                    })
+                    .collect();
+                let mut objects = Vec::new();
+                for (_, list) in single_objects(run, ApiVersion::Beta, rels).await? {
+                    objects.extend(list);
+                }
+                super::service_principals_page(run, objects, None).await?;
+                let mut tx = run.tx().await?;
+                for id in &ids {
+                    resources::sweep_grants_of(
+                        &mut tx,
+                        run.connector,
+                        run.run,
+                        id,
+                        &["app_role_assignments", "app_owners"],
+                    )
+                    .await?;
+                }
+                tx.commit().await?;
+            }
+            if roles {
+                run.job.info("Rereading directory roles").await?;
+                super::roles(run).await?;
+                sweep_roles(run).await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn sweep_roles(run: &mut Run<'_>) -> Result<(), SyncError> {
+    let mut kinds = vec!["role_assigned"];
+    if !run.cp.unread.iter().any(|k| k == "role_eligible") {
+        kinds.push("role_eligible");
+    }
+    let mut tx = run.tx().await?;
+    resources::sweep_grant_kinds(&mut tx, run.connector, run.run, &kinds).await?;
+    tx.commit().await?;
+    Ok(())
+}

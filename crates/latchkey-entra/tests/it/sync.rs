@@ -1,0 +1,504 @@
+//! The Entra sync against the simulated tenant and a real database: the stored picture equals
+//! the simulator's ground truth for every type and grant kind, under faults, for full and
+//! incremental syncs, and across a worker handing the job over mid-sync.
+
+use latchkey_core::{DisplayName, Email, OrgId};
+use latchkey_crypto::KeyRing;
+use latchkey_entra::OutboundPolicy;
+use latchkey_entra::onboarding::connection_test::secret_ref;
+use latchkey_entra::onboarding::{AuthMode, AuthSettings, EntraSettings};
+use latchkey_entra::sync::{SyncHandler, SyncKind, SyncOptions, request_sync};
+use latchkey_entra_sim::{Change, Faults, SimConfig, SimHandle, SimServer, Throttle};
+use latchkey_jobs::{Registry, WorkerConfig, WorkerPool};
+use latchkey_store::testing::TestDb;
+use latchkey_store::{Store, apps, connectors, orgs, resources, secrets, sync_runs};
+use secrecy::SecretString;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub struct Env {
+    pub db: TestDb,
+    pub sim: SimHandle,
+    pub org: OrgId,
+    pub keys: Arc<KeyRing>,
+}
+
+pub struct Tweaks {
+    pub skip_ad_groups: bool,
+    pub sign_in: bool,
+    pub disable_audit_feed: bool,
+}
+
+impl Default for Tweaks {
+    fn default() -> Self {
+        Tweaks {
+            skip_ad_groups: false,
+            sign_in: true,
+            disable_audit_feed: false,
+        }
+    }
+}
+
+impl Env {
+    pub async fn new(cfg: SimConfig) -> Env {
+        let db = TestDb::new().await;
+        let sim = SimServer::start(cfg).await.expect("sim starts");
+        let (org, _) = orgs::create_with_admin(
+            &db.store,
+            &DisplayName::parse("Contoso").unwrap(),
+            &Email::parse("admin@contoso.test").unwrap(),
+            &DisplayName::parse("Admin").unwrap(),
+            "x",
+        )
+        .await
+        .unwrap();
+        let keys = Arc::new(KeyRing::parse(&latchkey_crypto::generate_key_entry("k1")).unwrap());
+        Env { db, sim, org, keys }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.db.store
+    }
+
+    /// A connector of the simulated tenant, configured with client secret.
+    pub async fn connector(&self, t: &Tweaks) -> Uuid {
+        let app = self.sim.customer_app();
+        let mut tx = self.store().org_tx(self.org).await.unwrap();
+        let a = apps::create_managed(&mut tx, "Entra ID").await.unwrap();
+        let c = connectors::create(
+            &mut tx,
+            connectors::NewConnector {
+                app_id: a.id,
+                kind: "entra",
+                display_name: "Contoso tenant",
+                created_by: None,
+            },
+        )
+        .await
+        .unwrap();
+        let settings = EntraSettings {
+            auth: AuthSettings {
+                mode: AuthMode::ClientSecret,
+                tenant_id: self.sim.tenant_id().to_string(),
+                client_id: Some(app.client_id.to_string()),
+            },
+            graph_domain: self.sim.base_url().to_string(),
+            login_authority: None,
+            provisioning: false,
+            skip_ad_groups: t.skip_ad_groups,
+            fetch_sign_in_activity: t.sign_in,
+            schedule_scim_provisioning: false,
+            disable_audit_feed: t.disable_audit_feed,
+        };
+        connectors::set_settings(&mut tx, c.id, &serde_json::to_value(&settings).unwrap())
+            .await
+            .unwrap();
+        secrets::put(
+            &mut tx,
+            &self.keys,
+            secret_ref(c.id),
+            &SecretString::from(app.client_secret),
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        c.id
+    }
+
+    pub fn handler(&self) -> SyncHandler {
+        SyncHandler::new(self.keys.clone(), None, OutboundPolicy::INSECURE_DEV).with_options(
+            SyncOptions {
+                concurrency: 3,
+                delta_page: 50,
+                ..SyncOptions::default()
+            },
+        )
+    }
+
+    pub fn worker(&self, id: &str) -> WorkerPool {
+        let mut cfg = WorkerConfig::new(id);
+        cfg.concurrency = 2;
+        cfg.sync_slots = 1;
+        cfg.poll_interval = Duration::from_millis(100);
+        WorkerPool::new(
+            self.store().clone(),
+            cfg,
+            Registry::new().with(self.handler()),
+        )
+    }
+
+    /// Enqueues a sync and runs the queue until it is idle; returns the run.
+    pub async fn sync(&self, connector: Uuid, kind: SyncKind) -> sync_runs::SyncRun {
+        let mut tx = self.store().org_tx(self.org).await.unwrap();
+        let (job, _) = request_sync(&mut tx, connector, kind, "test")
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        self.worker("w1")
+            .run_until_idle(CancellationToken::new())
+            .await
+            .unwrap();
+        let mut tx = self.store().org_tx(self.org).await.unwrap();
+        let run = sync_runs::get(&mut tx, job).await.unwrap();
+        tx.commit().await.unwrap();
+        run
+    }
+
+    pub async fn connector_row(&self, id: Uuid) -> connectors::Connector {
+        let mut tx = self.store().org_tx(self.org).await.unwrap();
+        let c = connectors::get(&mut tx, id).await.unwrap();
+        tx.commit().await.unwrap();
+        c
+    }
+
+    pub async fn stored(&self, connector: Uuid) -> Picture {
+        let mut tx = self.store().org_tx(self.org).await.unwrap();
+        let (res, grants) = resources::snapshot(&mut tx, connector).await.unwrap();
+        let summary = resources::summary(&mut tx, connector).await.unwrap();
+        tx.commit().await.unwrap();
+        let mut p = Picture::default();
+        for (t, ext, _, _) in res {
+            p.resources.insert((t, ext));
+        }
+        for (kind, rtype, rext, slug, pext, source) in grants {
+            if kind == "license_assigned" {
+                p.grants
+                    .insert((kind, rtype, rext, slug, pext, String::new()));
+            } else if source == "direct" {
+                p.grants.insert((kind, rtype, rext, slug, pext, source));
+            } else {
+                p.expanded += 1;
+            }
+        }
+        p.summary = summary.grants;
+        p
+    }
+
+    async fn truth(&self, path: &str) -> Value {
+        reqwest::get(format!("{}{path}", self.sim.base_url()))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// The picture the simulator's ground truth says a sync must store.
+    pub async fn expected(&self, skip_ad: bool) -> Picture {
+        let mut p = Picture::default();
+        let truth = self.sim.truth();
+        p.counted.insert("role".into(), truth.role_definitions);
+        p.counted.insert("license".into(), truth.skus);
+        let users = self.sim.truth_users();
+        let on_prem_users: BTreeSet<Uuid> = users
+            .iter()
+            .filter(|u| u.on_premises_sync_enabled)
+            .map(|u| u.id)
+            .collect();
+        let mut principals: BTreeSet<Uuid> = BTreeSet::new();
+        for u in &users {
+            p.resources.insert(("user".into(), u.id.to_string()));
+            principals.insert(u.id);
+            for sku in &u.licenses {
+                p.grants.insert(g(
+                    "license_assigned",
+                    "license",
+                    &sku.to_string(),
+                    "assigned",
+                    &u.id.to_string(),
+                    "",
+                ));
+            }
+        }
+        let groups: Vec<_> = self
+            .sim
+            .truth_groups()
+            .into_iter()
+            .filter(|gr| !(skip_ad && gr.kind == latchkey_entra_sim::GroupKind::OnPremisesSecurity))
+            .collect();
+        let sps = self
+            .truth("/_sim/truth/service-principals?limit=100000")
+            .await;
+        for s in sps["value"].as_array().unwrap() {
+            let id = s["id"].as_str().unwrap().to_string();
+            let t = match s["type"].as_str().unwrap() {
+                "Application" => "enterprise_application",
+                _ => "managed_identity",
+            };
+            p.resources.insert((t.into(), id.clone()));
+            principals.insert(id.parse().unwrap());
+        }
+        for gr in &groups {
+            principals.insert(gr.id);
+        }
+        for gr in &groups {
+            let gid = gr.id.to_string();
+            p.resources.insert(("group".into(), gid.clone()));
+            for m in self.sim.group_members(gr.id).unwrap() {
+                if principals.contains(&m) && !(skip_ad && on_prem_users.contains(&m)) {
+                    p.grants.insert(g(
+                        "group_members",
+                        "group",
+                        &gid,
+                        "members",
+                        &m.to_string(),
+                        "direct",
+                    ));
+                }
+            }
+            for o in self.sim.group_owners(gr.id).unwrap() {
+                if principals.contains(&o) {
+                    p.grants.insert(g(
+                        "group_owners",
+                        "group",
+                        &gid,
+                        "owners",
+                        &o.to_string(),
+                        "direct",
+                    ));
+                }
+            }
+        }
+        for s in sps["value"].as_array().unwrap() {
+            if s["type"] != "Application" {
+                continue;
+            }
+            let id = s["id"].as_str().unwrap();
+            let detail = self
+                .truth(&format!("/_sim/truth/service-principals/{id}"))
+                .await;
+            for a in detail["assignments"].as_array().unwrap() {
+                let pid: Uuid = a["principal_id"].as_str().unwrap().parse().unwrap();
+                if principals.contains(&pid) {
+                    p.grants.insert(g(
+                        "app_role_assignments",
+                        "enterprise_application",
+                        id,
+                        &format!("assignment:{}", a["app_role_id"].as_str().unwrap()),
+                        &pid.to_string(),
+                        "direct",
+                    ));
+                }
+            }
+            for o in detail["owners"].as_array().unwrap() {
+                let pid: Uuid = o["id"].as_str().unwrap().parse().unwrap();
+                if principals.contains(&pid) {
+                    p.grants.insert(g(
+                        "app_owners",
+                        "enterprise_application",
+                        id,
+                        "owners",
+                        &pid.to_string(),
+                        "direct",
+                    ));
+                }
+            }
+        }
+        for (path, kind, slug) in [
+            ("/_sim/truth/role-assignments", "role_assigned", "assigned"),
+            (
+                "/_sim/truth/role-eligibilities",
+                "role_eligible",
+                "eligible",
+            ),
+        ] {
+            for a in self.truth(path).await["value"].as_array().unwrap() {
+                let pid: Uuid = a["principal_id"].as_str().unwrap().parse().unwrap();
+                if principals.contains(&pid) {
+                    p.grants.insert(g(
+                        kind,
+                        "role",
+                        a["role_definition_id"].as_str().unwrap(),
+                        slug,
+                        &pid.to_string(),
+                        "direct",
+                    ));
+                }
+            }
+        }
+        p
+    }
+}
+
+fn g(
+    kind: &str,
+    rtype: &str,
+    rext: &str,
+    slug: &str,
+    pext: &str,
+    source: &str,
+) -> resources::GrantKey {
+    (
+        kind.into(),
+        rtype.into(),
+        rext.into(),
+        slug.into(),
+        pext.into(),
+        source.into(),
+    )
+}
+
+#[derive(Debug, Default, PartialEq)]
+pub struct Picture {
+    pub resources: BTreeSet<(String, String)>,
+    pub grants: BTreeSet<resources::GrantKey>,
+    pub expanded: usize,
+    pub summary: BTreeMap<String, i64>,
+    /// Types the ground truth only counts (role definitions, SKUs).
+    pub counted: BTreeMap<String, usize>,
+}
+
+/// Asserts that what is stored equals what the simulator holds, kind by kind (with the first
+/// differences, not a wall of ids).
+pub fn assert_same(stored: &Picture, expected: &Picture) {
+    let types: BTreeSet<&String> = expected.resources.iter().map(|r| &r.0).collect();
+    for t in types {
+        let s: BTreeSet<_> = stored.resources.iter().filter(|r| &r.0 == t).collect();
+        let e: BTreeSet<_> = expected.resources.iter().filter(|r| &r.0 == t).collect();
+        assert_eq!(
+            s.len(),
+            e.len(),
+            "{t}: stored {} vs truth {}",
+            s.len(),
+            e.len()
+        );
+        assert_eq!(s, e, "{t} differ");
+    }
+    for (t, n) in &expected.counted {
+        let s = stored.resources.iter().filter(|r| &r.0 == t).count();
+        assert_eq!(s, *n, "{t}: stored {s} vs truth {n}");
+    }
+    for kind in resources::GRANT_KINDS {
+        let s: BTreeSet<_> = stored.grants.iter().filter(|x| x.0 == *kind).collect();
+        let e: BTreeSet<_> = expected.grants.iter().filter(|x| x.0 == *kind).collect();
+        let missing: Vec<_> = e.difference(&s).take(3).collect();
+        let extra: Vec<_> = s.difference(&e).take(3).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "{kind}: stored {} vs truth {}; missing {missing:?}; extra {extra:?}",
+            s.len(),
+            e.len()
+        );
+        assert_eq!(
+            stored.summary.get(*kind).copied().unwrap_or(0) as usize,
+            e.len(),
+            "summary count of {kind}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn full_sync_stores_the_ground_truth_of_every_type_and_grant_kind() {
+    let env = Env::new(SimConfig::small(11)).await;
+    let c = env.connector(&Tweaks::default()).await;
+    let run = env.sync(c, SyncKind::Full).await;
+    assert_eq!(run.status, "succeeded", "{run:?}");
+    assert_eq!(run.kind, "full");
+    let stored = env.stored(c).await;
+    let expected = env.expected(false).await;
+    assert_same(&stored, &expected);
+    for kind in resources::GRANT_KINDS {
+        assert!(
+            expected.grants.iter().any(|x| x.0 == *kind),
+            "the small tenant has {kind}"
+        );
+    }
+    assert!(
+        stored.expanded > 0,
+        "nested groups and grants to groups are expanded"
+    );
+    let conn = env.connector_row(c).await;
+    assert_eq!(conn.status, "connected", "{:?}", conn.status_reason);
+    assert!(conn.last_sync_at.is_some());
+    assert!(run.stats["requests"].as_u64().unwrap() > 0);
+    assert_eq!(run.warnings, serde_json::json!([]));
+
+    // Sign-in activity was read (P1) and SSO apps became discovered apps.
+    let mut tx = env.store().org_tx(env.org).await.unwrap();
+    let page = resources::list_resources(
+        &mut tx,
+        c,
+        &resources::ResourceFilter {
+            types: vec!["user".into()],
+            ..Default::default()
+        },
+        None,
+        200,
+    )
+    .await
+    .unwrap();
+    assert!(
+        page.items
+            .iter()
+            .any(|u| u.profile.get("last_sign_in").is_some_and(|v| !v.is_null()))
+    );
+    let discovered = apps::list(&mut tx, "discovered").await.unwrap();
+    assert!(!discovered.is_empty());
+    tx.commit().await.unwrap();
+
+    // Deleting in the tenant and syncing again marks the rows deleted (history kept).
+    let gone = env.sim.truth_users()[3].id;
+    env.sim.apply(Change::DeleteUser { id: gone }).unwrap();
+    let again = env.sync(c, SyncKind::Full).await;
+    assert_eq!(again.status, "succeeded");
+    assert_same(&env.stored(c).await, &env.expected(false).await);
+    assert!(again.stats["deleted"].as_u64().unwrap() >= 1);
+}
+
+#[tokio::test]
+async fn faults_throttling_transient_failures_and_token_expiry_do_not_change_the_picture() {
+    let mut cfg = SimConfig::small(12);
+    cfg.faults = Faults {
+        throttle: Throttle::EveryN { n: 5 },
+        retry_after_secs: 0.02,
+        transient_rate: 0.05,
+        token_lifetime_secs: 1,
+        latency_ms: 2,
+        ..Faults::default()
+    };
+    let env = Env::new(cfg).await;
+    let c = env.connector(&Tweaks::default()).await;
+    let run = env.sync(c, SyncKind::Full).await;
+    assert_eq!(run.status, "succeeded", "{run:?}");
+    assert!(
+        run.stats["throttled"].as_u64().unwrap() > 0,
+        "{}",
+        run.stats
+    );
+    assert!(run.stats["retries"].as_u64().unwrap() > 0);
+    assert_same(&env.stored(c).await, &env.expected(false).await);
+}
+
+#[tokio::test]
+async fn no_premium_licence_skip_ad_groups_and_audit_feed_off_degrade_with_warnings() {
+    let mut cfg = SimConfig::small(13);
+    cfg.faults = Faults {
+        premium_p1: false,
+        premium_p2: false,
+        audit_unavailable: true,
+        ..Faults::default()
+    };
+    let env = Env::new(cfg).await;
+    let c = env
+        .connector(&Tweaks {
+            skip_ad_groups: true,
+            sign_in: true,
+            disable_audit_feed: true,
+        })
+        .await;
+    let run = env.sync(c, SyncKind::Full).await;
+    assert_eq!(run.status, "succeeded", "{run:?}");
+    let warnings = run.warnings.as_array().unwrap();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    let mut expected = env.expected(true).await;
+    // Without P2 there is no PIM to read.
+    expected.grants.retain(|x| x.0 != "role_eligible");
+    assert_same(&env.stored(c).await, &expected);
+    let conn = env.connector_row(c).await;
+    assert_eq!(conn.status, "connected");
+    assert!(conn.status_reason.unwrap().contains("warning"));
+}
