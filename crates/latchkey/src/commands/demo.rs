@@ -24,7 +24,7 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
     let url = config::database_url(global.database_url.clone())?;
     let dir = config::local_dir();
 
-    let (store, _private_cluster) = match Store::connect(&DbConfig::new(&url)).await {
+    let (store, _private_cluster) = match Store::connect(&demo_db(&url)).await {
         Ok(store) => (store, None),
         Err(e) if e.is_unreachable() && local_postgres::find_binaries().is_some() => {
             eprintln!("PostgreSQL is not reachable at {url}; starting a private one instead.");
@@ -106,6 +106,13 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
     }
     sim.shutdown().await;
     served
+}
+
+/// Web and worker share one pool in the demo.
+fn demo_db(url: &str) -> DbConfig {
+    let mut c = DbConfig::new(url);
+    c.max_connections = 20;
+    c
 }
 
 /// The configured key ring, or a development key kept in `.latchkey/master.key`.

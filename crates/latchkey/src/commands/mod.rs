@@ -34,7 +34,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// Connects (creating the database if needed) with an error a person can act on.
 pub async fn connect(url: &str) -> anyhow::Result<Store> {
-    Store::connect(&DbConfig::new(url)).await.map_err(|e| {
+    connect_with(DbConfig::new(url)).await
+}
+
+pub async fn connect_with(config: DbConfig) -> anyhow::Result<Store> {
+    Store::connect(&config).await.map_err(|e| {
         let hint = if e.is_unreachable() {
             " — is PostgreSQL running? Start it, set DATABASE_URL, or run `docker compose up -d postgres`"
         } else {
