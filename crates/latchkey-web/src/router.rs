@@ -122,7 +122,10 @@ pub fn router(state: AppState) -> Router {
         .route("/syncs/{id}", get(api::sync::get))
         .route("/connectors/{id}/summary", get(api::sync::summary))
         .route("/connectors/{id}/resources", get(api::sync::resources))
-        .route("/connectors/{id}/entitlements", get(api::sync::entitlements))
+        .route(
+            "/connectors/{id}/entitlements",
+            get(api::sync::entitlements),
+        )
         .route("/connectors/{id}/grants", get(api::sync::grants))
         .route("/jobs/{id}", get(api::jobs::get))
         .route("/jobs/{id}/logs", get(api::jobs::logs))

@@ -146,7 +146,14 @@ const ENDPOINTS: &[Endpoint] = &[
         200,
         "SyncPage",
     ),
-    ("get", "/syncs/{id}", "One sync with its stats and warnings", None, 200, "Sync"),
+    (
+        "get",
+        "/syncs/{id}",
+        "One sync with its stats and warnings",
+        None,
+        200,
+        "Sync",
+    ),
     (
         "get",
         "/connectors/{id}/summary",

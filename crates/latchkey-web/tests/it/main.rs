@@ -11,5 +11,5 @@ mod ops;
 mod people;
 mod roles;
 mod sessions;
-mod sync_api;
 mod support;
+mod sync_api;

@@ -2,5 +2,6 @@
 //! contracts, start-up and graceful shutdown.
 
 mod cli;
+mod email;
 mod lifecycle;
 mod support;
