@@ -62,6 +62,9 @@ pub(super) async fn users_page(
 struct GroupDeltaPages {
     skip: HashSet<String>,
     licensing: HashSet<String>,
+    /// Groups whose owners changed per the audit feed; `None`: the feed is off, reread the
+    /// owners of every changed group.
+    owner_changes: Option<BTreeSet<String>>,
 }
 
 impl AsyncPageFn for GroupDeltaPages {
@@ -105,8 +108,11 @@ impl AsyncPageFn for GroupDeltaPages {
                     removals.push((g.to_string(), gone));
                 }
             }
-            // Owners are not in the delta: reread them for the groups that changed.
-            let changed: Vec<String> = changed.into_iter().collect();
+            // Owners are not in the delta: reread them for the groups whose owners changed.
+            let changed: Vec<String> = changed
+                .into_iter()
+                .filter(|g| self.owner_changes.as_ref().is_none_or(|o| o.contains(g)))
+                .collect();
             let rels = changed
                 .iter()
                 .map(|id| format!("groups/{id}/owners?$select=id&$top=999"))
@@ -200,13 +206,23 @@ async fn single_objects(
     Ok(out)
 }
 
-/// What the audit feed says changed since `since`: service principals touched by
-/// application management, and whether any directory role changed. `None` when the feed is
-/// off or unavailable (then everything of those kinds is reread).
+/// What the audit feed says changed since the last run.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub(super) struct AuditChanges {
+    /// Service principals touched by application management.
+    sps: BTreeSet<String>,
+    /// Groups whose owners changed (or that were created).
+    group_owners: BTreeSet<String>,
+    /// Whether any directory role assignment or eligibility changed.
+    roles: bool,
+}
+
+/// Reads the audit feed since `since`. `None` when the feed is off or unavailable (then
+/// everything of those kinds is reread).
 async fn audit_changes(
     run: &mut Run<'_>,
     since: Option<&str>,
-) -> Result<Option<(BTreeSet<String>, bool)>, SyncError> {
+) -> Result<Option<AuditChanges>, SyncError> {
     if run.settings.disable_audit_feed {
         return Ok(None);
     }
@@ -214,14 +230,13 @@ async fn audit_changes(
     let mut rel = Some(format!(
         "auditLogs/directoryAudits?$filter=activityDateTime%20ge%20{since}&$top=999"
     ));
-    let mut sps = BTreeSet::new();
-    let mut roles = false;
+    let mut out = AuditChanges::default();
     while let Some(r) = rel {
         let page = match fetch::page(&run.graph, ApiVersion::V1, &r, None).await {
             Ok(p) => p,
             Err(e @ (GraphError::NotPremium { .. } | GraphError::PermissionMissing { .. })) => {
                 run.warn(format!(
-                    "The directory audit feed is unavailable ({e}); enterprise applications and roles were reread in full."
+                    "The directory audit feed is unavailable ({e}); group owners, enterprise applications and roles were reread in full."
                 ))
                 .await?;
                 return Ok(None);
@@ -230,31 +245,49 @@ async fn audit_changes(
         };
         let RelPage { items, next, .. } = page;
         for a in &items {
+            let targets = a
+                .get("targetResources")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|t| {
+                    Some((
+                        t.get("type").and_then(Value::as_str)?,
+                        t.get("id").and_then(Value::as_str)?,
+                    ))
+                });
+            let activity = a
+                .get("activityDisplayName")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_ascii_lowercase();
             match a.get("category").and_then(Value::as_str) {
                 Some("ApplicationManagement") => {
-                    for t in a
-                        .get("targetResources")
-                        .and_then(Value::as_array)
-                        .into_iter()
-                        .flatten()
-                    {
-                        if t.get("type").and_then(Value::as_str) == Some("ServicePrincipal") {
-                            if let Some(id) = t.get("id").and_then(Value::as_str) {
-                                sps.insert(id.to_string());
-                            }
+                    for (t, id) in targets {
+                        if t == "ServicePrincipal" {
+                            out.sps.insert(id.to_string());
                         }
                     }
                 }
-                Some("RoleManagement") => roles = true,
+                Some("GroupManagement")
+                    if activity.contains("owner") || activity == "add group" =>
+                {
+                    for (t, id) in targets {
+                        if t == "Group" {
+                            out.group_owners.insert(id.to_string());
+                        }
+                    }
+                }
+                Some("RoleManagement") => out.roles = true,
                 _ => {}
             }
         }
         rel = next;
     }
-    Ok(Some((sps, roles)))
+    Ok(Some(out))
 }
 
-const PHASES: usize = 4;
+const PHASES: usize = 5;
 
 pub(super) async fn run(run: &mut Run<'_>, c: Cursors) -> Result<Option<Cursors>, SyncError> {
     if run.cp.phase == 0 && run.cp.cursor.is_none() {
@@ -268,7 +301,14 @@ pub(super) async fn run(run: &mut Run<'_>, c: Cursors) -> Result<Option<Cursors>
     while (run.cp.phase as usize) < PHASES {
         run.job.check()?;
         let result = match run.cp.phase {
-            0 => {
+            0 => match audit_changes(run, c.audit_since.as_deref()).await {
+                Ok(a) => {
+                    run.cp.audit = a.map(Some);
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            },
+            1 => {
                 run.job.info("Reading changed users").await?;
                 run.pages(
                     ApiVersion::V1,
@@ -279,7 +319,7 @@ pub(super) async fn run(run: &mut Run<'_>, c: Cursors) -> Result<Option<Cursors>
                 .await
                 .map(|link| run.cp.users_delta = link)
             }
-            1 => {
+            2 => {
                 run.job
                     .info("Reading changed groups and memberships")
                     .await?;
@@ -290,17 +330,22 @@ pub(super) async fn run(run: &mut Run<'_>, c: Cursors) -> Result<Option<Cursors>
                     .into_iter()
                     .collect();
                 tx.commit().await?;
+                let owner_changes = audit_of(run).map(|a| a.group_owners.clone());
                 run.pages(
                     ApiVersion::Beta,
                     c.groups_delta.clone(),
                     Some(delta_page.min(250)),
-                    GroupDeltaPages { skip, licensing },
+                    GroupDeltaPages {
+                        skip,
+                        licensing,
+                        owner_changes,
+                    },
                 )
                 .await
                 .map(|link| run.cp.groups_delta = link)
             }
-            2 => apps_and_roles(run, c.audit_since.as_deref()).await,
-            3 => {
+            3 => apps_and_roles(run).await,
+            4 => {
                 run.job.info("Reading licences").await?;
                 super::licences(run).await
             }
@@ -346,8 +391,13 @@ pub(super) async fn run(run: &mut Run<'_>, c: Cursors) -> Result<Option<Cursors>
 }
 
 /// Enterprise applications and roles: the changed ones per the audit feed, else all.
-async fn apps_and_roles(run: &mut Run<'_>, since: Option<&str>) -> Result<(), SyncError> {
-    match audit_changes(run, since).await? {
+/// The audit changes read in phase 0 (`None`: feed off or unavailable).
+fn audit_of<'r>(run: &'r Run<'_>) -> Option<&'r AuditChanges> {
+    run.cp.audit.as_ref().and_then(|a| a.as_ref())
+}
+
+async fn apps_and_roles(run: &mut Run<'_>) -> Result<(), SyncError> {
+    match audit_of(run).cloned() {
         None => {
             run.job
                 .info("Reading enterprise applications and directory roles")
@@ -376,7 +426,7 @@ async fn apps_and_roles(run: &mut Run<'_>, since: Option<&str>) -> Result<(), Sy
             super::roles(run).await?;
             sweep_roles(run).await
         }
-        Some((sps, roles)) => {
+        Some(AuditChanges { sps, roles, .. }) => {
             if !sps.is_empty() {
                 run.job
                     .info(format!(

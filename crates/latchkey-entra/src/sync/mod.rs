@@ -239,6 +239,9 @@ struct Checkpoint {
     unread: Vec<String>,
     /// Requests of earlier attempts.
     prior: RequestStats,
+    /// Incremental runs: what the audit feed said changed (outer `None`: not read yet; inner
+    /// `None`: the feed is off or unavailable).
+    audit: Option<Option<incremental::AuditChanges>>,
 }
 
 /// The delta links and audit position a successful run leaves for the next incremental one.

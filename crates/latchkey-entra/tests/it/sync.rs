@@ -68,7 +68,17 @@ impl Env {
     pub async fn connector(&self, t: &Tweaks) -> Uuid {
         let app = self.sim.customer_app();
         let mut tx = self.store().org_tx(self.org).await.unwrap();
-        let a = apps::create_managed(&mut tx, "Entra ID").await.unwrap();
+        // One managed app, several connectors (apps_discovered_unique allows one managed app
+        // per organization with no source).
+        let a = match apps::list(&mut tx, "managed")
+            .await
+            .unwrap()
+            .into_iter()
+            .next()
+        {
+            Some(a) => a,
+            None => apps::create_managed(&mut tx, "Entra ID").await.unwrap(),
+        };
         let c = connectors::create(
             &mut tx,
             connectors::NewConnector {
@@ -438,6 +448,26 @@ async fn full_sync_stores_the_ground_truth_of_every_type_and_grant_kind() {
     );
     let discovered = apps::list(&mut tx, "discovered").await.unwrap();
     assert!(!discovered.is_empty());
+    // After its first sync the connector syncs periodically: incremental often, full daily.
+    let schedules = latchkey_store::jobs::schedules::list(&mut tx)
+        .await
+        .unwrap();
+    let mine: Vec<_> = schedules
+        .iter()
+        .filter(|s| s.connector_id == Some(c))
+        .map(|s| (s.name.clone(), s.payload["kind"].clone(), s.every_seconds))
+        .collect();
+    assert_eq!(
+        mine,
+        vec![
+            (
+                format!("sync-full:{c}"),
+                serde_json::json!("full"),
+                86_400.0
+            ),
+            (format!("sync:{c}"), serde_json::json!("incremental"), 900.0),
+        ]
+    );
     tx.commit().await.unwrap();
 
     // Deleting in the tenant and syncing again marks the rows deleted (history kept).
@@ -501,4 +531,281 @@ async fn no_premium_licence_skip_ad_groups_and_audit_feed_off_degrade_with_warni
     let conn = env.connector_row(c).await;
     assert_eq!(conn.status, "connected");
     assert!(conn.status_reason.unwrap().contains("warning"));
+}
+
+/// About 1% of the small tenant (and at least one of every kind of change) made out of band.
+fn mutate(sim: &SimHandle) {
+    let users = sim.truth_users();
+    let groups = sim.truth_groups();
+    let big = groups.iter().max_by_key(|g| g.members).unwrap().id;
+    let members = sim.group_members(big).unwrap();
+    let outsider = users.iter().find(|u| !members.contains(&u.id)).unwrap().id;
+    let created = sim
+        .apply(Change::CreateUser {
+            display_name: "Nadia Newhire".into(),
+            user_principal_name: None,
+            account_enabled: Some(true),
+            usage_location: Some("US".into()),
+        })
+        .unwrap()
+        .id
+        .unwrap()
+        .parse::<Uuid>()
+        .unwrap();
+    let changes = vec![
+        Change::UpdateUser {
+            id: users[1].id,
+            display_name: Some("Renamed Person".into()),
+            job_title: Some("Auditor".into()),
+            account_enabled: Some(false),
+        },
+        Change::DeleteUser { id: users[2].id },
+        Change::AddMember {
+            group_id: big,
+            member_id: created,
+        },
+        Change::AddMember {
+            group_id: big,
+            member_id: outsider,
+        },
+        Change::RemoveMember {
+            group_id: big,
+            member_id: members[0],
+        },
+        Change::AddOwner {
+            group_id: big,
+            owner_id: users[5].id,
+        },
+        Change::CreateGroup {
+            display_name: "Project Falcon".into(),
+            kind: latchkey_entra_sim::GroupKind::Security,
+        },
+        Change::DeleteGroup {
+            id: groups.iter().min_by_key(|g| g.members).unwrap().id,
+        },
+    ];
+    for c in changes {
+        sim.apply(c).unwrap();
+    }
+}
+
+/// Changes to apps, roles and licences, which Graph's delta queries do not carry.
+async fn mutate_apps_roles_licences(env: &Env) {
+    let sps = env.truth("/_sim/truth/service-principals").await;
+    let app = sps["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["type"] == "Application" && s["app_role_assignments"].as_u64().unwrap() > 1)
+        .unwrap();
+    let app_id: Uuid = app["id"].as_str().unwrap().parse().unwrap();
+    let detail = env
+        .truth(&format!("/_sim/truth/service-principals/{app_id}"))
+        .await;
+    let gone = detail["assignments"][0]["id"].as_str().unwrap().to_string();
+    let user = env.sim.truth_users()[7].id;
+    let roles = env.truth("/_sim/truth/role-assignments").await;
+    let role = &roles["value"][0];
+    let role_id: Uuid = role["role_definition_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let role_holder: Uuid = role["principal_id"].as_str().unwrap().parse().unwrap();
+    let sku = env
+        .sim
+        .truth_users()
+        .iter()
+        .flat_map(|u| u.licenses.clone())
+        .next()
+        .unwrap();
+    for c in [
+        Change::AssignAppRole {
+            service_principal_id: app_id,
+            principal_id: user,
+            app_role_id: None,
+        },
+        Change::RemoveAppRoleAssignment {
+            service_principal_id: app_id,
+            assignment_id: gone,
+        },
+        Change::AssignDirectoryRole {
+            role_definition_id: role_id,
+            principal_id: user,
+        },
+        Change::RemoveDirectoryRole {
+            role_definition_id: role_id,
+            principal_id: role_holder,
+        },
+        Change::AddEligibility {
+            role_definition_id: role_id,
+            principal_id: env.sim.truth_users()[8].id,
+        },
+        Change::SetLicenses {
+            user_id: env.sim.truth_users()[9].id,
+            add: vec![sku],
+            remove: vec![],
+        },
+    ] {
+        env.sim.apply(c).unwrap();
+    }
+}
+
+async fn graph_requests(env: &Env) -> usize {
+    env.sim
+        .requests()
+        .iter()
+        .filter(|r| r.path.starts_with("/v1.0/") || r.path.starts_with("/beta/"))
+        .filter(|r| !r.in_batch)
+        .count()
+}
+
+#[tokio::test]
+async fn incremental_sync_after_changes_equals_a_fresh_full_sync() {
+    let env = Env::new(SimConfig::small(14)).await;
+    let tweaks = Tweaks {
+        sign_in: false,
+        ..Tweaks::default()
+    };
+    let a = env.connector(&tweaks).await;
+    env.sim.clear_requests();
+    let full = env.sync(a, SyncKind::Full).await;
+    assert_eq!(full.status, "succeeded");
+    let full_requests = graph_requests(&env).await;
+
+    mutate(&env.sim);
+    mutate_apps_roles_licences(&env).await;
+    env.sim.clear_requests();
+    let inc = env.sync(a, SyncKind::Incremental).await;
+    assert_eq!(inc.status, "succeeded", "{inc:?}");
+    assert_eq!(inc.kind, "incremental");
+    let inc_requests = graph_requests(&env).await;
+    // On a tenant this small a full sync is already a handful of requests; what matters is
+    // that the incremental one does not grow with the tenant: one audit read, one page of each
+    // delta, and the objects the audit feed names (the ratio at scale is in the benchmark).
+    assert!(
+        inc_requests <= 14,
+        "incremental {inc_requests} requests (full: {full_requests})"
+    );
+    assert_eq!(
+        inc.stats["requests"].as_u64().unwrap() as usize,
+        inc_requests
+    );
+
+    // The same tenant into a second connector with a full sync: identical stored state.
+    let b = env.connector(&tweaks).await;
+    assert_eq!(env.sync(b, SyncKind::Full).await.status, "succeeded");
+    let mut tx = env.store().org_tx(env.org).await.unwrap();
+    let (ra, ga) = resources::snapshot(&mut tx, a).await.unwrap();
+    let (rb, gb) = resources::snapshot(&mut tx, b).await.unwrap();
+    tx.commit().await.unwrap();
+    let diff_r: Vec<_> = ra.iter().filter(|r| !rb.contains(r)).take(3).collect();
+    let diff_r2: Vec<_> = rb.iter().filter(|r| !ra.contains(r)).take(3).collect();
+    assert!(
+        diff_r.is_empty() && diff_r2.is_empty(),
+        "resources: incremental-only {diff_r:?}; full-only {diff_r2:?}"
+    );
+    let diff_g: Vec<_> = ga.iter().filter(|g| !gb.contains(g)).take(5).collect();
+    let diff_g2: Vec<_> = gb.iter().filter(|g| !ga.contains(g)).take(5).collect();
+    assert!(
+        diff_g.is_empty() && diff_g2.is_empty(),
+        "grants: incremental-only {diff_g:?}; full-only {diff_g2:?}"
+    );
+    assert_same(&env.stored(a).await, &env.expected(false).await);
+
+    // With the audit feed off, the incremental sync rereads apps and roles in full.
+    let c = env
+        .connector(&Tweaks {
+            sign_in: false,
+            disable_audit_feed: true,
+            ..Tweaks::default()
+        })
+        .await;
+    assert_eq!(env.sync(c, SyncKind::Full).await.status, "succeeded");
+    mutate_apps_roles_licences(&env).await;
+    assert_eq!(env.sync(c, SyncKind::Incremental).await.status, "succeeded");
+    assert_same(&env.stored(c).await, &env.expected(false).await);
+}
+
+#[tokio::test]
+async fn an_incremental_sync_without_a_previous_full_sync_runs_as_a_full_one() {
+    let env = Env::new(SimConfig::small(15)).await;
+    let c = env.connector(&Tweaks::default()).await;
+    let run = env.sync(c, SyncKind::Incremental).await;
+    assert_eq!(run.status, "succeeded");
+    assert_eq!(run.kind, "full");
+    assert_same(&env.stored(c).await, &env.expected(false).await);
+}
+
+#[tokio::test]
+async fn a_sync_whose_worker_dies_resumes_from_its_checkpoint_on_another_worker() {
+    let mut cfg = SimConfig::small(16);
+    cfg.faults.latency_ms = 15;
+    let env = Env::new(cfg).await;
+    let c = env.connector(&Tweaks::default()).await;
+    let mut tx = env.store().org_tx(env.org).await.unwrap();
+    let (job, _) = request_sync(&mut tx, c, SyncKind::Full, "test")
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    // Worker 1 runs until the sync is past its first phases, then dies without a word.
+    let mut cfg1 = WorkerConfig::new("doomed");
+    cfg1.lease = Duration::from_secs(2);
+    cfg1.heartbeat_interval = Duration::from_millis(500);
+    cfg1.poll_interval = Duration::from_millis(50);
+    let pool = WorkerPool::new(
+        env.store().clone(),
+        cfg1,
+        Registry::new().with(env.handler()),
+    );
+    let task = tokio::spawn(pool.run(CancellationToken::new()));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut tx = env.store().org_tx(env.org).await.unwrap();
+        let j = latchkey_store::jobs::get(&mut tx, latchkey_store::jobs::JobId(job))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let phase = j
+            .checkpoint
+            .as_ref()
+            .and_then(|c| c.get("phase"))
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        if phase >= 3 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sync never got going"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    task.abort();
+    let _ = task.await;
+
+    // Worker 2 takes the job once the dead worker's lease has expired, and finishes it.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    env.worker("rescuer")
+        .run_until_idle(CancellationToken::new())
+        .await
+        .unwrap();
+    let mut tx = env.store().org_tx(env.org).await.unwrap();
+    let run = sync_runs::get(&mut tx, job).await.unwrap();
+    let logs =
+        latchkey_store::jobs::logs(&mut tx, latchkey_store::jobs::JobId(job), None, Some(1000))
+            .await
+            .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(run.status, "succeeded", "{run:?}");
+    assert!(
+        logs.iter()
+            .any(|l| l.message.starts_with("Resuming the full sync at step")
+                && !l.message.contains("step 1 ")),
+        "{:?}",
+        logs.iter().map(|l| &l.message).collect::<Vec<_>>()
+    );
+    assert_same(&env.stored(c).await, &env.expected(false).await);
+    assert_eq!(env.connector_row(c).await.status, "connected");
 }

@@ -178,9 +178,11 @@ async fn first_sync_connects_and_the_synced_model_is_readable_through_the_api() 
     );
     let licence_pairs: usize = env.sim.truth_users().iter().map(|u| u.licenses.len()).sum();
     assert_eq!(summary["grants"]["license_assigned"], licence_pairs);
-    for k in ["enterprise_application"] {
-        assert!(summary["resources"][k].as_u64().unwrap() > truth.enterprise_apps as u64 - 1);
-    }
+    // Every service principal of type Application, Microsoft's first-party ones included.
+    assert_eq!(
+        summary["resources"]["enterprise_application"],
+        truth.service_principals - truth.managed_identities
+    );
     for k in ["group_owners", "app_owners"] {
         assert!(summary["grants"][k].as_u64().unwrap() > 0, "{summary}");
     }
