@@ -77,6 +77,8 @@ test('client secret: connected, then the error paths', async () => {
   await page.getByRole('button', { name: 'Save' }).click();
   await page.waitForURL(new RegExp(`/connectors/${id}\\?notice=testing$`));
   await waitForReason('Connected to');
+  // Syncing → Connected once the first sync has run.
+  await page.locator('#status-badge', { hasText: 'Connected' }).waitFor({ timeout: 60000 });
   assert.ok((await page.content()).indexOf(demo.creds.clientSecret) < 0, 'the secret is never shown');
   assert.ok(await page.getByText('Set on').isVisible(), 'the page says a secret is set');
   await shot(page, '13-connected');
@@ -148,6 +150,7 @@ test('OAuth: consent, then declined and wrong-tenant consents', async () => {
   await page.getByRole('button', { name: 'Login with Microsoft' }).click();
   await page.waitForURL(new RegExp(`/connectors/${id}\\?notice=consented$`));
   await waitForReason('Connected to');
+  await page.locator('#status-badge', { hasText: 'Connected' }).waitFor({ timeout: 60000 });
   await shot(page, '23-oauth-connected');
 
   // The list shows both connectors with their status.

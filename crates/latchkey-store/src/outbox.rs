@@ -54,14 +54,19 @@ pub async fn recent(tx: &mut OrgTx, limit: i64) -> Result<Vec<Email>> {
 /// Unsent messages of every organization, locked for one delivery attempt (owner
 /// connection; the delivery job is system work). Returns the open transaction so the
 /// caller marks each result before committing.
+/// `after` continues a pass through the outbox: a message that failed in this pass is not
+/// tried again in it (the next delivery job retries it).
 pub async fn claim_unsent(
     store: &Store,
+    after: Option<Uuid>,
     limit: i64,
 ) -> Result<(sqlx::Transaction<'static, sqlx::Postgres>, Vec<Email>)> {
     let mut tx = store.system().begin().await?;
     let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM email_outbox WHERE sent_at IS NULL AND attempts < 10 ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"
+        "SELECT {COLUMNS} FROM email_outbox WHERE sent_at IS NULL AND attempts < 10 AND ($1::uuid IS NULL OR id > $1)
+          ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED"
     )))
+    .bind(after)
     .bind(limit)
     .fetch_all(&mut *tx)
     .await?;

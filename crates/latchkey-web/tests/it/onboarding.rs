@@ -202,10 +202,20 @@ async fn client_secret_connector_tests_then_syncs() {
         .unwrap();
     assert_eq!(newer["items"], json!([]), "nothing after the last cursor");
     assert_eq!(newer["next_cursor"], cursor);
-    assert!(!logs.to_string().contains(&secret), "the secret is not in the job log");
+    assert!(
+        !logs.to_string().contains(&secret),
+        "the secret is not in the job log"
+    );
 
     // Testing again is a new job.
-    let r = o.app.api().post(o.app.url(&format!("/api/v1/connectors/{id}/test"))).bearer_auth(&token).send().await.unwrap();
+    let r = o
+        .app
+        .api()
+        .post(o.app.url(&format!("/api/v1/connectors/{id}/test")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let again: Value = r.json().await.unwrap();
     assert_ne!(again["connection_test_job_id"].as_str().unwrap(), job_id);

@@ -76,14 +76,13 @@ impl JobHandler for EmailDeliveryHandler {
             return Ok(());
         };
         let mut failures = 0;
+        let mut after = None;
         loop {
-            let (mut tx, batch) = outbox::claim_unsent(ctx.store(), 20)
+            let (mut tx, batch) = outbox::claim_unsent(ctx.store(), after, 20)
                 .await
                 .map_err(store_err)?;
-            if batch.is_empty() {
-                break;
-            }
-            let mut sent_any = false;
+            let Some(last) = batch.last() else { break };
+            after = Some(last.id);
             for mail in &batch {
                 let to: Result<Mailbox, _> = mail.to_address.parse();
                 let message = to.map_err(|e| e.to_string()).and_then(|to| {
@@ -107,7 +106,6 @@ impl JobHandler for EmailDeliveryHandler {
                         outbox::mark_sent(&mut tx, mail.id)
                             .await
                             .map_err(store_err)?;
-                        sent_any = true;
                     }
                     Err(e) => {
                         failures += 1;
@@ -125,9 +123,6 @@ impl JobHandler for EmailDeliveryHandler {
             }
             tx.commit().await.map_err(|e| store_err(e.into()))?;
             ctx.check_in().await?;
-            if !sent_any {
-                break;
-            }
         }
         if failures > 0 {
             return Err(JobError::transient(format!(

@@ -139,8 +139,14 @@ fn setting_lines(settings: &Value) -> Vec<(&'static str, String)> {
                 _ => "Not set".into(),
             },
         ));
-        if let Some(exp) = settings.get("client_secret_expires_at").and_then(Value::as_str) {
-            lines.push(("Client secret expires", exp.get(..10).unwrap_or(exp).to_string()));
+        if let Some(exp) = settings
+            .get("client_secret_expires_at")
+            .and_then(Value::as_str)
+        {
+            lines.push((
+                "Client secret expires",
+                exp.get(..10).unwrap_or(exp).to_string(),
+            ));
         }
     }
     lines.push(("Microsoft Graph domain", s("graph_domain")));
