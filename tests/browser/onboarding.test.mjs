@@ -65,6 +65,11 @@ async function waitForReason(text, timeout = 30000) {
   await page.locator('#status-reason', { hasText: text }).waitFor({ timeout });
 }
 
+// Syncing → Connected: the connection test passed and the first sync finished.
+async function waitForConnected() {
+  await page.locator('#status-badge', { hasText: 'Connected' }).waitFor({ timeout: 60000 });
+}
+
 test('client secret: connected, then the error paths', async () => {
   const id = await addConnector('Contoso Entra');
   await shot(page, '12-settings-empty');
@@ -76,9 +81,7 @@ test('client secret: connected, then the error paths', async () => {
   assert.equal(await page.getByLabel('Microsoft Graph domain').inputValue(), demo.sim, 'the demo prefills the simulated tenant');
   await page.getByRole('button', { name: 'Save' }).click();
   await page.waitForURL(new RegExp(`/connectors/${id}\\?notice=testing$`));
-  await waitForReason('Connected to');
-  // Syncing → Connected once the first sync has run.
-  await page.locator('#status-badge', { hasText: 'Connected' }).waitFor({ timeout: 60000 });
+  await waitForConnected();
   assert.ok((await page.content()).indexOf(demo.creds.clientSecret) < 0, 'the secret is never shown');
   assert.ok(await page.getByText('Set on').isVisible(), 'the page says a secret is set');
   await shot(page, '13-connected');
@@ -115,7 +118,7 @@ test('client secret: connected, then the error paths', async () => {
     'Directory.ReadWrite.All', 'Group.ReadWrite.All', 'GroupMember.ReadWrite.All', 'MailboxSettings.ReadWrite', 'RoleManagement.ReadWrite.Directory',
     'ServicePrincipalEndpoint.ReadWrite.All', 'Synchronization.ReadWrite.All', 'User.ReadWrite.All'] });
   await page.getByRole('button', { name: 'Test connection' }).click();
-  await waitForReason('Connected to');
+  await waitForConnected();
 });
 
 test('OAuth: consent, then declined and wrong-tenant consents', async () => {
@@ -149,8 +152,7 @@ test('OAuth: consent, then declined and wrong-tenant consents', async () => {
   await page.goto(`${demo.base}/connectors/${id}/consent`);
   await page.getByRole('button', { name: 'Login with Microsoft' }).click();
   await page.waitForURL(new RegExp(`/connectors/${id}\\?notice=consented$`));
-  await waitForReason('Connected to');
-  await page.locator('#status-badge', { hasText: 'Connected' }).waitFor({ timeout: 60000 });
+  await waitForConnected();
   await shot(page, '23-oauth-connected');
 
   // The list shows both connectors with their status.
