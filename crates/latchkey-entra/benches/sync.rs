@@ -124,8 +124,16 @@ impl Bench {
         let took = started.elapsed();
         let mut tx = self.store().org_tx(self.org).await.unwrap();
         let run = sync_runs::get(&mut tx, job).await.unwrap();
+        if run.status != "succeeded" {
+            let job = latchkey_store::jobs::get(&mut tx, latchkey_store::jobs::JobId(job))
+                .await
+                .unwrap();
+            panic!(
+                "the sync did not succeed: {run:?}; job: {:?} {:?}",
+                job.status, job.last_error
+            );
+        }
         tx.commit().await.unwrap();
-        assert_eq!(run.status, "succeeded", "{run:?}");
         (run, took)
     }
 
@@ -237,7 +245,11 @@ async fn run(full: bool) {
     } else {
         SimConfig::small(1)
     };
-    let db = TestDb::new().await;
+    let mut db = TestDb::new().await;
+    // The worker's pool as production sizes it by default (10), not the tests' 5.
+    let mut dbc = latchkey_store::DbConfig::new(db.url.clone());
+    dbc.max_connections = 10;
+    db.store = Store::connect(&dbc).await.unwrap();
     let started = Instant::now();
     let sim = SimServer::start(cfg).await.unwrap();
     let truth = sim.truth();

@@ -164,6 +164,8 @@ pub struct SyncOptions {
     pub concurrency: usize,
     /// Items per page asked of delta queries (`Prefer: odata.maxpagesize`).
     pub delta_page: u32,
+    /// Database connections the sync writes through at once.
+    pub db_writers: usize,
     pub schedule: SyncSchedule,
 }
 
@@ -172,6 +174,7 @@ impl Default for SyncOptions {
         SyncOptions {
             concurrency: 4,
             delta_page: 999,
+            db_writers: 2,
             schedule: SyncSchedule::default(),
         }
     }
@@ -265,6 +268,9 @@ struct Run<'a> {
     options: SyncOptions,
     /// Shared by the phases running concurrently; never held across an await.
     cp: Mutex<Checkpoint>,
+    /// Phases read side by side but write through at most this many connections, so a sync
+    /// leaves the worker's pool room for its heartbeats, checkpoints and other jobs.
+    writers: tokio::sync::Semaphore,
 }
 
 fn add_stats(a: RequestStats, b: RequestStats) -> RequestStats {
@@ -334,11 +340,16 @@ impl<'a> Run<'a> {
         grants: Vec<GrantRow>,
         cursor: Option<String>,
     ) -> Result<(), SyncError> {
-        let mut tx = self.tx().await?;
-        resources::upsert_resources(&mut tx, self.connector, self.run, &res).await?;
-        resources::upsert_entitlements(&mut tx, self.connector, self.run, &ents).await?;
-        resources::upsert_grants(&mut tx, self.connector, self.run, &grants).await?;
-        tx.commit().await?;
+        {
+            let _permit = self.writers.acquire().await.map_err(|_| {
+                SyncError::Job(JobError::transient("the sync's writers were closed"))
+            })?;
+            let mut tx = self.tx().await?;
+            resources::upsert_resources(&mut tx, self.connector, self.run, &res).await?;
+            resources::upsert_entitlements(&mut tx, self.connector, self.run, &ents).await?;
+            resources::upsert_grants(&mut tx, self.connector, self.run, &grants).await?;
+            tx.commit().await?;
+        }
         self.advance(phase, cursor, |c| c.add(&res, &ents, &grants))
             .await
     }
@@ -562,6 +573,7 @@ impl SyncHandler {
             settings,
             options: self.options,
             cp: Mutex::new(cp),
+            writers: tokio::sync::Semaphore::new(self.options.db_writers.max(1)),
         };
         let result = match kind {
             SyncKind::Full => full(&run).await,
