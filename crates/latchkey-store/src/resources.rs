@@ -699,10 +699,20 @@ pub async fn list_entitlements(
     tx: &mut OrgTx,
     connector: Uuid,
     resource: Option<Uuid>,
+    q: Option<&str>,
     after: Option<Cursor>,
     limit: i64,
 ) -> Result<Page<Entitlement>> {
     let org = tx.org();
+    let q = q.filter(|q| !q.trim().is_empty()).map(|q| {
+        format!(
+            "%{}%",
+            q.trim()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        )
+    });
     let rows: Vec<Entitlement> = sqlx::query_as(
         "SELECT e.id, e.resource_id, e.slug, e.display_name,
                 (SELECT count(*) FROM grants g WHERE g.org_id = $1 AND g.connector_id = $2
@@ -711,6 +721,7 @@ pub async fn list_entitlements(
           WHERE e.org_id = $1 AND e.connector_id = $2 AND e.deleted_at IS NULL
             AND ($3::uuid IS NULL OR e.resource_id = $3)
             AND ($4::uuid IS NULL OR e.id > $4)
+            AND ($6::text IS NULL OR e.display_name ILIKE $6)
           ORDER BY e.id LIMIT $5",
     )
     .bind(org.0)
@@ -718,9 +729,27 @@ pub async fn list_entitlements(
     .bind(resource)
     .bind(after.map(|c| c.0))
     .bind(limit + 1)
+    .bind(q)
     .fetch_all(tx.conn())
     .await?;
     Ok(Page::from_rows(rows, limit, |r| r.id))
+}
+
+pub async fn get_entitlement(tx: &mut OrgTx, connector: Uuid, id: Uuid) -> Result<Entitlement> {
+    let org = tx.org();
+    sqlx::query_as(
+        "SELECT e.id, e.resource_id, e.slug, e.display_name,
+                (SELECT count(*) FROM grants g WHERE g.org_id = $1 AND g.connector_id = $2
+                    AND g.entitlement_id = e.id AND g.deleted_at IS NULL AND NOT g.expanded) AS grants
+           FROM entitlements e
+          WHERE e.org_id = $1 AND e.connector_id = $2 AND e.id = $3 AND e.deleted_at IS NULL",
+    )
+    .bind(org.0)
+    .bind(connector)
+    .bind(id)
+    .fetch_optional(tx.conn())
+    .await?
+    .ok_or(crate::StoreError::NotFound)
 }
 
 #[derive(Debug, Clone, Serialize, FromRow, PartialEq)]

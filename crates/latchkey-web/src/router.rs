@@ -89,6 +89,12 @@ pub fn router(state: AppState) -> Router {
             "/connectors/{id}/jobs/{job}/log",
             get(views::connectors::page::log_json),
         )
+        .route("/apps", get(views::apps::list))
+        .route("/apps/{id}", get(views::apps::show))
+        .route(
+            "/apps/{id}/entitlements/{entitlement}",
+            get(views::apps::entitlement),
+        )
         .route("/outbox", get(views::outbox::show))
         .layer(csrf);
 

@@ -5,8 +5,8 @@
 
 use super::fetch::{self, RelPage};
 use super::{
-    AsyncPageFn, Cursors, FULL_PHASES, Run, SpPages, SyncError, SyncKind, UserPages, map,
-    member_changes, now_rfc3339, select,
+    AsyncPageFn, Cursors, Run, SpPages, SyncError, SyncKind, UserPages, map, member_changes,
+    now_rfc3339, select,
 };
 use crate::graph::{ApiVersion, GraphError};
 use latchkey_jobs::LogLevel;
@@ -29,7 +29,8 @@ fn delta_expired(e: &SyncError) -> bool {
 
 /// Changed users: refresh them and their licences; removed ones are marked deleted.
 pub(super) async fn users_page(
-    run: &mut Run<'_>,
+    run: &Run<'_>,
+    phase: u32,
     res: Vec<ResourceRow>,
     grants: Vec<GrantRow>,
     removed: Vec<String>,
@@ -49,11 +50,11 @@ pub(super) async fn users_page(
     .await?;
     let deleted = resources::delete_resources(&mut tx, run.connector, &removed).await?;
     tx.commit().await?;
-    run.cp.counts.add(&res, &[], &grants);
-    run.cp.counts.deleted += deleted;
-    run.cp.counts.pages += 1;
-    run.cp.cursor = next;
-    run.save().await
+    run.advance(phase, next, |c| {
+        c.add(&res, &[], &grants);
+        c.deleted += deleted;
+    })
+    .await
 }
 
 /// Changed groups: their fields, owners (reread) and member changes; removed groups are marked
@@ -70,7 +71,8 @@ struct GroupDeltaPages {
 impl AsyncPageFn for GroupDeltaPages {
     fn call<'r, 's>(
         &'s mut self,
-        run: &'s mut Run<'r>,
+        run: &'s Run<'r>,
+        phase: u32,
         items: Vec<Value>,
         next: Option<String>,
     ) -> futures::future::BoxFuture<'s, Result<(), SyncError>> {
@@ -161,11 +163,11 @@ impl AsyncPageFn for GroupDeltaPages {
             let deleted =
                 resources::delete_resources(&mut tx, run.connector, &removed_groups).await?;
             tx.commit().await?;
-            run.cp.counts.add(&res, &ents, &grants);
-            run.cp.counts.deleted += deleted;
-            run.cp.counts.pages += 1;
-            run.cp.cursor = next;
-            run.save().await
+            run.advance(phase, next, |c| {
+                c.add(&res, &ents, &grants);
+                c.deleted += deleted;
+            })
+            .await
         })
     }
 }
@@ -220,7 +222,7 @@ pub(super) struct AuditChanges {
 /// Reads the audit feed since `since`. `None` when the feed is off or unavailable (then
 /// everything of those kinds is reread).
 async fn audit_changes(
-    run: &mut Run<'_>,
+    run: &Run<'_>,
     since: Option<&str>,
 ) -> Result<Option<AuditChanges>, SyncError> {
     if run.settings.disable_audit_feed {
@@ -287,23 +289,29 @@ async fn audit_changes(
     Ok(Some(out))
 }
 
-const PHASES: usize = 5;
+const PHASES: u32 = 5;
 
-pub(super) async fn run(run: &mut Run<'_>, c: Cursors) -> Result<Option<Cursors>, SyncError> {
-    if run.cp.phase == 0 && run.cp.cursor.is_none() {
-        run.cp.audit_since = if run.settings.disable_audit_feed {
-            None
-        } else {
-            Some(now_rfc3339())
-        };
+pub(super) async fn run(run: &Run<'_>, c: Cursors) -> Result<Option<Cursors>, SyncError> {
+    {
+        let mut cp = run.cp();
+        if cp.done.is_empty() && cp.cursors.is_empty() {
+            cp.audit_since = if run.settings.disable_audit_feed {
+                None
+            } else {
+                Some(now_rfc3339())
+            };
+        }
     }
     let delta_page = run.options.delta_page;
-    while (run.cp.phase as usize) < PHASES {
+    for phase in 0..PHASES {
+        if run.is_done(phase) {
+            continue;
+        }
         run.job.check()?;
-        let result = match run.cp.phase {
+        let result = match phase {
             0 => match audit_changes(run, c.audit_since.as_deref()).await {
                 Ok(a) => {
-                    run.cp.audit = a.map(Some);
+                    run.cp().audit = Some(a);
                     Ok(())
                 }
                 Err(e) => Err(e),
@@ -311,13 +319,14 @@ pub(super) async fn run(run: &mut Run<'_>, c: Cursors) -> Result<Option<Cursors>
             1 => {
                 run.job.info("Reading changed users").await?;
                 run.pages(
+                    phase,
                     ApiVersion::V1,
                     c.users_delta.clone(),
                     Some(delta_page),
                     UserPages,
                 )
                 .await
-                .map(|link| run.cp.users_delta = link)
+                .map(|link| run.cp().users_delta = link)
             }
             2 => {
                 run.job
@@ -330,11 +339,12 @@ pub(super) async fn run(run: &mut Run<'_>, c: Cursors) -> Result<Option<Cursors>
                     .into_iter()
                     .collect();
                 tx.commit().await?;
-                let owner_changes = audit_of(run).map(|a| a.group_owners.clone());
+                let owner_changes = audit_of(run).map(|a| a.group_owners);
                 run.pages(
+                    phase,
                     ApiVersion::Beta,
                     c.groups_delta.clone(),
-                    Some(delta_page.min(250)),
+                    Some(delta_page.min(100)),
                     GroupDeltaPages {
                         skip,
                         licensing,
@@ -342,26 +352,29 @@ pub(super) async fn run(run: &mut Run<'_>, c: Cursors) -> Result<Option<Cursors>
                     },
                 )
                 .await
-                .map(|link| run.cp.groups_delta = link)
+                .map(|link| run.cp().groups_delta = link)
             }
-            3 => apps_and_roles(run).await,
+            3 => apps_and_roles(run, phase).await,
             4 => {
                 run.job.info("Reading licences").await?;
-                super::licences(run).await
+                super::licences(run, phase).await
             }
             _ => unreachable!("bounded by PHASES"),
         };
         match result {
-            Ok(()) => run.next_phase().await?,
+            Ok(()) => run.finish_phase(phase).await?,
             Err(e) if delta_expired(&e) => {
                 run.warn(
                     "Microsoft Graph no longer knows this connector's delta links; a full sync was run instead."
                         .to_string(),
                 )
                 .await?;
-                run.cp.kind = Some(SyncKind::Full);
-                run.cp.phase = 0;
-                run.cp.cursor = None;
+                {
+                    let mut cp = run.cp();
+                    cp.kind = Some(SyncKind::Full);
+                    cp.done.clear();
+                    cp.cursors.clear();
+                }
                 let mut tx = run.tx().await?;
                 latchkey_store::sync_runs::start(&mut tx, run.run, run.connector, "full").await?;
                 tx.commit().await?;
@@ -382,22 +395,21 @@ pub(super) async fn run(run: &mut Run<'_>, c: Cursors) -> Result<Option<Cursors>
         )
         .await?;
     super::discovered_apps(run).await?;
-    let _ = FULL_PHASES;
+    let cp = run.cp().clone();
     Ok(Some(Cursors {
-        users_delta: run.cp.users_delta.clone().unwrap_or(c.users_delta),
-        groups_delta: run.cp.groups_delta.clone().unwrap_or(c.groups_delta),
-        audit_since: run.cp.audit_since.clone(),
+        users_delta: cp.users_delta.unwrap_or(c.users_delta),
+        groups_delta: cp.groups_delta.unwrap_or(c.groups_delta),
+        audit_since: cp.audit_since,
     }))
 }
 
-/// Enterprise applications and roles: the changed ones per the audit feed, else all.
 /// The audit changes read in phase 0 (`None`: feed off or unavailable).
-fn audit_of<'r>(run: &'r Run<'_>) -> Option<&'r AuditChanges> {
-    run.cp.audit.as_ref().and_then(|a| a.as_ref())
+fn audit_of(run: &Run<'_>) -> Option<AuditChanges> {
+    run.cp().audit.clone().flatten()
 }
 
-async fn apps_and_roles(run: &mut Run<'_>) -> Result<(), SyncError> {
-    match audit_of(run).cloned() {
+async fn apps_and_roles(run: &Run<'_>, phase: u32) -> Result<(), SyncError> {
+    match audit_of(run) {
         None => {
             run.job
                 .info("Reading enterprise applications and directory roles")
@@ -406,7 +418,8 @@ async fn apps_and_roles(run: &mut Run<'_>) -> Result<(), SyncError> {
                 "servicePrincipals?$select={}&$expand=owners($select=id)&$top=999",
                 select(map::SP_FIELDS)
             );
-            run.pages(ApiVersion::Beta, first, None, SpPages).await?;
+            run.pages(phase, ApiVersion::Beta, first, None, SpPages)
+                .await?;
             let mut tx = run.tx().await?;
             resources::sweep_resource_types(
                 &mut tx,
@@ -423,7 +436,7 @@ async fn apps_and_roles(run: &mut Run<'_>) -> Result<(), SyncError> {
             )
             .await?;
             tx.commit().await?;
-            super::roles(run).await?;
+            super::roles(run, phase).await?;
             sweep_roles(run).await
         }
         Some(AuditChanges { sps, roles, .. }) => {
@@ -448,7 +461,7 @@ async fn apps_and_roles(run: &mut Run<'_>) -> Result<(), SyncError> {
                 for (_, list) in single_objects(run, ApiVersion::Beta, rels).await? {
                     objects.extend(list);
                 }
-                super::service_principals_page(run, objects, None).await?;
+                super::service_principals_page(run, phase, objects, None).await?;
                 let mut tx = run.tx().await?;
                 for id in &ids {
                     resources::sweep_grants_of(
@@ -464,7 +477,7 @@ async fn apps_and_roles(run: &mut Run<'_>) -> Result<(), SyncError> {
             }
             if roles {
                 run.job.info("Rereading directory roles").await?;
-                super::roles(run).await?;
+                super::roles(run, phase).await?;
                 sweep_roles(run).await?;
             }
             Ok(())
@@ -472,9 +485,10 @@ async fn apps_and_roles(run: &mut Run<'_>) -> Result<(), SyncError> {
     }
 }
 
-async fn sweep_roles(run: &mut Run<'_>) -> Result<(), SyncError> {
+async fn sweep_roles(run: &Run<'_>) -> Result<(), SyncError> {
     let mut kinds = vec!["role_assigned"];
-    if !run.cp.unread.iter().any(|k| k == "role_eligible") {
+    let eligible_unread = run.cp().unread.iter().any(|k| k == "role_eligible");
+    if !eligible_unread {
         kinds.push("role_eligible");
     }
     let mut tx = run.tx().await?;

@@ -26,8 +26,9 @@ use latchkey_store::resources::{self, EntitlementRow, GrantRow, ResourceRow};
 use latchkey_store::{OrgTx, Store, StoreError, apps, connectors, sync_runs};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -163,6 +164,8 @@ pub struct SyncOptions {
     pub concurrency: usize,
     /// Items per page asked of delta queries (`Prefer: odata.maxpagesize`).
     pub delta_page: u32,
+    /// Database connections the sync writes through at once.
+    pub db_writers: usize,
     pub schedule: SyncSchedule,
 }
 
@@ -171,6 +174,7 @@ impl Default for SyncOptions {
         SyncOptions {
             concurrency: 4,
             delta_page: 999,
+            db_writers: 2,
             schedule: SyncSchedule::default(),
         }
     }
@@ -228,8 +232,9 @@ struct Checkpoint {
     run: Option<Uuid>,
     /// Set when an incremental request ran as a full sync (no usable delta links).
     kind: Option<SyncKind>,
-    phase: u32,
-    cursor: Option<String>,
+    /// Phases finished, and where unfinished ones go on.
+    done: BTreeSet<u32>,
+    cursors: BTreeMap<u32, String>,
     users_delta: Option<String>,
     groups_delta: Option<String>,
     audit_since: Option<String>,
@@ -261,7 +266,11 @@ struct Run<'a> {
     graph: GraphClient,
     settings: EntraSettings,
     options: SyncOptions,
-    cp: Checkpoint,
+    /// Shared by the phases running concurrently; never held across an await.
+    cp: Mutex<Checkpoint>,
+    /// Phases read side by side but write through at most this many connections, so a sync
+    /// leaves the worker's pool room for its heartbeats, checkpoints and other jobs.
+    writers: tokio::sync::Semaphore,
 }
 
 fn add_stats(a: RequestStats, b: RequestStats) -> RequestStats {
@@ -286,18 +295,23 @@ const FULL_PHASES: &[&str] = &[
 ];
 
 impl<'a> Run<'a> {
+    fn cp(&self) -> MutexGuard<'_, Checkpoint> {
+        self.cp.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn requests(&self) -> RequestStats {
-        add_stats(self.cp.prior, self.graph.stats())
+        add_stats(self.cp().prior, self.graph.stats())
     }
 
     fn stats(&self, started: std::time::Instant) -> Value {
         let r = self.requests();
+        let counts = self.cp().counts.clone();
         json!({
-            "resources": self.cp.counts.resources,
-            "entitlements": self.cp.counts.entitlements,
-            "grants": self.cp.counts.grants,
-            "pages": self.cp.counts.pages,
-            "deleted": self.cp.counts.deleted,
+            "resources": counts.resources,
+            "entitlements": counts.entitlements,
+            "grants": counts.grants,
+            "pages": counts.pages,
+            "deleted": counts.deleted,
             "requests": r.requests,
             "throttled": r.throttled,
             "retries": r.retries,
@@ -312,58 +326,92 @@ impl<'a> Run<'a> {
         Ok(self.store.org_tx(self.org).await?)
     }
 
-    /// Writes one page's rows in one transaction, then saves the checkpoint (`cursor` = where
-    /// the phase goes on).
+    fn is_done(&self, phase: u32) -> bool {
+        self.cp().done.contains(&phase)
+    }
+
+    /// Writes one page's rows of `phase` in one transaction, then saves the checkpoint
+    /// (`cursor` = where the phase goes on).
     async fn write(
-        &mut self,
+        &self,
+        phase: u32,
         res: Vec<ResourceRow>,
         ents: Vec<EntitlementRow>,
         grants: Vec<GrantRow>,
         cursor: Option<String>,
     ) -> Result<(), SyncError> {
-        let mut tx = self.tx().await?;
-        resources::upsert_resources(&mut tx, self.connector, self.run, &res).await?;
-        resources::upsert_entitlements(&mut tx, self.connector, self.run, &ents).await?;
-        resources::upsert_grants(&mut tx, self.connector, self.run, &grants).await?;
-        tx.commit().await?;
-        self.cp.counts.add(&res, &ents, &grants);
-        self.cp.counts.pages += 1;
-        self.cp.cursor = cursor;
+        {
+            let _permit = self.writers.acquire().await.map_err(|_| {
+                SyncError::Job(JobError::transient("the sync's writers were closed"))
+            })?;
+            let mut tx = self.tx().await?;
+            resources::upsert_resources(&mut tx, self.connector, self.run, &res).await?;
+            resources::upsert_entitlements(&mut tx, self.connector, self.run, &ents).await?;
+            resources::upsert_grants(&mut tx, self.connector, self.run, &grants).await?;
+            tx.commit().await?;
+        }
+        self.advance(phase, cursor, |c| c.add(&res, &ents, &grants))
+            .await
+    }
+
+    /// Records a written page of `phase`: counts, where the phase goes on; saves.
+    async fn advance(
+        &self,
+        phase: u32,
+        cursor: Option<String>,
+        count: impl FnOnce(&mut Counts),
+    ) -> Result<(), SyncError> {
+        {
+            let mut cp = self.cp();
+            count(&mut cp.counts);
+            cp.counts.pages += 1;
+            match cursor {
+                Some(c) => cp.cursors.insert(phase, c),
+                None => cp.cursors.remove(&phase),
+            };
+        }
         self.save().await
     }
 
-    async fn save(&mut self) -> Result<(), SyncError> {
-        let mut cp = self.cp.clone();
-        cp.prior = self.requests();
-        self.job
-            .checkpoint(serde_json::to_value(&cp).map_err(|e| JobError::permanent(e.to_string()))?)
-            .await?;
-        self.job
-            .progress(
-                json!({"phase": FULL_PHASES.get(self.cp.phase as usize), "counts": self.cp.counts}),
+    async fn save(&self) -> Result<(), SyncError> {
+        let requests = self.requests();
+        let (snapshot, progress) = {
+            let mut cp = self.cp().clone();
+            cp.prior = requests;
+            let progress = json!({"phases_done": cp.done, "counts": cp.counts});
+            (
+                serde_json::to_value(&cp).map_err(|e| JobError::permanent(e.to_string()))?,
+                progress,
             )
-            .await?;
+        };
+        self.job.checkpoint(snapshot).await?;
+        self.job.progress(progress).await?;
         Ok(())
     }
 
-    async fn next_phase(&mut self) -> Result<(), SyncError> {
-        self.cp.phase += 1;
-        self.cp.cursor = None;
+    async fn finish_phase(&self, phase: u32) -> Result<(), SyncError> {
+        {
+            let mut cp = self.cp();
+            cp.done.insert(phase);
+            cp.cursors.remove(&phase);
+        }
         self.save().await
     }
 
-    async fn warn(&mut self, message: String) -> Result<(), SyncError> {
+    async fn warn(&self, message: String) -> Result<(), SyncError> {
         self.job.log(LogLevel::Warn, &message, json!({})).await?;
-        if !self.cp.warnings.contains(&message) {
-            self.cp.warnings.push(message);
+        let mut cp = self.cp();
+        if !cp.warnings.contains(&message) {
+            cp.warnings.push(message);
         }
         Ok(())
     }
 
-    /// Pages a collection from the checkpointed cursor (or `first`), handing each page to
-    /// `each`; the next page is fetched while the current one is written.
+    /// Pages a collection of `phase` from its checkpointed cursor (or `first`), handing each
+    /// page to `each`; the next page is fetched while the current one is written.
     async fn pages<F>(
-        &mut self,
+        &self,
+        phase: u32,
         version: ApiVersion,
         first: String,
         page_size: Option<u32>,
@@ -372,7 +420,7 @@ impl<'a> Run<'a> {
     where
         F: AsyncPageFn,
     {
-        let start = self.cp.cursor.clone().unwrap_or(first);
+        let start = self.cp().cursors.get(&phase).cloned().unwrap_or(first);
         let graph = self.graph.clone();
         let mut current = fetch::page(&graph, version, &start, page_size).await?;
         loop {
@@ -389,7 +437,8 @@ impl<'a> Run<'a> {
                     }
                 }
             };
-            let (written, fetched) = futures::join!(each.call(self, items, next.clone()), prefetch);
+            let (written, fetched) =
+                futures::join!(each.call(self, phase, items, next.clone()), prefetch);
             written?;
             match fetched? {
                 Some(p) => current = p,
@@ -403,7 +452,8 @@ impl<'a> Run<'a> {
 trait AsyncPageFn {
     fn call<'r, 's>(
         &'s mut self,
-        run: &'s mut Run<'r>,
+        run: &'s Run<'r>,
+        phase: u32,
         items: Vec<Value>,
         next: Option<String>,
     ) -> futures::future::BoxFuture<'s, Result<(), SyncError>>;
@@ -504,17 +554,16 @@ impl SyncHandler {
         cp.kind = Some(kind);
         ctx.info(if resuming {
             format!(
-                "Resuming the {} sync at step {} ({})",
+                "Resuming the {} sync with {} of its steps done",
                 kind.as_str(),
-                cp.phase + 1,
-                FULL_PHASES.get(cp.phase as usize).unwrap_or(&"finishing")
+                cp.done.len()
             )
         } else {
             format!("Starting a {} sync", kind.as_str())
         })
         .await?;
 
-        let mut run = Run {
+        let run = Run {
             job: ctx,
             store,
             org,
@@ -523,19 +572,21 @@ impl SyncHandler {
             graph: conn.graph.clone(),
             settings,
             options: self.options,
-            cp,
+            cp: Mutex::new(cp),
+            writers: tokio::sync::Semaphore::new(self.options.db_writers.max(1)),
         };
         let result = match kind {
-            SyncKind::Full => full(&mut run).await,
+            SyncKind::Full => full(&run).await,
             SyncKind::Incremental => match cursors {
-                Some(c) => incremental::run(&mut run, c).await,
-                None => full(&mut run).await,
+                Some(c) => incremental::run(&run, c).await,
+                None => full(&run).await,
             },
         };
         match result {
             Ok(new_cursors) => {
                 let stats = run.stats(started);
-                let warnings = json!(run.cp.warnings);
+                let warning_list = run.cp().warnings.clone();
+                let warnings = json!(warning_list);
                 let mut tx = store.org_tx(org).await?;
                 sync_runs::finish(
                     &mut tx,
@@ -558,11 +609,11 @@ impl SyncHandler {
                     n("role"),
                     n("license")
                 );
-                if !run.cp.warnings.is_empty() {
+                if !warning_list.is_empty() {
                     reason.push_str(&format!(
                         " {} warning(s): {}",
-                        run.cp.warnings.len(),
-                        run.cp.warnings.join(" ")
+                        warning_list.len(),
+                        warning_list.join(" ")
                     ));
                 }
                 connectors::set_status(&mut tx, connector, "connected", Some(&reason)).await?;
@@ -665,12 +716,13 @@ async fn fail(
 }
 
 macro_rules! page_fn {
-    ($name:ident, |$run:ident, $items:ident, $next:ident| $body:block) => {
+    ($name:ident, |$run:ident, $phase:ident, $items:ident, $next:ident| $body:block) => {
         struct $name;
         impl AsyncPageFn for $name {
             fn call<'r, 's>(
                 &'s mut self,
-                $run: &'s mut Run<'r>,
+                $run: &'s Run<'r>,
+                $phase: u32,
                 $items: Vec<Value>,
                 $next: Option<String>,
             ) -> futures::future::BoxFuture<'s, Result<(), SyncError>> {
@@ -683,7 +735,8 @@ macro_rules! page_fn {
 /// Service principals: enterprise applications (with owners and app role assignments) and
 /// managed identities.
 async fn service_principals_page(
-    run: &mut Run<'_>,
+    run: &Run<'_>,
+    phase: u32,
     items: Vec<Value>,
     next: Option<String>,
 ) -> Result<(), SyncError> {
@@ -756,14 +809,14 @@ async fn service_principals_page(
             }
         }
     }
-    run.write(res, ents, grants, next).await
+    run.write(phase, res, ents, grants, next).await
 }
 
-page_fn!(SpPages, |run, items, next| {
-    service_principals_page(run, items, next).await
+page_fn!(SpPages, |run, phase, items, next| {
+    service_principals_page(run, phase, items, next).await
 });
 
-page_fn!(UserPages, |run, items, next| {
+page_fn!(UserPages, |run, phase, items, next| {
     let mut res = Vec::new();
     let mut grants = Vec::new();
     let mut removed = Vec::new();
@@ -779,14 +832,15 @@ page_fn!(UserPages, |run, items, next| {
             res.push(r);
         }
     }
-    if run.cp.kind == Some(SyncKind::Incremental) {
-        incremental::users_page(run, res, grants, removed, next).await
+    let incremental = run.cp().kind == Some(SyncKind::Incremental);
+    if incremental {
+        incremental::users_page(run, phase, res, grants, removed, next).await
     } else {
-        run.write(res, Vec::new(), grants, next).await
+        run.write(phase, res, Vec::new(), grants, next).await
     }
 });
 
-page_fn!(SignInPages, |run, items, next| {
+page_fn!(SignInPages, |run, phase, items, next| {
     let patches: Vec<(String, Value)> = items
         .iter()
         .filter_map(|v| {
@@ -802,12 +856,10 @@ page_fn!(SignInPages, |run, items, next| {
     let mut tx = run.tx().await?;
     resources::merge_profiles(&mut tx, run.connector, &patches).await?;
     tx.commit().await?;
-    run.cp.counts.pages += 1;
-    run.cp.cursor = next;
-    run.save().await
+    run.advance(phase, next, |_| {}).await
 });
 
-page_fn!(GroupPages, |run, items, next| {
+page_fn!(GroupPages, |run, phase, items, next| {
     let mut res = Vec::new();
     let mut ents = Vec::new();
     let mut grants = Vec::new();
@@ -846,7 +898,7 @@ page_fn!(GroupPages, |run, items, next| {
             }
         }
     }
-    run.write(res, ents, grants, next).await
+    run.write(phase, res, ents, grants, next).await
 });
 
 /// On-premises users are left out of cloud groups when on-premises groups are skipped (the
@@ -892,7 +944,8 @@ struct MemberPages {
 impl AsyncPageFn for MemberPages {
     fn call<'r, 's>(
         &'s mut self,
-        run: &'s mut Run<'r>,
+        run: &'s Run<'r>,
+        phase: u32,
         items: Vec<Value>,
         next: Option<String>,
     ) -> futures::future::BoxFuture<'s, Result<(), SyncError>> {
@@ -911,7 +964,7 @@ impl AsyncPageFn for MemberPages {
                     }
                 }
             }
-            run.write(Vec::new(), Vec::new(), grants, next).await
+            run.write(phase, Vec::new(), Vec::new(), grants, next).await
         })
     }
 }
@@ -934,7 +987,7 @@ async fn read_all(
 
 /// Directory role definitions, active assignments and PIM eligibility (P2; without it a
 /// warning, and eligibility is left as it was).
-async fn roles(run: &mut Run<'_>) -> Result<(), SyncError> {
+async fn roles(run: &Run<'_>, phase: u32) -> Result<(), SyncError> {
     let defs = read_all(
         run,
         ApiVersion::V1,
@@ -967,8 +1020,11 @@ async fn roles(run: &mut Run<'_>) -> Result<(), SyncError> {
     {
         Ok(list) => grants.extend(list.iter().filter_map(|v| map::role_grant(v, true))),
         Err(SyncError::Graph(e @ GraphError::NotPremium { .. })) => {
-            if !run.cp.unread.iter().any(|k| k == "role_eligible") {
-                run.cp.unread.push("role_eligible".into());
+            {
+                let mut cp = run.cp();
+                if !cp.unread.iter().any(|k| k == "role_eligible") {
+                    cp.unread.push("role_eligible".into());
+                }
             }
             run.warn(format!(
                 "{e} Eligible (PIM) role assignments were not read; everything else was synced."
@@ -977,10 +1033,10 @@ async fn roles(run: &mut Run<'_>) -> Result<(), SyncError> {
         }
         Err(e) => return Err(e),
     }
-    run.write(res, ents, grants, None).await
+    run.write(phase, res, ents, grants, None).await
 }
 
-async fn licences(run: &mut Run<'_>) -> Result<(), SyncError> {
+async fn licences(run: &Run<'_>, phase: u32) -> Result<(), SyncError> {
     let skus = read_all(run, ApiVersion::V1, "subscribedSkus").await?;
     let mut res = Vec::new();
     let mut ents = Vec::new();
@@ -990,94 +1046,130 @@ async fn licences(run: &mut Run<'_>) -> Result<(), SyncError> {
             ents.push(e);
         }
     }
-    run.write(res, ents, Vec::new(), None).await
+    run.write(phase, res, ents, Vec::new(), None).await
 }
 
 fn select(fields: &[&str]) -> String {
     fields.join(",")
 }
 
-/// The whole tenant, phase by phase from the checkpoint; then the sweep and expansion.
-async fn full(run: &mut Run<'_>) -> Result<Option<Cursors>, SyncError> {
-    if run.cp.audit_since.is_none() && !run.settings.disable_audit_feed {
-        // Changes from now on are the next incremental run's business.
-        run.cp.audit_since = Some(now_rfc3339());
+/// One phase of the full sync, unless a previous attempt finished it.
+async fn full_phase(run: &Run<'_>, phase: u32) -> Result<(), SyncError> {
+    if run.is_done(phase) {
+        return Ok(());
+    }
+    run.job.check()?;
+    let fresh = !run.cp().cursors.contains_key(&phase);
+    if fresh {
+        run.job
+            .info(format!("Reading {}", FULL_PHASES[phase as usize]))
+            .await?;
     }
     let delta_page = run.options.delta_page;
-    while (run.cp.phase as usize) < FULL_PHASES.len() {
-        run.job.check()?;
-        let phase = run.cp.phase;
-        if run.cp.cursor.is_none() {
-            run.job
-                .info(format!("Reading {}", FULL_PHASES[phase as usize]))
+    match phase {
+        0 => {
+            let first = format!(
+                "servicePrincipals?$select={}&$expand=owners($select=id)&$top=999",
+                select(map::SP_FIELDS)
+            );
+            run.pages(phase, ApiVersion::Beta, first, None, SpPages)
                 .await?;
         }
-        match phase {
-            0 => {
-                let first = format!(
-                    "servicePrincipals?$select={}&$expand=owners($select=id)&$top=999",
-                    select(map::SP_FIELDS)
-                );
-                run.pages(ApiVersion::Beta, first, None, SpPages).await?;
-            }
-            1 => {
-                let first = format!("users/delta?$select={}", select(map::USER_FIELDS));
-                let link = run
-                    .pages(ApiVersion::V1, first, Some(delta_page), UserPages)
-                    .await?;
-                run.cp.users_delta = link;
-            }
-            2 => {
-                if run.settings.fetch_sign_in_activity {
-                    let first = "users?$select=id,signInActivity&$top=500".to_string();
-                    match run.pages(ApiVersion::V1, first, None, SignInPages).await {
-                        Ok(_) => {}
-                        Err(SyncError::Graph(e @ GraphError::NotPremium { .. })) => {
-                            run.warn(format!(
-                                "{e} Last sign-in dates were not read; everything else was synced."
-                            ))
-                            .await?;
-                        }
-                        Err(e) => return Err(e),
+        1 => {
+            let first = format!("users/delta?$select={}", select(map::USER_FIELDS));
+            let link = run
+                .pages(phase, ApiVersion::V1, first, Some(delta_page), UserPages)
+                .await?;
+            run.cp().users_delta = link;
+        }
+        2 => {
+            if run.settings.fetch_sign_in_activity {
+                let first = "users?$select=id,signInActivity&$top=500".to_string();
+                match run
+                    .pages(phase, ApiVersion::V1, first, None, SignInPages)
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(SyncError::Graph(e @ GraphError::NotPremium { .. })) => {
+                        run.warn(format!(
+                            "{e} Last sign-in dates were not read; everything else was synced."
+                        ))
+                        .await?;
                     }
+                    Err(e) => return Err(e),
                 }
             }
-            3 => {
-                let first = format!(
-                    "groups?$select={}&$expand=owners($select=id)&$top=999",
-                    select(map::GROUP_FIELDS)
-                );
-                run.pages(ApiVersion::Beta, first, None, GroupPages).await?;
-            }
-            4 => {
-                let skip = skipped_members(run).await?;
-                let first = format!("groups/delta?$select={},members", select(map::GROUP_FIELDS));
-                let link = run
-                    .pages(
-                        ApiVersion::Beta,
-                        first,
-                        Some(delta_page.min(250)),
-                        MemberPages { skip },
-                    )
-                    .await?;
-                run.cp.groups_delta = link;
-            }
-            5 => roles(run).await?,
-            6 => licences(run).await?,
-            _ => unreachable!("phases are bounded by FULL_PHASES"),
         }
-        run.next_phase().await?;
+        3 => {
+            let first = format!(
+                "groups?$select={}&$expand=owners($select=id)&$top=999",
+                select(map::GROUP_FIELDS)
+            );
+            run.pages(phase, ApiVersion::Beta, first, None, GroupPages)
+                .await?;
+        }
+        4 => {
+            let skip = skipped_members(run).await?;
+            let first = format!("groups/delta?$select={},members", select(map::GROUP_FIELDS));
+            let link = run
+                .pages(
+                    phase,
+                    ApiVersion::Beta,
+                    first,
+                    Some(delta_page.min(100)),
+                    MemberPages { skip },
+                )
+                .await?;
+            run.cp().groups_delta = link;
+        }
+        5 => roles(run, phase).await?,
+        6 => licences(run, phase).await?,
+        _ => unreachable!("phases are bounded by FULL_PHASES"),
     }
+    run.finish_phase(phase).await
+}
+
+async fn full_phases(run: &Run<'_>, phases: &[u32]) -> Result<(), SyncError> {
+    for p in phases {
+        full_phase(run, *p).await?;
+    }
+    Ok(())
+}
+
+/// The whole tenant from the checkpoint, independent reads running side by side (their rows
+/// have derived ids, so no read waits for another); then the sweep and expansion.
+async fn full(run: &Run<'_>) -> Result<Option<Cursors>, SyncError> {
+    {
+        let mut cp = run.cp();
+        if cp.audit_since.is_none() && !run.settings.disable_audit_feed {
+            // Changes from now on are the next incremental run's business.
+            cp.audit_since = Some(now_rfc3339());
+        }
+    }
+    // Skipping on-premises members needs the users first.
+    let (users, members): (&[u32], &[u32]) = if run.settings.skip_ad_groups {
+        (&[1, 2, 4], &[])
+    } else {
+        (&[1, 2], &[4])
+    };
+    futures::try_join!(
+        full_phases(run, &[0]),
+        full_phases(run, users),
+        full_phases(run, &[3]),
+        full_phases(run, members),
+        full_phases(run, &[5, 6]),
+    )?;
     run.job
         .info("Removing what the tenant no longer has")
         .await?;
-    let unread: Vec<&str> = run.cp.unread.iter().map(String::as_str).collect();
+    let unread: Vec<String> = run.cp().unread.clone();
+    let unread: Vec<&str> = unread.iter().map(String::as_str).collect();
     let mut tx = run.tx().await?;
     let swept = resources::sweep(&mut tx, run.connector, run.run, &unread).await?;
     let dangling = resources::drop_dangling(&mut tx, run.connector).await?;
     let expanded = resources::expand(&mut tx, run.connector, run.run).await?;
     tx.commit().await?;
-    run.cp.counts.deleted += swept.resources + swept.entitlements + swept.grants;
+    run.cp().counts.deleted += swept.resources + swept.entitlements + swept.grants;
     run.job
         .log(
             LogLevel::Info,
@@ -1089,20 +1181,19 @@ async fn full(run: &mut Run<'_>) -> Result<Option<Cursors>, SyncError> {
         )
         .await?;
     discovered_apps(run).await?;
-    Ok(
-        match (run.cp.users_delta.clone(), run.cp.groups_delta.clone()) {
-            (Some(u), Some(g)) => Some(Cursors {
-                users_delta: u,
-                groups_delta: g,
-                audit_since: run.cp.audit_since.clone(),
-            }),
-            _ => None,
-        },
-    )
+    let cp = run.cp().clone();
+    Ok(match (cp.users_delta, cp.groups_delta) {
+        (Some(u), Some(g)) => Some(Cursors {
+            users_delta: u,
+            groups_delta: g,
+            audit_since: cp.audit_since,
+        }),
+        _ => None,
+    })
 }
 
 /// Enterprise applications with single sign-on become discovered apps of the organization.
-async fn discovered_apps(run: &mut Run<'_>) -> Result<(), SyncError> {
+async fn discovered_apps(run: &Run<'_>) -> Result<(), SyncError> {
     let mut tx = run.tx().await?;
     let list = resources::sso_apps(&mut tx, run.connector).await?;
     for (id, name) in &list {

@@ -330,7 +330,7 @@ pub async fn entitlements(
     .parse()?;
     let mut tx = state.store.org_tx(who.org_id).await?;
     connectors::get(&mut tx, id).await?;
-    let page = resources::list_entitlements(&mut tx, id, resource, cursor, limit).await?;
+    let page = resources::list_entitlements(&mut tx, id, resource, None, cursor, limit).await?;
     tx.commit().await?;
     Ok(Json(Page {
         items: page

@@ -1,6 +1,7 @@
 //! Server-rendered pages, one module per page, each with its own template in `templates/`.
 
 pub mod api_clients;
+pub mod apps;
 pub mod connectors;
 pub mod dashboard;
 pub mod invite;

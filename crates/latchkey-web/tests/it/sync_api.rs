@@ -2,7 +2,7 @@
 //! simulated tenant, the connector ends *Connected*, and the syncs, summary, resources,
 //! entitlements and grants endpoints answer in their documented shapes, for this organization only.
 
-use crate::support::TestApp;
+use crate::support::{PASSWORD, TestApp};
 use latchkey_core::Role;
 use latchkey_entra::OutboundPolicy;
 use latchkey_entra::onboarding::ConnectionTestHandler;
@@ -359,4 +359,94 @@ async fn first_sync_connects_and_the_synced_model_is_readable_through_the_api() 
         assert_eq!(s, StatusCode::NOT_FOUND, "{path}: {body}");
         assert!(body["error"]["code"].is_string());
     }
+}
+
+#[tokio::test]
+async fn applications_pages_show_accounts_and_entitlements_with_their_grants() {
+    let env = Env::start().await;
+    let (org, _) = env.app.org("contoso").await;
+    let (_, _, token) = env.app.api_token(org, Role::ConnectorAdmin).await;
+    let id = env.connector(&token).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, c) = env.get(&token, &format!("/api/v1/connectors/{id}")).await;
+        if c["status"] == "connected" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never connected: {c}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, c) = env.get(&token, &format!("/api/v1/connectors/{id}")).await;
+    let app_id = c["app"]["id"].as_str().unwrap().to_string();
+
+    let browser = env.app.browser();
+    browser.login("admin@contoso.example", PASSWORD).await;
+    let (s, list) = browser.get_text("/apps").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        list.contains("Microsoft Entra ID") && list.contains("Connected"),
+        "{list}"
+    );
+    assert!(list.contains("Discovered"));
+
+    let users = env.sim.truth_users();
+    let (s, accounts) = browser.get_text(&format!("/apps/{app_id}")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        accounts.contains(&users[0].display_name),
+        "accounts tab lists users"
+    );
+    let guest = users.iter().find(|u| u.user_type == "Guest").unwrap();
+    let member = users.iter().find(|u| u.user_type == "Member").unwrap();
+    let (_, guests) = browser
+        .get_text(&format!("/apps/{app_id}?tab=accounts&guest=yes"))
+        .await;
+    assert!(guests.contains(&guest.user_principal_name));
+    assert!(!guests.contains(&member.user_principal_name));
+    let disabled = users.iter().find(|u| !u.account_enabled).unwrap();
+    let (_, off) = browser
+        .get_text(&format!("/apps/{app_id}?tab=accounts&enabled=no"))
+        .await;
+    assert!(off.contains(&disabled.user_principal_name));
+    assert!(!off.contains(&member.user_principal_name) || !member.account_enabled);
+    let (_, none) = browser
+        .get_text(&format!(
+            "/apps/{app_id}?tab=accounts&q=nobody-by-this-name"
+        ))
+        .await;
+    assert!(none.contains("No accounts match"));
+
+    let group = env
+        .sim
+        .truth_groups()
+        .into_iter()
+        .max_by_key(|g| g.members)
+        .unwrap();
+    let (s, ents) = browser
+        .get_text(&format!(
+            "/apps/{app_id}?tab=entitlements&q={}",
+            group.display_name.replace(' ', "+")
+        ))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let marker = format!("/apps/{app_id}/entitlements/");
+    let link = ents
+        .split(&marker)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("an entitlement link");
+    let (s, page) = browser
+        .get_text(&format!("/apps/{app_id}/entitlements/{link}?expanded=yes"))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(page.contains("Direct"), "{page}");
+    assert!(page.contains("Since"));
+
+    // Another organization's app is not found.
+    let (other, _) = env.app.org("fabrikam").await;
+    let _ = other;
+    let stranger = env.app.browser();
+    stranger.login("admin@fabrikam.example", PASSWORD).await;
+    let (s, _) = stranger.get_text(&format!("/apps/{app_id}")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
 }

@@ -1,0 +1,342 @@
+//! Sync benchmark against the simulated tenant at 100,000 users / 10,000 groups / 1,000,000
+//! memberships / 500 enterprise apps (`cargo bench -p latchkey-entra --bench sync`):
+//!
+//! 1. full sync at zero latency: wall time, requests, peak memory; and the floor: the same rows
+//!    `COPY`ed into the same tables (same indexes) in the same run;
+//! 2. full sync at 50 ms per request with Graph's throttling model: wall time against
+//!    requests ÷ concurrency × latency;
+//! 3. incremental sync after 1 % of the directory changed: requests and time against the full sync.
+//!
+//! Without `--bench` (as `cargo test --all-targets` runs it) a small tenant keeps it quick.
+//! Needs PostgreSQL like the tests (`LATCHKEY_TEST_DATABASE_URL`).
+
+use futures::TryStreamExt;
+use latchkey_core::{DisplayName, Email, OrgId};
+use latchkey_crypto::KeyRing;
+use latchkey_entra::OutboundPolicy;
+use latchkey_entra::onboarding::connection_test::secret_ref;
+use latchkey_entra::onboarding::{AuthMode, AuthSettings, EntraSettings};
+use latchkey_entra::sync::{SyncHandler, SyncKind, SyncOptions, request_sync};
+use latchkey_entra_sim::{Change, SimConfig, SimHandle, SimServer, Throttle};
+use latchkey_jobs::{Registry, WorkerConfig, WorkerPool};
+use latchkey_store::testing::TestDb;
+use latchkey_store::{Store, apps, connectors, orgs, resources, secrets, sync_runs};
+use secrecy::SecretString;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+fn proc_kb(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Resets the peak-RSS counter (VmHWM) so the next reading covers only what follows.
+fn reset_peak() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+struct Bench {
+    db: TestDb,
+    sim: SimHandle,
+    org: OrgId,
+    keys: Arc<KeyRing>,
+    app: Option<Uuid>,
+}
+
+impl Bench {
+    fn store(&self) -> &Store {
+        &self.db.store
+    }
+
+    async fn connector(&mut self) -> Uuid {
+        let app = self.sim.customer_app();
+        let mut tx = self.store().org_tx(self.org).await.unwrap();
+        let app_id = match self.app {
+            Some(a) => a,
+            None => apps::create_managed(&mut tx, "Entra ID").await.unwrap().id,
+        };
+        self.app = Some(app_id);
+        let c = connectors::create(
+            &mut tx,
+            connectors::NewConnector {
+                app_id,
+                kind: "entra",
+                display_name: "Bench tenant",
+                created_by: None,
+            },
+        )
+        .await
+        .unwrap();
+        let settings = EntraSettings {
+            auth: AuthSettings {
+                mode: AuthMode::ClientSecret,
+                tenant_id: self.sim.tenant_id().to_string(),
+                client_id: Some(app.client_id.to_string()),
+            },
+            graph_domain: self.sim.base_url().to_string(),
+            login_authority: None,
+            provisioning: false,
+            skip_ad_groups: false,
+            fetch_sign_in_activity: false,
+            schedule_scim_provisioning: false,
+            disable_audit_feed: false,
+        };
+        connectors::set_settings(&mut tx, c.id, &serde_json::to_value(&settings).unwrap())
+            .await
+            .unwrap();
+        secrets::put(
+            &mut tx,
+            &self.keys,
+            secret_ref(c.id),
+            &SecretString::from(app.client_secret),
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        c.id
+    }
+
+    async fn sync(&self, connector: Uuid, kind: SyncKind) -> (sync_runs::SyncRun, Duration) {
+        let mut tx = self.store().org_tx(self.org).await.unwrap();
+        let (job, _) = request_sync(&mut tx, connector, kind, "bench")
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let mut cfg = WorkerConfig::new("bench");
+        cfg.concurrency = 2;
+        cfg.sync_slots = 1;
+        cfg.poll_interval = Duration::from_millis(20);
+        let handler = SyncHandler::new(self.keys.clone(), None, OutboundPolicy::INSECURE_DEV)
+            .with_options(SyncOptions::default());
+        let started = Instant::now();
+        WorkerPool::new(self.store().clone(), cfg, Registry::new().with(handler))
+            .run_until_idle(CancellationToken::new())
+            .await
+            .unwrap();
+        let took = started.elapsed();
+        let mut tx = self.store().org_tx(self.org).await.unwrap();
+        let run = sync_runs::get(&mut tx, job).await.unwrap();
+        if run.status != "succeeded" {
+            let job = latchkey_store::jobs::get(&mut tx, latchkey_store::jobs::JobId(job))
+                .await
+                .unwrap();
+            panic!(
+                "the sync did not succeed: {run:?}; job: {:?} {:?}",
+                job.status, job.last_error
+            );
+        }
+        tx.commit().await.unwrap();
+        (run, took)
+    }
+
+    /// The floor: the rows connector `from` holds, `COPY`ed as new rows of another connector
+    /// into the same tables (same indexes, same constraints). Returns (rows, time).
+    async fn copy_floor(&mut self, from: Uuid) -> (u64, Duration) {
+        let to = self.connector().await;
+        let mut conn = self.store().system().acquire().await.unwrap();
+        let mut payloads = Vec::new();
+        for (table, cols, select) in [
+            (
+                "resources",
+                "id, org_id, connector_id, type, external_id, display_name, profile, last_seen_run",
+                "md5(id::text || 'x')::uuid, org_id, $TO, type, external_id, display_name, profile, last_seen_run",
+            ),
+            (
+                "entitlements",
+                "id, org_id, connector_id, resource_id, slug, display_name, last_seen_run",
+                "md5(id::text || 'x')::uuid, org_id, $TO, md5(resource_id::text || 'x')::uuid, slug, display_name, last_seen_run",
+            ),
+            (
+                "grants",
+                "id, org_id, connector_id, entitlement_id, principal_id, kind, source, expanded, external_id, details, last_seen_run",
+                "md5(id::text || 'x')::uuid, org_id, $TO, md5(entitlement_id::text || 'x')::uuid, md5(principal_id::text || 'x')::uuid, kind, source, expanded, external_id, details, last_seen_run",
+            ),
+        ] {
+            let q = format!(
+                "COPY (SELECT {} FROM {table} WHERE connector_id = '{from}') TO STDOUT",
+                select.replace("$TO", &format!("'{to}'::uuid"))
+            );
+            let mut data = Vec::new();
+            let mut out = conn.copy_out_raw(&q).await.unwrap();
+            while let Some(chunk) = out.try_next().await.unwrap() {
+                data.extend_from_slice(&chunk);
+            }
+            drop(out);
+            payloads.push((table, cols, data));
+        }
+        let started = Instant::now();
+        let mut rows = 0;
+        for (table, cols, data) in payloads {
+            let mut copy = conn
+                .copy_in_raw(&format!("COPY {table} ({cols}) FROM STDIN"))
+                .await
+                .unwrap();
+            for chunk in data.chunks(1 << 20) {
+                copy.send(chunk).await.unwrap();
+            }
+            rows += copy.finish().await.unwrap();
+        }
+        (rows, started.elapsed())
+    }
+}
+
+/// About 1 % of the directory, changed out of band as admins would: users edited, memberships
+/// added and removed, a few app role and directory role assignments.
+fn change_one_percent(sim: &SimHandle) -> usize {
+    let users = sim.truth_users();
+    let groups = sim.truth_groups();
+    let n_users = users.len() / 100;
+    let n_groups = (groups.len() / 100).max(1);
+    let mut changes = 0;
+    for u in users.iter().step_by(100).take(n_users) {
+        sim.apply(Change::UpdateUser {
+            id: u.id,
+            display_name: None,
+            job_title: Some("Changed".into()),
+            account_enabled: None,
+        })
+        .unwrap();
+        changes += 1;
+    }
+    for (k, g) in groups.iter().step_by(100).take(n_groups).enumerate() {
+        let members = sim.group_members(g.id).unwrap();
+        if let Some(m) = members.first() {
+            sim.apply(Change::RemoveMember {
+                group_id: g.id,
+                member_id: *m,
+            })
+            .unwrap();
+            changes += 1;
+        }
+        let newcomer = users[(k * 7919) % users.len()].id;
+        if !members.contains(&newcomer) {
+            sim.apply(Change::AddMember {
+                group_id: g.id,
+                member_id: newcomer,
+            })
+            .unwrap();
+            changes += 1;
+        }
+    }
+    changes
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(run(full));
+}
+
+async fn run(full: bool) {
+    let cfg = if full {
+        SimConfig::large(1)
+    } else {
+        SimConfig::small(1)
+    };
+    let mut db = TestDb::new().await;
+    // The worker's pool as production sizes it by default (10), not the tests' 5.
+    let mut dbc = latchkey_store::DbConfig::new(db.url.clone());
+    dbc.max_connections = 10;
+    db.store = Store::connect(&dbc).await.unwrap();
+    let started = Instant::now();
+    let sim = SimServer::start(cfg).await.unwrap();
+    let truth = sim.truth();
+    println!(
+        "tenant: {} users, {} groups, {} memberships, {} service principals ({} managed identities); generated in {:.1} s",
+        truth.users,
+        truth.groups,
+        truth.memberships,
+        truth.service_principals,
+        truth.managed_identities,
+        started.elapsed().as_secs_f64()
+    );
+    let (org, _) = orgs::create_with_admin(
+        &db.store,
+        &DisplayName::parse("Bench").unwrap(),
+        &Email::parse("admin@bench.test").unwrap(),
+        &DisplayName::parse("Admin").unwrap(),
+        "x",
+    )
+    .await
+    .unwrap();
+    let keys = Arc::new(KeyRing::parse(&latchkey_crypto::generate_key_entry("k1")).unwrap());
+    let mut b = Bench {
+        db,
+        sim,
+        org,
+        keys,
+        app: None,
+    };
+
+    // 1. Zero latency: the sync against the COPY floor, and memory.
+    let a = b.connector().await;
+    let base_rss = proc_kb("VmRSS:");
+    reset_peak();
+    let (run, took) = b.sync(a, SyncKind::Full).await;
+    let peak = proc_kb("VmHWM:");
+    let requests = run.stats["requests"].as_u64().unwrap_or(0);
+    let mut tx = b.store().org_tx(b.org).await.unwrap();
+    let summary = resources::summary(&mut tx, a).await.unwrap();
+    tx.commit().await.unwrap();
+    println!(
+        "full sync (0 ms latency): {:.1} s, {requests} requests, {} pages; stored {:?} / {:?}",
+        took.as_secs_f64(),
+        run.stats["pages"],
+        summary.resources,
+        summary.grants
+    );
+    println!(
+        "memory: process RSS {} MB before the sync (the simulated tenant lives in this process), peak {} MB during it: the sync's share ≈ {} MB",
+        base_rss / 1024,
+        peak / 1024,
+        peak.saturating_sub(base_rss) / 1024
+    );
+    let (rows, floor) = b.copy_floor(a).await;
+    println!(
+        "floor: COPY of the same {rows} rows into the same tables: {:.1} s; sync / floor = {:.2}×",
+        floor.as_secs_f64(),
+        took.as_secs_f64() / floor.as_secs_f64()
+    );
+
+    // 3. Incremental after 1 % changed (zero latency), against the full sync above.
+    let changed = change_one_percent(&b.sim);
+    let (inc, inc_took) = b.sync(a, SyncKind::Incremental).await;
+    let inc_requests = inc.stats["requests"].as_u64().unwrap_or(0);
+    println!(
+        "incremental after {changed} changes: {:.2} s, {inc_requests} requests = {:.1} % of the full sync's requests, {:.1} % of its time",
+        inc_took.as_secs_f64(),
+        100.0 * inc_requests as f64 / requests.max(1) as f64,
+        100.0 * inc_took.as_secs_f64() / took.as_secs_f64()
+    );
+
+    // 2. 50 ms per request and Graph's throttling model.
+    b.sim.update_faults(|f| {
+        f.latency_ms = 50;
+        f.throttle = Throttle::TokenBucket { scale: 1.0 };
+    });
+    let c = b.connector().await;
+    let (slow, slow_took) = b.sync(c, SyncKind::Full).await;
+    let slow_requests = slow.stats["requests"].as_u64().unwrap_or(0);
+    let concurrency = SyncOptions::default().concurrency as f64;
+    let ideal = slow_requests as f64 / concurrency * 0.05;
+    println!(
+        "full sync (50 ms latency, throttling): {:.1} s, {slow_requests} requests, {} throttled, {} retries; requests ÷ concurrency ({concurrency}) × latency = {ideal:.1} s; ratio {:.2}×; sequential bound (requests × latency) = {:.1} s",
+        slow_took.as_secs_f64(),
+        slow.stats["throttled"],
+        slow.stats["retries"],
+        slow_took.as_secs_f64() / ideal,
+        slow_requests as f64 * 0.05
+    );
+}
