@@ -148,3 +148,83 @@ fn migrate_reports_an_unreachable_database_clearly() {
         "{err}"
     );
 }
+
+fn postgres_server_programs_installed() -> bool {
+    std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| {
+            d.flatten().any(|v| {
+                v.path().join("bin/initdb").is_file() && v.path().join("bin/pg_ctl").is_file()
+            })
+        })
+        .unwrap_or(false)
+}
+
+/// `latchkey demo` on a machine where nothing answers at DATABASE_URL: with the PostgreSQL
+/// server programs installed it starts a private cluster under ./.latchkey/ (and stops it
+/// again); without them it explains how to get PostgreSQL.
+#[tokio::test]
+async fn demo_without_a_database_starts_its_own_or_says_how_to_get_one() {
+    let dir = std::env::temp_dir().join(format!("latchkey-demo-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let mut child = latchkey()
+        .arg("demo")
+        .current_dir(&dir)
+        .env(
+            "DATABASE_URL",
+            format!("postgres://postgres@127.0.0.1:{}/latchkey", free_port()),
+        )
+        .env("LATCHKEY_LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if postgres_server_programs_installed() {
+        wait_ready(&format!("http://127.0.0.1:{port}/readyz")).await;
+        assert!(
+            dir.join(".latchkey/postgres/PG_VERSION").exists(),
+            "the private cluster lives under ./.latchkey/"
+        );
+        assert!(
+            dir.join(".latchkey/master.key").exists(),
+            "a development master key was generated"
+        );
+        sigterm(&child);
+        let status = wait_exit(&mut child, Duration::from_secs(30));
+        assert!(status.success(), "{status:?}");
+        let mut err = String::new();
+        use std::io::Read;
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        assert!(err.contains("starting a private one instead"), "{err}");
+        assert!(err.contains("generated a development master key"), "{err}");
+        // The cluster was stopped with the demo: its postmaster.pid is gone.
+        assert!(
+            !dir.join(".latchkey/postgres/postmaster.pid").exists(),
+            "the private PostgreSQL was stopped"
+        );
+    } else {
+        let status = wait_exit(&mut child, Duration::from_secs(30));
+        assert!(!status.success());
+        let mut err = String::new();
+        use std::io::Read;
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        assert!(
+            err.contains("docker compose up -d postgres") && err.contains("apt-get install"),
+            "{err}"
+        );
+    }
+    let _ = std::process::Command::new("rm")
+        .arg("-rf")
+        .arg(&dir)
+        .status();
+}
