@@ -9,6 +9,7 @@ mod faults;
 mod logs;
 mod paging;
 mod probe;
+mod provision;
 mod sync;
 
 use std::time::Duration;

@@ -1,0 +1,24 @@
+//! Provisioning: changing access in the customer's tenant, one grant or revoke at a time.
+//!
+//! Three stages, each usable on its own:
+//! 1. [`plan`] — from the stored access model (resource, entitlement slug, principal), the
+//!    Graph change to make, or a [`Refusal`] with a sentence saying why and what to do
+//!    instead. It never calls Graph, so refused requests leave no trace in the tenant.
+//! 2. [`apply`] — sends the change. Idempotent: "already exists" on a grant and "not found" on
+//!    a revoke are success ([`Applied::already`]), so a retried job never doubles an effect.
+//!    Graph refusals the plan could not foresee (the stored model was stale) come back as the
+//!    same [`Refusal`]s.
+//! 3. [`verify`] — reads the change back (with a bounded wait for Entra's replication delay)
+//!    until the grant is there or the revoked one is gone.
+//!
+//! Supported so far: group `members` and `owners`. App role assignments, directory roles
+//! (PIM) and licences are refused as unsupported until they are added here.
+
+mod plan;
+mod write;
+
+pub use plan::{GroupRel, Object, Operation, Refusal, Request, Step, plan, refusal_from_graph};
+pub use write::{Applied, ProvisionError, Verification, VerifyPolicy, apply, in_effect, verify};
+
+/// The job kind that runs one provisioning task.
+pub const PROVISION_JOB: &str = "entra.provision";

@@ -1,0 +1,422 @@
+//! Provisioning of group members and owners against the simulated tenant: refusals decided
+//! before any Graph call, idempotent writes, translated Graph refusals, and verification by
+//! reading back (including a change that shows up late and one that never does).
+
+use std::time::Duration;
+
+use latchkey_entra::graph::Query;
+use latchkey_entra::provision::{
+    self, GroupRel, Object, Operation, ProvisionError, Refusal, Request, Step, Verification,
+    VerifyPolicy,
+};
+use latchkey_entra::sync::map;
+use latchkey_entra_sim::Change;
+use latchkey_entra_sim::GroupKind;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::T;
+
+fn quick() -> VerifyPolicy {
+    VerifyPolicy {
+        timeout: Duration::from_secs(3),
+        first_delay: Duration::from_millis(50),
+        max_delay: Duration::from_millis(400),
+    }
+}
+
+/// The group as the sync stores it (same mapping), read from Graph.
+async fn stored_group(t: &T, id: Uuid) -> Object {
+    let fields = map::GROUP_FIELDS.to_vec();
+    let v: Value = t
+        .conn
+        .graph
+        .get(&Query::v1(format!("groups/{id}")).select(&fields))
+        .await
+        .unwrap();
+    let (row, _) = map::group(&v).unwrap();
+    Object {
+        rtype: row.rtype.into(),
+        external_id: row.external_id,
+        display_name: row.display_name,
+        profile: row.profile,
+    }
+}
+
+fn user_obj(id: Uuid, name: &str) -> Object {
+    Object {
+        rtype: "user".into(),
+        external_id: id.to_string(),
+        display_name: name.into(),
+        profile: json!({}),
+    }
+}
+
+fn group_of(t: &T, kind: GroupKind) -> Uuid {
+    t.sim
+        .truth_groups()
+        .into_iter()
+        .find(|g| g.kind == kind)
+        .unwrap_or_else(|| panic!("the small tenant has a {kind:?} group"))
+        .id
+}
+
+/// A member user of the tenant (not a guest, not on-premises) who is not in `group`.
+fn outsider(t: &T, group: Uuid) -> Uuid {
+    let members = t.sim.group_members(group).unwrap();
+    let owners = t.sim.group_owners(group).unwrap();
+    t.sim
+        .truth_users()
+        .into_iter()
+        .find(|u| {
+            u.user_type == "Member"
+                && !u.on_premises_sync_enabled
+                && !members.contains(&u.id)
+                && !owners.contains(&u.id)
+        })
+        .unwrap()
+        .id
+}
+
+fn writes(t: &T) -> Vec<String> {
+    t.graph_requests()
+        .into_iter()
+        .filter(|r| r.method != "GET")
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect()
+}
+
+fn req(op: Operation, resource: Object, slug: &str, principal: Object) -> Request {
+    Request {
+        operation: op,
+        resource,
+        slug: slug.into(),
+        principal,
+        inherited_via: None,
+        current_holders: None,
+    }
+}
+
+#[tokio::test]
+async fn grant_and_revoke_membership_idempotently_and_verified() {
+    let t = T::new().await;
+    let gid = group_of(&t, GroupKind::Security);
+    let uid = outsider(&t, gid);
+    let group = stored_group(&t, gid).await;
+    let grant = req(
+        Operation::Grant,
+        group.clone(),
+        "members",
+        user_obj(uid, "U"),
+    );
+    let step = provision::plan(&grant, true).unwrap();
+    assert_eq!(
+        step,
+        Step::AddGroupLink {
+            group: gid,
+            rel: GroupRel::Members,
+            principal: uid
+        }
+    );
+
+    let applied = provision::apply(&t.conn.graph, &step, "G").await.unwrap();
+    assert!(!applied.already);
+    assert!(t.sim.group_members(gid).unwrap().contains(&uid));
+    assert!(matches!(
+        provision::verify(&t.conn.graph, &step, quick()).await,
+        Verification::Verified { reads: 1 }
+    ));
+
+    // A retried job: Graph says "already exist", which is success, and nothing doubles.
+    let before = t.sim.group_members(gid).unwrap().len();
+    let again = provision::apply(&t.conn.graph, &step, "G").await.unwrap();
+    assert!(again.already);
+    assert_eq!(t.sim.group_members(gid).unwrap().len(), before);
+
+    let revoke = req(Operation::Revoke, group, "members", user_obj(uid, "U"));
+    let step = provision::plan(&revoke, true).unwrap();
+    assert!(
+        !provision::apply(&t.conn.graph, &step, "G")
+            .await
+            .unwrap()
+            .already
+    );
+    assert!(!t.sim.group_members(gid).unwrap().contains(&uid));
+    assert!(matches!(
+        provision::verify(&t.conn.graph, &step, quick()).await,
+        Verification::Verified { .. }
+    ));
+    // Revoking again: "not found" is success.
+    assert!(
+        provision::apply(&t.conn.graph, &step, "G")
+            .await
+            .unwrap()
+            .already
+    );
+}
+
+#[tokio::test]
+async fn grant_and_revoke_ownership() {
+    let t = T::new().await;
+    let gid = group_of(&t, GroupKind::Security);
+    let uid = outsider(&t, gid);
+    let group = stored_group(&t, gid).await;
+    let step = provision::plan(
+        &req(
+            Operation::Grant,
+            group.clone(),
+            "owners",
+            user_obj(uid, "U"),
+        ),
+        true,
+    )
+    .unwrap();
+    provision::apply(&t.conn.graph, &step, "G").await.unwrap();
+    assert!(t.sim.group_owners(gid).unwrap().contains(&uid));
+    assert!(matches!(
+        provision::verify(&t.conn.graph, &step, quick()).await,
+        Verification::Verified { .. }
+    ));
+    let mut revoke = req(Operation::Revoke, group, "owners", user_obj(uid, "U"));
+    revoke.current_holders = Some(t.sim.group_owners(gid).unwrap().len() as i64);
+    let step = provision::plan(&revoke, true).unwrap();
+    provision::apply(&t.conn.graph, &step, "G").await.unwrap();
+    assert!(!t.sim.group_owners(gid).unwrap().contains(&uid));
+}
+
+#[tokio::test]
+async fn refusals_are_decided_without_any_graph_write() {
+    let t = T::new().await;
+    let sec = group_of(&t, GroupKind::Security);
+    let uid = outsider(&t, sec);
+    let user = user_obj(uid, "Adele");
+    let mut groups = Vec::new();
+    for kind in [
+        GroupKind::MailEnabledSecurity,
+        GroupKind::Distribution,
+        GroupKind::DynamicSecurity,
+        GroupKind::OnPremisesSecurity,
+        GroupKind::Microsoft365,
+        GroupKind::RoleAssignable,
+        GroupKind::Security,
+    ] {
+        groups.push((kind, stored_group(&t, group_of(&t, kind)).await));
+    }
+    let g = |k: GroupKind| groups.iter().find(|(x, _)| *x == k).unwrap().1.clone();
+    t.sim.clear_requests();
+
+    let exchange = "Microsoft Graph cannot change membership of mail-enabled security groups or distribution lists; manage it in Exchange";
+    for (kind, slug) in [
+        (GroupKind::MailEnabledSecurity, "members"),
+        (GroupKind::Distribution, "members"),
+        (GroupKind::MailEnabledSecurity, "owners"),
+    ] {
+        for op in [Operation::Grant, Operation::Revoke] {
+            let e = provision::plan(&req(op, g(kind), slug, user.clone()), true).unwrap_err();
+            assert!(
+                matches!(e, Refusal::ExchangeManaged { .. }),
+                "{kind:?}: {e}"
+            );
+            assert!(e.to_string().contains(exchange), "{e}");
+        }
+    }
+    let e = provision::plan(
+        &req(
+            Operation::Grant,
+            g(GroupKind::DynamicSecurity),
+            "members",
+            user.clone(),
+        ),
+        true,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("dynamic membership"), "{e}");
+    // Owners of a dynamic group are not rule-driven.
+    provision::plan(
+        &req(
+            Operation::Grant,
+            g(GroupKind::DynamicSecurity),
+            "owners",
+            user.clone(),
+        ),
+        true,
+    )
+    .unwrap();
+    let e = provision::plan(
+        &req(
+            Operation::Revoke,
+            g(GroupKind::OnPremisesSecurity),
+            "members",
+            user.clone(),
+        ),
+        true,
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("on-premises Active Directory"),
+        "{e}"
+    );
+
+    // Principals of a kind the entitlement does not accept.
+    let as_principal = |o: &Object| o.clone();
+    let nested = as_principal(&g(GroupKind::Security));
+    let e = provision::plan(
+        &req(
+            Operation::Grant,
+            g(GroupKind::Microsoft365),
+            "members",
+            nested.clone(),
+        ),
+        true,
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("accepts only users as members"),
+        "{e}"
+    );
+    let e = provision::plan(
+        &req(
+            Operation::Grant,
+            g(GroupKind::RoleAssignable),
+            "members",
+            nested.clone(),
+        ),
+        true,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("does not accept groups"), "{e}");
+    let e = provision::plan(
+        &req(
+            Operation::Grant,
+            g(GroupKind::Security),
+            "owners",
+            nested.clone(),
+        ),
+        true,
+    )
+    .unwrap_err();
+    assert!(matches!(e, Refusal::PrincipalKind { .. }), "{e}");
+    let role = Object {
+        rtype: "role".into(),
+        external_id: Uuid::new_v4().to_string(),
+        display_name: "Global Administrator".into(),
+        profile: json!({}),
+    };
+    let e = provision::plan(
+        &req(Operation::Grant, g(GroupKind::Security), "members", role),
+        true,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("is a directory role"), "{e}");
+
+    // The last owner.
+    let mut last = req(
+        Operation::Revoke,
+        g(GroupKind::Security),
+        "owners",
+        user.clone(),
+    );
+    last.current_holders = Some(1);
+    let e = provision::plan(&last, true).unwrap_err();
+    assert!(e.to_string().contains("last owner"), "{e}");
+
+    // Inherited grants are revoked at their group.
+    let mut inherited = req(
+        Operation::Revoke,
+        g(GroupKind::Security),
+        "members",
+        user.clone(),
+    );
+    inherited.inherited_via = Some("group:abc".into());
+    assert!(matches!(
+        provision::plan(&inherited, true).unwrap_err(),
+        Refusal::Inherited { .. }
+    ));
+
+    // Provisioning disabled: refused whatever the request.
+    let e = provision::plan(
+        &req(
+            Operation::Grant,
+            g(GroupKind::Security),
+            "members",
+            user.clone(),
+        ),
+        false,
+    )
+    .unwrap_err();
+    assert_eq!(e, Refusal::ProvisioningDisabled);
+    assert!(e.to_string().contains("Provisioning is turned off"));
+
+    assert!(
+        writes(&t).is_empty(),
+        "no write reached Graph: {:?}",
+        writes(&t)
+    );
+    assert!(t.graph_requests().is_empty(), "not even a read");
+}
+
+#[tokio::test]
+async fn graph_refusals_of_a_stale_model_read_like_the_plan() {
+    let t = T::new().await;
+    let gid = group_of(&t, GroupKind::MailEnabledSecurity);
+    let uid = outsider(&t, group_of(&t, GroupKind::Security));
+    let step = Step::AddGroupLink {
+        group: gid,
+        rel: GroupRel::Members,
+        principal: uid,
+    };
+    let e = provision::apply(&t.conn.graph, &step, "Finance DL")
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        e,
+        ProvisionError::Refused(Refusal::ExchangeManaged { .. })
+    ));
+    assert!(!e.is_transient());
+    assert!(e.to_string().contains("manage it in Exchange"), "{e}");
+    assert!(!t.sim.group_members(gid).unwrap().contains(&uid));
+}
+
+#[tokio::test]
+async fn verification_waits_for_replication_and_fails_when_nothing_happens() {
+    let t = T::new().await;
+    let gid = group_of(&t, GroupKind::Security);
+    let uid = outsider(&t, gid);
+    let step = Step::AddGroupLink {
+        group: gid,
+        rel: GroupRel::Members,
+        principal: uid,
+    };
+    // The change becomes visible only after a while (replication delay).
+    let late = async {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        t.sim
+            .apply(Change::AddMember {
+                group_id: gid,
+                member_id: uid,
+            })
+            .unwrap();
+    };
+    let (verified, ()) = tokio::join!(provision::verify(&t.conn.graph, &step, quick()), late);
+    match verified {
+        Verification::Verified { reads } => assert!(reads > 1, "it had to read again"),
+        other => panic!("expected verified, got {other:?}"),
+    }
+
+    // A write Graph accepted that never takes effect: bounded wait, then a reason.
+    let other = outsider(&t, gid);
+    let step = Step::AddGroupLink {
+        group: gid,
+        rel: GroupRel::Members,
+        principal: other,
+    };
+    let started = std::time::Instant::now();
+    match provision::verify(&t.conn.graph, &step, quick()).await {
+        Verification::Failed { why, reads } => {
+            assert!(why.contains("did not appear"), "{why}");
+            assert!(reads >= 2);
+        }
+        other => panic!("expected failure, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
