@@ -11,12 +11,19 @@
 //! 3. [`verify`] — reads the change back (with a bounded wait for Entra's replication delay)
 //!    until the grant is there or the revoked one is gone.
 //!
+//! As a job: [`request`] records a task (`provisioning_tasks`) and enqueues `entra.provision`;
+//! [`ProvisionHandler`] runs plan → apply → verify, then stamps `provisioned_at` /
+//! `verified_at` (or `verification_failed`), updates the stored grants at once and appends
+//! each step to the task's trail (`provisioning_events`).
+//!
 //! Supported so far: group `members` and `owners`. App role assignments, directory roles
 //! (PIM) and licences are refused as unsupported until they are added here.
 
+mod job;
 mod plan;
 mod write;
 
+pub use job::{Ask, ProvisionHandler, ProvisionPayload, request};
 pub use plan::{GroupRel, Object, Operation, Refusal, Request, Step, plan, refusal_from_graph};
 pub use write::{Applied, ProvisionError, Verification, VerifyPolicy, apply, in_effect, verify};
 

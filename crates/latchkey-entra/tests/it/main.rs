@@ -10,6 +10,7 @@ mod logs;
 mod paging;
 mod probe;
 mod provision;
+mod provision_jobs;
 mod sync;
 
 use std::time::Duration;

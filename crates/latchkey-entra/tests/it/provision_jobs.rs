@@ -1,0 +1,333 @@
+//! Provisioning tasks run as `entra.provision` jobs against the simulated tenant and a real
+//! database: task timestamps and trail, stored grants updated at once, idempotent repeats,
+//! refusals and provisioning turned off with no Graph write, another organization's ids.
+
+use std::time::Duration;
+
+use latchkey_core::{DisplayName, Email};
+use latchkey_entra::OutboundPolicy;
+use latchkey_entra::onboarding::EntraSettings;
+use latchkey_entra::provision::{self, Ask, ProvisionHandler, VerifyPolicy};
+use latchkey_entra::sync::SyncKind;
+use latchkey_entra_sim::{GroupKind, SimConfig};
+use latchkey_jobs::{Registry, WorkerConfig, WorkerPool};
+use latchkey_store::provisioning::{self, Task};
+use latchkey_store::resources::{self, GrantFilter, ResourceFilter};
+use latchkey_store::{StoreError, connectors, orgs};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::sync::{Env, Tweaks};
+
+async fn set_provisioning(env: &Env, connector: Uuid, on: bool) {
+    let mut tx = env.store().org_tx(env.org).await.unwrap();
+    let row = connectors::get(&mut tx, connector).await.unwrap();
+    let mut s: EntraSettings = serde_json::from_value(row.settings.unwrap()).unwrap();
+    s.provisioning = on;
+    connectors::set_settings(&mut tx, connector, &serde_json::to_value(&s).unwrap())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+}
+
+async fn run_jobs(env: &Env) {
+    let mut cfg = WorkerConfig::new("prov");
+    cfg.concurrency = 2;
+    cfg.poll_interval = Duration::from_millis(50);
+    let handler = ProvisionHandler::new(env.keys.clone(), None, OutboundPolicy::INSECURE_DEV)
+        .with_verify(VerifyPolicy {
+            timeout: Duration::from_secs(3),
+            first_delay: Duration::from_millis(50),
+            max_delay: Duration::from_millis(400),
+        });
+    WorkerPool::new(env.store().clone(), cfg, Registry::new().with(handler))
+        .run_until_idle(CancellationToken::new())
+        .await
+        .unwrap();
+}
+
+/// Stored resource id of the object with this directory id.
+async fn resource_id(env: &Env, connector: Uuid, rtype: &str, external: Uuid) -> Uuid {
+    let mut tx = env.store().org_tx(env.org).await.unwrap();
+    let mut after = None;
+    loop {
+        let page = resources::list_resources(
+            &mut tx,
+            connector,
+            &ResourceFilter {
+                types: vec![rtype.into()],
+                ..Default::default()
+            },
+            after,
+            200,
+        )
+        .await
+        .unwrap();
+        if let Some(r) = page
+            .items
+            .iter()
+            .find(|r| r.external_id == external.to_string())
+        {
+            return r.id;
+        }
+        after = Some(
+            latchkey_store::Cursor::parse(&page.next_cursor.expect("resource is stored")).unwrap(),
+        );
+    }
+}
+
+async fn entitlement(env: &Env, connector: Uuid, resource: Uuid, slug: &str) -> Uuid {
+    let mut tx = env.store().org_tx(env.org).await.unwrap();
+    resources::list_entitlements(&mut tx, connector, Some(resource), None, None, 50)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .find(|e| e.slug == slug)
+        .unwrap()
+        .id
+}
+
+async fn ask(env: &Env, connector: Uuid, a: Ask) -> Uuid {
+    let mut tx = env.store().org_tx(env.org).await.unwrap();
+    let id = provision::request(&mut tx, connector, a, "user:tester")
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    id
+}
+
+async fn task(env: &Env, id: Uuid) -> (Task, Vec<String>) {
+    let mut tx = env.store().org_tx(env.org).await.unwrap();
+    let t = provisioning::get_task(&mut tx, id).await.unwrap();
+    let ev = provisioning::events(&mut tx, id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    (t, ev)
+}
+
+async fn direct_grants(env: &Env, connector: Uuid, ent: Uuid, principal: Uuid) -> Vec<Uuid> {
+    let mut tx = env.store().org_tx(env.org).await.unwrap();
+    resources::list_grants(
+        &mut tx,
+        connector,
+        &GrantFilter {
+            entitlement: Some(ent),
+            principal: Some(principal),
+            ..Default::default()
+        },
+        None,
+        50,
+    )
+    .await
+    .unwrap()
+    .items
+    .into_iter()
+    .map(|g| g.id)
+    .collect()
+}
+
+fn graph_writes(env: &Env) -> Vec<String> {
+    env.sim
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.method != "GET" && (r.path.starts_with("/v1.0/") || r.path.starts_with("/beta/"))
+        })
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect()
+}
+
+fn group_of(env: &Env, kind: GroupKind) -> Uuid {
+    env.sim
+        .truth_groups()
+        .into_iter()
+        .find(|g| g.kind == kind)
+        .unwrap()
+        .id
+}
+
+#[tokio::test]
+async fn grant_and_revoke_as_tasks_update_the_tenant_and_the_stored_grants() {
+    let env = Env::new(SimConfig::small(7)).await;
+    let c = env.connector(&Tweaks::default()).await;
+    set_provisioning(&env, c, true).await;
+    env.sync(c, SyncKind::Full).await;
+
+    let gid = group_of(&env, GroupKind::Security);
+    let members = env.sim.group_members(gid).unwrap();
+    let uid = env
+        .sim
+        .truth_users()
+        .into_iter()
+        .find(|u| u.user_type == "Member" && !members.contains(&u.id))
+        .unwrap()
+        .id;
+    let group = resource_id(&env, c, "group", gid).await;
+    let user = resource_id(&env, c, "user", uid).await;
+    let ent = entitlement(&env, c, group, "members").await;
+    assert!(direct_grants(&env, c, ent, user).await.is_empty());
+
+    let t1 = ask(
+        &env,
+        c,
+        Ask::Grant {
+            entitlement: ent,
+            principal: user,
+        },
+    )
+    .await;
+    let (queued, _) = task(&env, t1).await;
+    assert_eq!(queued.status, "queued");
+    run_jobs(&env).await;
+    let (done, events) = task(&env, t1).await;
+    assert_eq!(done.status, "succeeded", "{:?}", done.error);
+    assert!(done.provisioned_at.is_some() && done.verified_at.is_some());
+    assert!(done.requested_at <= done.provisioned_at.unwrap());
+    assert!(done.provisioned_at.unwrap() <= done.verified_at.unwrap());
+    assert_eq!(events, ["requested", "provisioned", "verified"]);
+    assert!(env.sim.group_members(gid).unwrap().contains(&uid));
+    // Stored at once, without a sync.
+    let stored = direct_grants(&env, c, ent, user).await;
+    assert_eq!(stored.len(), 1);
+
+    // Asking again (a retried request): Graph says it already exists; nothing doubles.
+    let n = env.sim.group_members(gid).unwrap().len();
+    let t2 = ask(
+        &env,
+        c,
+        Ask::Grant {
+            entitlement: ent,
+            principal: user,
+        },
+    )
+    .await;
+    run_jobs(&env).await;
+    let (again, _) = task(&env, t2).await;
+    assert_eq!(again.status, "succeeded");
+    assert_eq!(again.details["already"], true);
+    assert_eq!(env.sim.group_members(gid).unwrap().len(), n);
+    assert_eq!(direct_grants(&env, c, ent, user).await, stored);
+
+    // A sync afterwards finds the same grant row.
+    env.sync(c, SyncKind::Full).await;
+    assert_eq!(direct_grants(&env, c, ent, user).await, stored);
+
+    // Revoke by the stored grant's id.
+    let t3 = ask(&env, c, Ask::Revoke { grant: stored[0] }).await;
+    run_jobs(&env).await;
+    let (revoked, events) = task(&env, t3).await;
+    assert_eq!(revoked.status, "succeeded", "{:?}", revoked.error);
+    assert_eq!(revoked.operation, "revoke");
+    assert!(revoked.verified_at.is_some());
+    assert_eq!(events, ["requested", "provisioned", "verified"]);
+    assert!(!env.sim.group_members(gid).unwrap().contains(&uid));
+    assert!(direct_grants(&env, c, ent, user).await.is_empty());
+}
+
+#[tokio::test]
+async fn refused_tasks_fail_with_the_reason_and_never_write() {
+    let env = Env::new(SimConfig::small(7)).await;
+    let c = env.connector(&Tweaks::default()).await;
+    env.sync(c, SyncKind::Full).await;
+    let uid = env
+        .sim
+        .truth_users()
+        .into_iter()
+        .find(|u| u.user_type == "Member")
+        .unwrap()
+        .id;
+    let user = resource_id(&env, c, "user", uid).await;
+    let sec = resource_id(&env, c, "group", group_of(&env, GroupKind::Security)).await;
+    let sec_members = entitlement(&env, c, sec, "members").await;
+    let mesg = resource_id(
+        &env,
+        c,
+        "group",
+        group_of(&env, GroupKind::MailEnabledSecurity),
+    )
+    .await;
+    let mesg_members = entitlement(&env, c, mesg, "members").await;
+
+    // Provisioning is off on this connector (the default): refused before any call.
+    env.sim.clear_requests();
+    let off = ask(
+        &env,
+        c,
+        Ask::Grant {
+            entitlement: sec_members,
+            principal: user,
+        },
+    )
+    .await;
+    run_jobs(&env).await;
+    let (t, events) = task(&env, off).await;
+    assert_eq!(t.status, "failed");
+    assert!(
+        t.error
+            .as_deref()
+            .unwrap()
+            .contains("Provisioning is turned off"),
+        "{:?}",
+        t.error
+    );
+    assert!(t.provisioned_at.is_none() && t.verified_at.is_none());
+    assert_eq!(events, ["requested", "refused"]);
+    assert!(env.sim.requests().is_empty(), "not even a token request");
+
+    set_provisioning(&env, c, true).await;
+    let refused = ask(
+        &env,
+        c,
+        Ask::Grant {
+            entitlement: mesg_members,
+            principal: user,
+        },
+    )
+    .await;
+    run_jobs(&env).await;
+    let (t, _) = task(&env, refused).await;
+    assert_eq!(t.status, "failed");
+    assert!(
+        t.error.as_deref().unwrap().contains(
+            "Microsoft Graph cannot change membership of mail-enabled security groups or distribution lists; manage it in Exchange"
+        ),
+        "{:?}",
+        t.error
+    );
+    assert!(graph_writes(&env).is_empty(), "{:?}", graph_writes(&env));
+}
+
+#[tokio::test]
+async fn another_organizations_ids_are_not_found() {
+    let env = Env::new(SimConfig::small(7)).await;
+    let c = env.connector(&Tweaks::default()).await;
+    env.sync(c, SyncKind::Full).await;
+    let gid = group_of(&env, GroupKind::Security);
+    let group = resource_id(&env, c, "group", gid).await;
+    let ent = entitlement(&env, c, group, "members").await;
+    let (other, _) = orgs::create_with_admin(
+        &env.db.store,
+        &DisplayName::parse("Fabrikam").unwrap(),
+        &Email::parse("admin@fabrikam.test").unwrap(),
+        &DisplayName::parse("Admin").unwrap(),
+        "x",
+    )
+    .await
+    .unwrap();
+    let mut tx = env.store().org_tx(other).await.unwrap();
+    let r = provision::request(
+        &mut tx,
+        c,
+        Ask::Grant {
+            entitlement: ent,
+            principal: group,
+        },
+        "user:intruder",
+    )
+    .await;
+    assert!(matches!(r, Err(StoreError::NotFound)), "{r:?}");
+}
