@@ -421,6 +421,17 @@ pub async fn sweep_resource_types(
     Ok(n)
 }
 
+/// Lifts the statement timeout for the rest of the transaction to `limit`: the sweep and the
+/// expansion of a large tenant touch millions of rows in one statement (a background job, not
+/// a web request).
+pub async fn allow_long_statements(tx: &mut OrgTx, limit: std::time::Duration) -> Result<()> {
+    sqlx::query("SELECT set_config('statement_timeout', $1, true)")
+        .bind(format!("{}ms", limit.as_millis()))
+        .execute(tx.conn())
+        .await?;
+    Ok(())
+}
+
 /// What a sweep marked deleted.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
 pub struct Swept {
