@@ -174,10 +174,11 @@ async fn build_request(
         Operation::Grant
     };
     let mut inherited_via = None;
+    let mut grant_external_id = None;
     if let Some(g) = task.grant_id {
         match provisioning::get_grant(tx, connector, g).await {
             Ok(g) if g.expanded || g.source != "direct" => inherited_via = Some(g.source),
-            Ok(_) => {}
+            Ok(g) => grant_external_id = Some(g.external_id).filter(|e| !e.is_empty()),
             // Already removed from the store (a sync saw it go): revoking again is harmless.
             Err(StoreError::NotFound) => {}
             Err(e) => return Err(e.into()),
@@ -192,6 +193,7 @@ async fn build_request(
             principal: object(principal),
             inherited_via,
             current_holders,
+            grant_external_id,
         },
         enabled,
     ))
@@ -203,6 +205,8 @@ fn grant_kind(step: &Step) -> &'static str {
             GroupRel::Members => "group_members",
             GroupRel::Owners => "group_owners",
         },
+        Step::AssignAppRole { .. } | Step::RemoveAppRole { .. } => "app_role_assignments",
+        Step::AddAppOwner { .. } | Step::RemoveAppOwner { .. } => "app_owners",
     }
 }
 
@@ -367,7 +371,7 @@ impl JobHandler for ProvisionHandler {
                             task.entitlement_id,
                             task.principal_id,
                             grant_kind(&step),
-                            "",
+                            applied.external_id.as_deref().unwrap_or(""),
                             task.id,
                         )
                         .await

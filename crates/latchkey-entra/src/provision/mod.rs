@@ -16,8 +16,10 @@
 //! `verified_at` (or `verification_failed`), updates the stored grants at once and appends
 //! each step to the task's trail (`provisioning_events`).
 //!
-//! Supported so far: group `members` and `owners`. App role assignments, directory roles
-//! (PIM) and licences are refused as unsupported until they are added here.
+//! Supported so far: group `members` and `owners`; enterprise application
+//! `assignment:<appRoleId>` (the role's allowed member types are read before the write) and
+//! `owners`. Directory roles (PIM) and licences are refused as unsupported until they are
+//! added here.
 
 mod job;
 mod plan;

@@ -65,6 +65,9 @@ pub struct Request {
     /// last-owner rule).
     #[serde(default)]
     pub current_holders: Option<i64>,
+    /// For a revoke: Graph's id of the stored grant (an app role assignment's id), when known.
+    #[serde(default)]
+    pub grant_external_id: Option<String>,
 }
 
 /// Which side of a group a link is on.
@@ -100,6 +103,36 @@ pub enum Step {
         rel: GroupRel,
         principal: Uuid,
     },
+    /// `POST /servicePrincipals/{app}/appRoleAssignedTo`.
+    AssignAppRole {
+        app: Uuid,
+        app_role: Uuid,
+        principal: Uuid,
+        /// The principal is a service principal (app roles allow `Application`), not a user
+        /// or group (`User`).
+        principal_is_app: bool,
+    },
+    /// `DELETE /servicePrincipals/{app}/appRoleAssignedTo/{assignment}` (the assignment is
+    /// looked up when the stored grant does not know its id).
+    RemoveAppRole {
+        app: Uuid,
+        app_role: Uuid,
+        principal: Uuid,
+    },
+    /// `POST /servicePrincipals/{app}/owners/$ref`.
+    AddAppOwner { app: Uuid, principal: Uuid },
+    /// `DELETE /servicePrincipals/{app}/owners/{principal}/$ref`.
+    RemoveAppOwner { app: Uuid, principal: Uuid },
+}
+
+impl Step {
+    /// Adds access (as opposed to removing it).
+    pub fn is_grant(&self) -> bool {
+        matches!(
+            self,
+            Step::AddGroupLink { .. } | Step::AssignAppRole { .. } | Step::AddAppOwner { .. }
+        )
+    }
 }
 
 /// Why Latchkey will not send a change to Graph. Each message says what is wrong and what to
@@ -130,13 +163,23 @@ pub enum Refusal {
         accepts: &'static str,
     },
     #[error(
-        "{principal} is the last owner of {group}: Entra does not allow removing a group's last owner. Add another owner first."
+        "{principal} is the last owner of {group}: Entra does not allow removing the last owner, and nobody would be answerable for it. Add another owner first."
     )]
     LastOwner { principal: String, group: String },
     #[error(
         "{principal} holds this access through {via}, not directly: revoke that group membership instead."
     )]
     Inherited { principal: String, via: String },
+    #[error(
+        "The app role of {app} cannot be assigned to a {kind}: the role allows only {allowed}. Choose another role, or change the role's allowed member types in Entra > App registrations > App roles."
+    )]
+    AppRoleNotAssignable {
+        app: String,
+        kind: String,
+        allowed: String,
+    },
+    #[error("The app role {role} no longer exists on {app}; run a sync and choose another role.")]
+    AppRoleMissing { app: String, role: String },
     #[error("A group cannot be a member of itself.")]
     SelfMembership,
     #[error(
@@ -177,6 +220,10 @@ pub fn plan(req: &Request, provisioning_enabled: bool) -> Result<Step, Refusal> 
     match (req.resource.rtype.as_str(), req.slug.as_str()) {
         ("group", "members") => group_step(req, GroupRel::Members),
         ("group", "owners") => group_step(req, GroupRel::Owners),
+        ("enterprise_application", "owners") => app_owner_step(req),
+        ("enterprise_application", slug) if slug.starts_with("assignment:") => {
+            app_role_step(req, &slug["assignment:".len()..])
+        }
         (rtype, slug) => Err(Refusal::Unsupported {
             rtype: kind_label(rtype),
             slug: slug.to_string(),
@@ -271,6 +318,79 @@ fn group_step(req: &Request, rel: GroupRel) -> Result<Step, Refusal> {
         Operation::Revoke => Step::RemoveGroupLink {
             group,
             rel,
+            principal,
+        },
+    })
+}
+
+fn ids(req: &Request) -> Result<(Uuid, Uuid), Refusal> {
+    let r = req
+        .resource
+        .object_id()
+        .ok_or_else(|| Refusal::BadObjectId(req.resource.external_id.clone()))?;
+    let p = req
+        .principal
+        .object_id()
+        .ok_or_else(|| Refusal::BadObjectId(req.principal.external_id.clone()))?;
+    Ok((r, p))
+}
+
+fn app_owner_step(req: &Request) -> Result<Step, Refusal> {
+    let p = &req.principal;
+    if !matches!(
+        p.rtype.as_str(),
+        "user" | "enterprise_application" | "managed_identity"
+    ) {
+        return Err(Refusal::PrincipalKind {
+            principal: p.display_name.clone(),
+            kind: kind_label(&p.rtype),
+            resource: req.resource.display_name.clone(),
+            accepts: "accepts users and service principals as owners",
+        });
+    }
+    if req.operation == Operation::Revoke && req.current_holders.is_some_and(|n| n <= 1) {
+        // Not a Graph rule, but an app nobody owns is an app nobody is answerable for.
+        return Err(Refusal::LastOwner {
+            principal: p.display_name.clone(),
+            group: req.resource.display_name.clone(),
+        });
+    }
+    let (app, principal) = ids(req)?;
+    Ok(match req.operation {
+        Operation::Grant => Step::AddAppOwner { app, principal },
+        Operation::Revoke => Step::RemoveAppOwner { app, principal },
+    })
+}
+
+fn app_role_step(req: &Request, role: &str) -> Result<Step, Refusal> {
+    let p = &req.principal;
+    let principal_is_app = match p.rtype.as_str() {
+        "user" | "group" => false,
+        "enterprise_application" | "managed_identity" => true,
+        _ => {
+            return Err(Refusal::PrincipalKind {
+                principal: p.display_name.clone(),
+                kind: kind_label(&p.rtype),
+                resource: req.resource.display_name.clone(),
+                accepts: "assigns app roles to users, groups and service principals",
+            });
+        }
+    };
+    let app_role = Uuid::parse_str(role).map_err(|_| Refusal::AppRoleMissing {
+        app: req.resource.display_name.clone(),
+        role: role.to_string(),
+    })?;
+    let (app, principal) = ids(req)?;
+    Ok(match req.operation {
+        Operation::Grant => Step::AssignAppRole {
+            app,
+            app_role,
+            principal,
+            principal_is_app,
+        },
+        Operation::Revoke => Step::RemoveAppRole {
+            app,
+            app_role,
             principal,
         },
     })

@@ -2,6 +2,9 @@
 
 use std::time::{Duration, Instant};
 
+use futures::TryStreamExt;
+use uuid::Uuid;
+
 use http::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -27,11 +30,14 @@ impl ProvisionError {
 }
 
 /// What Graph did with a step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Applied {
     /// Graph answered "already exists" (grant) or "does not exist" (revoke): the tenant was
     /// already as asked, e.g. a retried job whose first attempt got through.
     pub already: bool,
+    /// Graph's id of what was created (an app role assignment's id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
 }
 
 fn rel_permission(rel: GroupRel) -> &'static str {
@@ -41,37 +47,34 @@ fn rel_permission(rel: GroupRel) -> &'static str {
     }
 }
 
-/// Sends the step. "Already exists" on an add and "not found" on a removal are success.
-pub async fn apply(
-    graph: &GraphClient,
-    step: &Step,
+const APP_ROLE_WRITE: &str = "AppRoleAssignment.ReadWrite.All";
+const APP_WRITE: &str = "Application.ReadWrite.All";
+
+/// Interprets the answer to an add (`adding`) or a removal: "already so" is success.
+fn settle(
+    result: Result<crate::graph::GraphResponse, GraphError>,
+    adding: bool,
     group_name: &str,
+    rel: GroupRel,
 ) -> Result<Applied, ProvisionError> {
-    let (rel, result, adding) = match *step {
-        Step::AddGroupLink {
-            group,
-            rel,
-            principal,
-        } => {
-            let q = Query::v1(format!("groups/{group}/{}/$ref", rel.as_str()))
-                .needs_permission(rel_permission(rel));
-            let body = graph.directory_object_ref(&principal);
-            (rel, graph.send(Method::POST, &q, Some(&body)).await, true)
-        }
-        Step::RemoveGroupLink {
-            group,
-            rel,
-            principal,
-        } => {
-            let q = Query::v1(format!("groups/{group}/{}/{principal}/$ref", rel.as_str()))
-                .needs_permission(rel_permission(rel));
-            (rel, graph.send(Method::DELETE, &q, None).await, false)
-        }
-    };
     match result {
-        Ok(_) => Ok(Applied { already: false }),
-        Err(e) if adding && e.is_already_exists() => Ok(Applied { already: true }),
-        Err(e) if !adding && e.is_already_absent() => Ok(Applied { already: true }),
+        Ok(r) => Ok(Applied {
+            already: false,
+            external_id: r
+                .body
+                .as_ref()
+                .and_then(|b| b.get("id"))
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        }),
+        Err(e) if adding && e.is_already_exists() => Ok(Applied {
+            already: true,
+            external_id: None,
+        }),
+        Err(e) if !adding && e.is_already_absent() => Ok(Applied {
+            already: true,
+            external_id: None,
+        }),
         Err(e) => match e
             .graph_message()
             .and_then(|m| refusal_from_graph(m, group_name, rel))
@@ -80,6 +83,199 @@ pub async fn apply(
             _ => Err(ProvisionError::Graph(e)),
         },
     }
+}
+
+/// Sends the step. "Already exists" on an add and "not found" on a removal are success.
+/// `resource_name` is the group's or app's display name, for refusals.
+pub async fn apply(
+    graph: &GraphClient,
+    step: &Step,
+    resource_name: &str,
+) -> Result<Applied, ProvisionError> {
+    match *step {
+        Step::AddGroupLink {
+            group,
+            rel,
+            principal,
+        } => {
+            let q = Query::v1(format!("groups/{group}/{}/$ref", rel.as_str()))
+                .needs_permission(rel_permission(rel));
+            let body = graph.directory_object_ref(&principal);
+            let r = graph.send(Method::POST, &q, Some(&body)).await;
+            settle(r, true, resource_name, rel)
+        }
+        Step::RemoveGroupLink {
+            group,
+            rel,
+            principal,
+        } => {
+            let q = Query::v1(format!("groups/{group}/{}/{principal}/$ref", rel.as_str()))
+                .needs_permission(rel_permission(rel));
+            let r = graph.send(Method::DELETE, &q, None).await;
+            settle(r, false, resource_name, rel)
+        }
+        Step::AddAppOwner { app, principal } => {
+            let q = Query::v1(format!("servicePrincipals/{app}/owners/$ref"))
+                .needs_permission(APP_WRITE);
+            let body = graph.directory_object_ref(&principal);
+            let r = graph.send(Method::POST, &q, Some(&body)).await;
+            settle(r, true, resource_name, GroupRel::Owners)
+        }
+        Step::RemoveAppOwner { app, principal } => {
+            let q = Query::v1(format!("servicePrincipals/{app}/owners/{principal}/$ref"))
+                .needs_permission(APP_WRITE);
+            let r = graph.send(Method::DELETE, &q, None).await;
+            settle(r, false, resource_name, GroupRel::Owners)
+        }
+        Step::AssignAppRole {
+            app,
+            app_role,
+            principal,
+            principal_is_app,
+        } => {
+            check_assignable(graph, app, app_role, principal_is_app, resource_name).await?;
+            let q = Query::v1(format!("servicePrincipals/{app}/appRoleAssignedTo"))
+                .needs_permission(APP_ROLE_WRITE);
+            let body = serde_json::json!({
+                "principalId": principal, "resourceId": app, "appRoleId": app_role,
+            });
+            let r = graph.send(Method::POST, &q, Some(&body)).await;
+            if let Err(e) = &r
+                && e.graph_message().is_some_and(|m| {
+                    m.to_ascii_lowercase()
+                        .contains("not allowed for this principal type")
+                })
+            {
+                return Err(Refusal::AppRoleNotAssignable {
+                    app: resource_name.to_string(),
+                    kind: kind_name(principal_is_app).into(),
+                    allowed: "other principal types".into(),
+                }
+                .into());
+            }
+            let mut applied = settle(r, true, resource_name, GroupRel::Members)?;
+            if applied.external_id.is_none() {
+                applied.external_id = find_assignment(graph, app, app_role, principal).await?;
+            }
+            Ok(applied)
+        }
+        Step::RemoveAppRole {
+            app,
+            app_role,
+            principal,
+        } => {
+            let Some(id) = find_assignment(graph, app, app_role, principal).await? else {
+                return Ok(Applied {
+                    already: true,
+                    external_id: None,
+                });
+            };
+            let q = Query::v1(format!("servicePrincipals/{app}/appRoleAssignedTo/{id}"))
+                .needs_permission(APP_ROLE_WRITE);
+            let r = graph.send(Method::DELETE, &q, None).await;
+            let mut applied = settle(r, false, resource_name, GroupRel::Members)?;
+            applied.external_id = Some(id);
+            Ok(applied)
+        }
+    }
+}
+
+fn kind_name(principal_is_app: bool) -> &'static str {
+    if principal_is_app {
+        "service principal"
+    } else {
+        "user or group"
+    }
+}
+
+/// Refuses, before any write, an app role whose allowed member types exclude the principal.
+async fn check_assignable(
+    graph: &GraphClient,
+    app: Uuid,
+    app_role: Uuid,
+    principal_is_app: bool,
+    app_name: &str,
+) -> Result<(), ProvisionError> {
+    if app_role.is_nil() {
+        // Default access: assignable to anyone.
+        return Ok(());
+    }
+    let sp: Value = graph
+        .get(&Query::v1(format!("servicePrincipals/{app}")).select(&["id", "appRoles"]))
+        .await?;
+    let role = sp
+        .get("appRoles")
+        .and_then(Value::as_array)
+        .and_then(|roles| {
+            roles
+                .iter()
+                .find(|r| r.get("id").and_then(Value::as_str) == Some(&app_role.to_string()))
+        });
+    let Some(role) = role else {
+        return Err(Refusal::AppRoleMissing {
+            app: app_name.to_string(),
+            role: app_role.to_string(),
+        }
+        .into());
+    };
+    let allowed: Vec<&str> = role
+        .get("allowedMemberTypes")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let needed = if principal_is_app {
+        "Application"
+    } else {
+        "User"
+    };
+    if allowed.contains(&needed) {
+        Ok(())
+    } else {
+        Err(Refusal::AppRoleNotAssignable {
+            app: app_name.to_string(),
+            kind: kind_name(principal_is_app).into(),
+            allowed: if allowed.is_empty() {
+                "no one".into()
+            } else {
+                allowed
+                    .iter()
+                    .map(|t| {
+                        if *t == "User" {
+                            "users and groups"
+                        } else {
+                            "applications"
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            },
+        }
+        .into())
+    }
+}
+
+/// The id of `principal`'s assignment of `app_role` on `app`, reading the app's assignments.
+async fn find_assignment(
+    graph: &GraphClient,
+    app: Uuid,
+    app_role: Uuid,
+    principal: Uuid,
+) -> Result<Option<String>, GraphError> {
+    let q = Query::v1(format!("servicePrincipals/{app}/appRoleAssignedTo"))
+        .select(&["id", "appRoleId", "principalId"])
+        .top(999);
+    let mut items = graph.items::<Value>(q);
+    while let Some(item) = items.try_next().await? {
+        let is = |k: &str, v: &Uuid| {
+            item.get(k)
+                .and_then(Value::as_str)
+                .is_some_and(|s| s.eq_ignore_ascii_case(&v.to_string()))
+        };
+        if is("principalId", &principal) && is("appRoleId", &app_role) {
+            return Ok(item.get("id").and_then(Value::as_str).map(str::to_string));
+        }
+    }
+    Ok(None)
 }
 
 /// How long to keep reading a change back before calling it unverified (Entra replicates
@@ -114,20 +310,51 @@ pub enum Verification {
 /// Whether the step's effect is visible in Graph now: `true` when a grant is there / a revoked
 /// grant is gone.
 pub async fn in_effect(graph: &GraphClient, step: &Step) -> Result<bool, GraphError> {
-    let (group, rel, principal, want_present) = match *step {
+    let (parent, rel, principal, want_present) = match *step {
         Step::AddGroupLink {
             group,
             rel,
             principal,
-        } => (group, rel, principal, true),
+        } => (format!("groups/{group}"), rel.as_str(), principal, true),
         Step::RemoveGroupLink {
             group,
             rel,
             principal,
-        } => (group, rel, principal, false),
+        } => (format!("groups/{group}"), rel.as_str(), principal, false),
+        Step::AddAppOwner { app, principal } => (
+            format!("servicePrincipals/{app}"),
+            "owners",
+            principal,
+            true,
+        ),
+        Step::RemoveAppOwner { app, principal } => (
+            format!("servicePrincipals/{app}"),
+            "owners",
+            principal,
+            false,
+        ),
+        Step::AssignAppRole {
+            app,
+            app_role,
+            principal,
+            ..
+        } => {
+            return Ok(find_assignment(graph, app, app_role, principal)
+                .await?
+                .is_some());
+        }
+        Step::RemoveAppRole {
+            app,
+            app_role,
+            principal,
+        } => {
+            return Ok(find_assignment(graph, app, app_role, principal)
+                .await?
+                .is_none());
+        }
     };
     // beta: v1.0 leaves service principals out of members and owners.
-    let q = Query::beta(format!("groups/{group}/{}", rel.as_str()))
+    let q = Query::beta(format!("{parent}/{rel}"))
         .select(&["id"])
         .filter(format!("id eq {}", odata_string(&principal.to_string())))
         .advanced();
@@ -165,9 +392,10 @@ pub async fn verify(graph: &GraphClient, step: &Step, policy: VerifyPolicy) -> V
             }
         };
         if start.elapsed() + delay > policy.timeout {
-            let seen = match step {
-                Step::AddGroupLink { .. } => "the new grant did not appear in Microsoft Graph",
-                Step::RemoveGroupLink { .. } => "the revoked grant was still in Microsoft Graph",
+            let seen = if step.is_grant() {
+                "the new grant did not appear in Microsoft Graph"
+            } else {
+                "the revoked grant was still in Microsoft Graph"
             };
             let why = match last_error {
                 Some(e) => format!(

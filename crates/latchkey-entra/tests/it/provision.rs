@@ -94,6 +94,7 @@ fn req(op: Operation, resource: Object, slug: &str, principal: Object) -> Reques
         principal,
         inherited_via: None,
         current_holders: None,
+        grant_external_id: None,
     }
 }
 
@@ -419,4 +420,199 @@ async fn verification_waits_for_replication_and_fails_when_nothing_happens() {
         other => panic!("expected failure, got {other:?}"),
     }
     assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+/// An enterprise application of the tenant with a role only users and groups may hold, and a
+/// managed identity.
+async fn app_and_identity(t: &T) -> (Uuid, Uuid, Uuid) {
+    let apps: Vec<Value> = futures::TryStreamExt::try_collect(
+        t.conn.graph.items::<Value>(
+            Query::v1("servicePrincipals")
+                .filter("servicePrincipalType eq 'Application'")
+                .select(&["id", "appRoles", "appOwnerOrganizationId"])
+                .top(999),
+        ),
+    )
+    .await
+    .unwrap();
+    let tenant = t.sim.tenant_id().to_string();
+    let (app, role) = apps
+        .iter()
+        .filter(|a| a["appOwnerOrganizationId"] == tenant.as_str())
+        .find_map(|a| {
+            a["appRoles"].as_array()?.iter().find_map(|r| {
+                (r["allowedMemberTypes"] == json!(["User"])).then(|| {
+                    (
+                        Uuid::parse_str(a["id"].as_str().unwrap()).unwrap(),
+                        Uuid::parse_str(r["id"].as_str().unwrap()).unwrap(),
+                    )
+                })
+            })
+        })
+        .expect("an app with a users-only role");
+    let mi: Vec<Value> = futures::TryStreamExt::try_collect(
+        t.conn.graph.items::<Value>(
+            Query::v1("servicePrincipals")
+                .filter("servicePrincipalType eq 'ManagedIdentity'")
+                .select(&["id"]),
+        ),
+    )
+    .await
+    .unwrap();
+    let mi = Uuid::parse_str(mi[0]["id"].as_str().unwrap()).unwrap();
+    (app, role, mi)
+}
+
+fn app_obj(id: Uuid) -> Object {
+    Object {
+        rtype: "enterprise_application".into(),
+        external_id: id.to_string(),
+        display_name: "Contoso HR".into(),
+        profile: json!({}),
+    }
+}
+
+#[tokio::test]
+async fn app_role_assignments_and_app_owners() {
+    let t = T::new().await;
+    let (app, role, mi) = app_and_identity(&t).await;
+    let uid = t
+        .sim
+        .truth_users()
+        .into_iter()
+        .find(|u| {
+            u.user_type == "Member"
+                && !t
+                    .sim
+                    .app_role_assignments(app)
+                    .unwrap()
+                    .iter()
+                    .any(|a| a.1 == u.id)
+        })
+        .unwrap()
+        .id;
+    let slug = format!("assignment:{role}");
+    let step = provision::plan(
+        &req(Operation::Grant, app_obj(app), &slug, user_obj(uid, "U")),
+        true,
+    )
+    .unwrap();
+    let applied = provision::apply(&t.conn.graph, &step, "Contoso HR")
+        .await
+        .unwrap();
+    assert!(!applied.already);
+    let held = |t: &T| {
+        t.sim
+            .app_role_assignments(app)
+            .unwrap()
+            .into_iter()
+            .filter(|a| a.1 == uid && a.2 == role)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(held(&t).len(), 1);
+    assert_eq!(applied.external_id.as_deref(), Some(held(&t)[0].0.as_str()));
+    assert!(matches!(
+        provision::verify(&t.conn.graph, &step, quick()).await,
+        Verification::Verified { .. }
+    ));
+    // Again: "already exists", the same assignment id, still one assignment.
+    let again = provision::apply(&t.conn.graph, &step, "Contoso HR")
+        .await
+        .unwrap();
+    assert!(again.already);
+    assert_eq!(again.external_id, applied.external_id);
+    assert_eq!(held(&t).len(), 1);
+
+    let revoke = provision::plan(
+        &req(Operation::Revoke, app_obj(app), &slug, user_obj(uid, "U")),
+        true,
+    )
+    .unwrap();
+    assert!(
+        !provision::apply(&t.conn.graph, &revoke, "Contoso HR")
+            .await
+            .unwrap()
+            .already
+    );
+    assert!(held(&t).is_empty());
+    assert!(matches!(
+        provision::verify(&t.conn.graph, &revoke, quick()).await,
+        Verification::Verified { .. }
+    ));
+    assert!(
+        provision::apply(&t.conn.graph, &revoke, "Contoso HR")
+            .await
+            .unwrap()
+            .already
+    );
+
+    // A users-only role for a managed identity: refused before any write.
+    t.sim.clear_requests();
+    let identity = Object {
+        rtype: "managed_identity".into(),
+        external_id: mi.to_string(),
+        display_name: "build-agent".into(),
+        profile: json!({}),
+    };
+    let step = provision::plan(
+        &req(Operation::Grant, app_obj(app), &slug, identity.clone()),
+        true,
+    )
+    .unwrap();
+    let e = provision::apply(&t.conn.graph, &step, "Contoso HR")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ProvisionError::Refused(Refusal::AppRoleNotAssignable { .. })
+        ),
+        "{e}"
+    );
+    assert!(
+        e.to_string()
+            .contains("cannot be assigned to a service principal"),
+        "{e}"
+    );
+    assert!(writes(&t).is_empty(), "{:?}", writes(&t));
+    // A role (not a principal) cannot be assigned at all.
+    let role_obj = Object {
+        rtype: "license".into(),
+        external_id: Uuid::new_v4().to_string(),
+        display_name: "E5".into(),
+        profile: json!({}),
+    };
+    assert!(matches!(
+        provision::plan(&req(Operation::Grant, app_obj(app), &slug, role_obj), true),
+        Err(Refusal::PrincipalKind { .. })
+    ));
+
+    // App owners: a managed identity may own an app; a group may not.
+    let step = provision::plan(
+        &req(Operation::Grant, app_obj(app), "owners", identity.clone()),
+        true,
+    )
+    .unwrap();
+    provision::apply(&t.conn.graph, &step, "Contoso HR")
+        .await
+        .unwrap();
+    assert!(matches!(
+        provision::verify(&t.conn.graph, &step, quick()).await,
+        Verification::Verified { .. }
+    ));
+    let mut rm = req(Operation::Revoke, app_obj(app), "owners", identity);
+    rm.current_holders = Some(2);
+    let step = provision::plan(&rm, true).unwrap();
+    provision::apply(&t.conn.graph, &step, "Contoso HR")
+        .await
+        .unwrap();
+    assert!(matches!(
+        provision::verify(&t.conn.graph, &step, quick()).await,
+        Verification::Verified { .. }
+    ));
+    let group = stored_group(&t, group_of(&t, GroupKind::Security)).await;
+    assert!(matches!(
+        provision::plan(&req(Operation::Grant, app_obj(app), "owners", group), true),
+        Err(Refusal::PrincipalKind { .. })
+    ));
 }

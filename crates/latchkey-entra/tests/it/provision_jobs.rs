@@ -331,3 +331,94 @@ async fn another_organizations_ids_are_not_found() {
     .await;
     assert!(matches!(r, Err(StoreError::NotFound)), "{r:?}");
 }
+
+#[tokio::test]
+async fn app_role_tasks_store_the_assignment_as_the_sync_would() {
+    let env = Env::new(SimConfig::small(7)).await;
+    let c = env.connector(&Tweaks::default()).await;
+    set_provisioning(&env, c, true).await;
+    env.sync(c, SyncKind::Full).await;
+    // An app with a role users may hold, from the stored model.
+    let mut tx = env.store().org_tx(env.org).await.unwrap();
+    let apps = resources::list_resources(
+        &mut tx,
+        c,
+        &ResourceFilter {
+            types: vec!["enterprise_application".into()],
+            ..Default::default()
+        },
+        None,
+        200,
+    )
+    .await
+    .unwrap()
+    .items;
+    tx.commit().await.unwrap();
+    let tenant = env.sim.tenant_id().to_string();
+    let mut chosen = None;
+    for a in apps
+        .iter()
+        .filter(|a| a.profile["app_owner_organization_id"] == tenant.as_str())
+    {
+        let mut tx = env.store().org_tx(env.org).await.unwrap();
+        let ents = resources::list_entitlements(&mut tx, c, Some(a.id), None, None, 50)
+            .await
+            .unwrap()
+            .items;
+        if let Some(e) = ents
+            .into_iter()
+            .find(|e| e.slug.starts_with("assignment:") && e.display_name.ends_with("User"))
+        {
+            chosen = Some((a.clone(), e));
+            break;
+        }
+    }
+    let (app, ent) = chosen.expect("an app with a User role");
+    let app_id = Uuid::parse_str(&app.external_id).unwrap();
+    let holders: Vec<Uuid> = env
+        .sim
+        .app_role_assignments(app_id)
+        .unwrap()
+        .iter()
+        .map(|a| a.1)
+        .collect();
+    let uid = env
+        .sim
+        .truth_users()
+        .into_iter()
+        .find(|u| u.user_type == "Member" && !holders.contains(&u.id))
+        .unwrap()
+        .id;
+    let user = resource_id(&env, c, "user", uid).await;
+
+    let t = ask(
+        &env,
+        c,
+        Ask::Grant {
+            entitlement: ent.id,
+            principal: user,
+        },
+    )
+    .await;
+    run_jobs(&env).await;
+    let (done, _) = task(&env, t).await;
+    assert_eq!(done.status, "succeeded", "{:?}", done.error);
+    let stored = direct_grants(&env, c, ent.id, user).await;
+    assert_eq!(stored.len(), 1);
+    // The next sync derives the same grant id from Graph's assignment id.
+    env.sync(c, SyncKind::Full).await;
+    assert_eq!(direct_grants(&env, c, ent.id, user).await, stored);
+
+    let r = ask(&env, c, Ask::Revoke { grant: stored[0] }).await;
+    run_jobs(&env).await;
+    let (done, _) = task(&env, r).await;
+    assert_eq!(done.status, "succeeded", "{:?}", done.error);
+    assert!(direct_grants(&env, c, ent.id, user).await.is_empty());
+    assert!(
+        !env.sim
+            .app_role_assignments(app_id)
+            .unwrap()
+            .iter()
+            .any(|a| a.1 == uid)
+    );
+}
