@@ -207,6 +207,7 @@ fn grant_kind(step: &Step) -> &'static str {
         },
         Step::AssignAppRole { .. } | Step::RemoveAppRole { .. } => "app_role_assignments",
         Step::AddAppOwner { .. } | Step::RemoveAppOwner { .. } => "app_owners",
+        Step::AssignLicense { .. } | Step::RemoveLicense { .. } => "license_assigned",
     }
 }
 

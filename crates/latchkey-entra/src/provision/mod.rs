@@ -18,7 +18,8 @@
 //!
 //! Supported so far: group `members` and `owners`; enterprise application
 //! `assignment:<appRoleId>` (the role's allowed member types are read before the write) and
-//! `owners`. Directory roles (PIM) and licences are refused as unsupported until they are
+//! `owners`; licence `assigned` (`assignLicense`; the user's usage location and the seats left
+//! are read before the write). Directory roles (PIM) are refused as unsupported until they are
 //! added here.
 
 mod job;

@@ -123,6 +123,11 @@ pub enum Step {
     AddAppOwner { app: Uuid, principal: Uuid },
     /// `DELETE /servicePrincipals/{app}/owners/{principal}/$ref`.
     RemoveAppOwner { app: Uuid, principal: Uuid },
+    /// `POST /users/{user}/assignLicense` adding `sku` (after checking the user's usage
+    /// location and the seats left).
+    AssignLicense { user: Uuid, sku: Uuid },
+    /// `POST /users/{user}/assignLicense` removing `sku` (direct assignment only).
+    RemoveLicense { user: Uuid, sku: Uuid },
 }
 
 impl Step {
@@ -130,7 +135,10 @@ impl Step {
     pub fn is_grant(&self) -> bool {
         matches!(
             self,
-            Step::AddGroupLink { .. } | Step::AssignAppRole { .. } | Step::AddAppOwner { .. }
+            Step::AddGroupLink { .. }
+                | Step::AssignAppRole { .. }
+                | Step::AddAppOwner { .. }
+                | Step::AssignLicense { .. }
         )
     }
 }
@@ -180,6 +188,14 @@ pub enum Refusal {
     },
     #[error("The app role {role} no longer exists on {app}; run a sync and choose another role.")]
     AppRoleMissing { app: String, role: String },
+    #[error(
+        "{user} has no usage location, and Entra assigns licences only to users with one. Set it in Entra > Users > {user} > Properties > Usage location (or in the HR source that feeds it), then ask again."
+    )]
+    NoUsageLocation { user: String },
+    #[error(
+        "No {sku} licences are left: all purchased seats are in use. Free a seat or buy more in the Microsoft 365 admin center > Billing > Licenses, then ask again."
+    )]
+    NoSeats { sku: String },
     #[error("A group cannot be a member of itself.")]
     SelfMembership,
     #[error(
@@ -221,6 +237,7 @@ pub fn plan(req: &Request, provisioning_enabled: bool) -> Result<Step, Refusal> 
         ("group", "members") => group_step(req, GroupRel::Members),
         ("group", "owners") => group_step(req, GroupRel::Owners),
         ("enterprise_application", "owners") => app_owner_step(req),
+        ("license", "assigned") => license_step(req),
         ("enterprise_application", slug) if slug.starts_with("assignment:") => {
             app_role_step(req, &slug["assignment:".len()..])
         }
@@ -333,6 +350,23 @@ fn ids(req: &Request) -> Result<(Uuid, Uuid), Refusal> {
         .object_id()
         .ok_or_else(|| Refusal::BadObjectId(req.principal.external_id.clone()))?;
     Ok((r, p))
+}
+
+fn license_step(req: &Request) -> Result<Step, Refusal> {
+    let p = &req.principal;
+    if p.rtype != "user" {
+        return Err(Refusal::PrincipalKind {
+            principal: p.display_name.clone(),
+            kind: kind_label(&p.rtype),
+            resource: req.resource.display_name.clone(),
+            accepts: "is assigned to users only (assign it to a group's members through group-based licensing in Entra)",
+        });
+    }
+    let (sku, user) = ids(req)?;
+    Ok(match req.operation {
+        Operation::Grant => Step::AssignLicense { user, sku },
+        Operation::Revoke => Step::RemoveLicense { user, sku },
+    })
 }
 
 fn app_owner_step(req: &Request) -> Result<Step, Refusal> {

@@ -159,6 +159,36 @@ pub async fn apply(
             }
             Ok(applied)
         }
+        Step::AssignLicense { user, sku } => {
+            let state = license_state(graph, user, sku).await?;
+            if state.direct {
+                return Ok(Applied {
+                    already: true,
+                    external_id: None,
+                });
+            }
+            if state.usage_location.is_none() {
+                return Err(Refusal::NoUsageLocation { user: state.name }.into());
+            }
+            if !state.held && seats_left(graph, sku).await? == Some(0) {
+                return Err(Refusal::NoSeats {
+                    sku: resource_name.to_string(),
+                }
+                .into());
+            }
+            let body = serde_json::json!({"addLicenses": [{"disabledPlans": [], "skuId": sku}], "removeLicenses": []});
+            let r = graph
+                .send(Method::POST, &license_query(user), Some(&body))
+                .await;
+            license_answer(r, true, resource_name, &state.name)
+        }
+        Step::RemoveLicense { user, sku } => {
+            let body = serde_json::json!({"addLicenses": [], "removeLicenses": [sku]});
+            let r = graph
+                .send(Method::POST, &license_query(user), Some(&body))
+                .await;
+            license_answer(r, false, resource_name, &user.to_string())
+        }
         Step::RemoveAppRole {
             app,
             app_role,
@@ -178,6 +208,125 @@ pub async fn apply(
             Ok(applied)
         }
     }
+}
+
+fn license_query(user: Uuid) -> Query {
+    Query::v1(format!("users/{user}/assignLicense")).needs_permission("User.ReadWrite.All")
+}
+
+fn license_answer(
+    r: Result<crate::graph::GraphResponse, GraphError>,
+    adding: bool,
+    sku_name: &str,
+    user: &str,
+) -> Result<Applied, ProvisionError> {
+    match r {
+        Ok(_) => Ok(Applied {
+            already: false,
+            external_id: None,
+        }),
+        Err(e) => {
+            let m = e.graph_message().unwrap_or("").to_ascii_lowercase();
+            if !adding && m.contains("does not have a corresponding license") {
+                Ok(Applied {
+                    already: true,
+                    external_id: None,
+                })
+            } else if m.contains("invalid usage location") {
+                Err(Refusal::NoUsageLocation {
+                    user: user.to_string(),
+                }
+                .into())
+            } else if m.contains("does not have any available licenses") {
+                Err(Refusal::NoSeats {
+                    sku: sku_name.to_string(),
+                }
+                .into())
+            } else if m.contains("inherited from a group") {
+                Err(Refusal::Inherited {
+                    principal: user.to_string(),
+                    via: "group-based licensing".into(),
+                }
+                .into())
+            } else {
+                Err(ProvisionError::Graph(e))
+            }
+        }
+    }
+}
+
+/// A user's relation to a SKU, read before a licence write.
+struct LicenseState {
+    name: String,
+    usage_location: Option<String>,
+    /// Holds the SKU somehow (directly or through a group): no extra seat is needed.
+    held: bool,
+    /// Holds it by direct assignment.
+    direct: bool,
+}
+
+async fn license_state(
+    graph: &GraphClient,
+    user: Uuid,
+    sku: Uuid,
+) -> Result<LicenseState, GraphError> {
+    let v: Value = graph
+        .get(&Query::v1(format!("users/{user}")).select(&[
+            "id",
+            "displayName",
+            "userPrincipalName",
+            "usageLocation",
+            "licenseAssignmentStates",
+        ]))
+        .await?;
+    let sku_s = sku.to_string();
+    let states: Vec<&Value> = v
+        .get("licenseAssignmentStates")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter(|s| s.get("skuId").and_then(Value::as_str) == Some(sku_s.as_str()))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(LicenseState {
+        name: v
+            .get("userPrincipalName")
+            .or(v.get("displayName"))
+            .and_then(Value::as_str)
+            .unwrap_or(&user.to_string())
+            .to_string(),
+        usage_location: v
+            .get("usageLocation")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
+        held: !states.is_empty(),
+        direct: states
+            .iter()
+            .any(|s| s.get("assignedByGroup").is_none_or(Value::is_null)),
+    })
+}
+
+/// Seats of a SKU not yet in use (`None` when the SKU is not listed).
+async fn seats_left(graph: &GraphClient, sku: Uuid) -> Result<Option<i64>, GraphError> {
+    let v: Value = graph.get(&Query::v1("subscribedSkus")).await?;
+    let sku_s = sku.to_string();
+    Ok(v.get("value")
+        .and_then(Value::as_array)
+        .and_then(|a| {
+            a.iter()
+                .find(|s| s.get("skuId").and_then(Value::as_str) == Some(sku_s.as_str()))
+        })
+        .map(|s| {
+            let enabled = s
+                .get("prepaidUnits")
+                .and_then(|p| p.get("enabled"))
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            let used = s.get("consumedUnits").and_then(Value::as_i64).unwrap_or(0);
+            (enabled - used).max(0)
+        }))
 }
 
 fn kind_name(principal_is_app: bool) -> &'static str {
@@ -351,6 +500,12 @@ pub async fn in_effect(graph: &GraphClient, step: &Step) -> Result<bool, GraphEr
             return Ok(find_assignment(graph, app, app_role, principal)
                 .await?
                 .is_none());
+        }
+        Step::AssignLicense { user, sku } => {
+            return Ok(license_state(graph, user, sku).await?.direct);
+        }
+        Step::RemoveLicense { user, sku } => {
+            return Ok(!license_state(graph, user, sku).await?.direct);
         }
     };
     // beta: v1.0 leaves service principals out of members and owners.

@@ -616,3 +616,158 @@ async fn app_role_assignments_and_app_owners() {
         Err(Refusal::PrincipalKind { .. })
     ));
 }
+
+fn licence_obj(sku: Uuid) -> Object {
+    Object {
+        rtype: "license".into(),
+        external_id: sku.to_string(),
+        display_name: "ENTERPRISEPACK".into(),
+        profile: json!({}),
+    }
+}
+
+#[tokio::test]
+async fn licences_need_a_usage_location_and_a_free_seat() {
+    let t = T::new().await;
+    let skus: Value = t
+        .conn
+        .graph
+        .get(&Query::v1("subscribedSkus"))
+        .await
+        .unwrap();
+    let skus = skus["value"].as_array().unwrap();
+    let left = |s: &Value| {
+        s["prepaidUnits"]["enabled"].as_i64().unwrap() - s["consumedUnits"].as_i64().unwrap()
+    };
+    let sku_of = |s: &Value| Uuid::parse_str(s["skuId"].as_str().unwrap()).unwrap();
+    let free = sku_of(skus.iter().find(|s| left(s) > 1).expect("a SKU with seats"));
+    let full = sku_of(
+        skus.iter()
+            .find(|s| left(s) <= 0)
+            .expect("a SKU with no seat left"),
+    );
+    let users = t.sim.truth_users();
+    let located = users
+        .iter()
+        .find(|u| {
+            u.user_type == "Member"
+                && !u.on_premises_sync_enabled
+                && u.usage_location.is_some()
+                && !u.licenses.contains(&free)
+                && !u.licenses.contains(&full)
+        })
+        .unwrap();
+    let nowhere = users
+        .iter()
+        .find(|u| u.usage_location.is_none() && !u.licenses.contains(&free))
+        .expect("a user without usage location");
+
+    let grant = req(
+        Operation::Grant,
+        licence_obj(free),
+        "assigned",
+        user_obj(located.id, "Adele"),
+    );
+    let step = provision::plan(&grant, true).unwrap();
+    assert!(
+        !provision::apply(&t.conn.graph, &step, "E3")
+            .await
+            .unwrap()
+            .already
+    );
+    let holds = |t: &T, u: Uuid, s: Uuid| {
+        t.sim
+            .truth_users()
+            .into_iter()
+            .find(|x| x.id == u)
+            .unwrap()
+            .licenses
+            .contains(&s)
+    };
+    assert!(holds(&t, located.id, free));
+    assert!(matches!(
+        provision::verify(&t.conn.graph, &step, quick()).await,
+        Verification::Verified { .. }
+    ));
+    assert!(
+        provision::apply(&t.conn.graph, &step, "E3")
+            .await
+            .unwrap()
+            .already
+    );
+    let revoke = req(
+        Operation::Revoke,
+        licence_obj(free),
+        "assigned",
+        user_obj(located.id, "Adele"),
+    );
+    let step = provision::plan(&revoke, true).unwrap();
+    provision::apply(&t.conn.graph, &step, "E3").await.unwrap();
+    assert!(!holds(&t, located.id, free));
+    assert!(matches!(
+        provision::verify(&t.conn.graph, &step, quick()).await,
+        Verification::Verified { .. }
+    ));
+    assert!(
+        provision::apply(&t.conn.graph, &step, "E3")
+            .await
+            .unwrap()
+            .already
+    );
+
+    // Refusals, with no licence write.
+    t.sim.clear_requests();
+    let step = provision::plan(
+        &req(
+            Operation::Grant,
+            licence_obj(free),
+            "assigned",
+            user_obj(nowhere.id, "Nowhere"),
+        ),
+        true,
+    )
+    .unwrap();
+    let e = provision::apply(&t.conn.graph, &step, "E3")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, ProvisionError::Refused(Refusal::NoUsageLocation { .. })),
+        "{e}"
+    );
+    let text = e.to_string();
+    assert!(
+        text.contains(&nowhere.user_principal_name),
+        "names the user: {text}"
+    );
+    assert!(
+        text.contains("Usage location"),
+        "says how to fix it: {text}"
+    );
+    let step = provision::plan(
+        &req(
+            Operation::Grant,
+            licence_obj(full),
+            "assigned",
+            user_obj(located.id, "Adele"),
+        ),
+        true,
+    )
+    .unwrap();
+    let e = provision::apply(&t.conn.graph, &step, "Visio")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, ProvisionError::Refused(Refusal::NoSeats { .. })),
+        "{e}"
+    );
+    assert!(writes(&t).is_empty(), "{:?}", writes(&t));
+    // Licences go to users only.
+    let group = stored_group(&t, group_of(&t, GroupKind::Security)).await;
+    assert!(matches!(
+        provision::plan(
+            &req(Operation::Grant, licence_obj(free), "assigned", group),
+            true
+        ),
+        Err(Refusal::PrincipalKind { .. })
+    ));
+}
