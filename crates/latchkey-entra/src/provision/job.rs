@@ -14,7 +14,9 @@ use uuid::Uuid;
 
 use super::PROVISION_JOB;
 use super::plan::{GroupRel, Object, Operation, Request, Step, plan};
-use super::write::{ProvisionError, Verification, VerifyPolicy, apply, verify};
+use super::write::{
+    ProvisionError, Verification, VerifyPolicy, apply_until, external_id_after, verify,
+};
 use crate::endpoints::OutboundPolicy;
 use crate::onboarding::connection_test::{ConnectError, connect_for};
 use crate::onboarding::{EntraSettings, LatchkeyApp};
@@ -156,6 +158,17 @@ async fn build_request(
         .settings
         .and_then(|v| serde_json::from_value::<EntraSettings>(v).ok())
         .is_some_and(|s| s.provisioning);
+    // What the last connection test found about PIM (Entra ID P2).
+    let pim = match row
+        .capabilities
+        .as_ref()
+        .and_then(|c| c.pointer("/features/pim/state"))
+        .and_then(serde_json::Value::as_str)
+    {
+        Some("available") => Some(true),
+        Some("unlicensed") => Some(false),
+        _ => None,
+    };
     let ent = match resources::get_entitlement(tx, connector, task.entitlement_id).await {
         Err(StoreError::NotFound) => return Err(gone("entitlement")),
         r => r?,
@@ -194,6 +207,8 @@ async fn build_request(
             inherited_via,
             current_holders,
             grant_external_id,
+            pim,
+            end: None,
         },
         enabled,
     ))
@@ -208,6 +223,10 @@ fn grant_kind(step: &Step) -> &'static str {
         Step::AssignAppRole { .. } | Step::RemoveAppRole { .. } => "app_role_assignments",
         Step::AddAppOwner { .. } | Step::RemoveAppOwner { .. } => "app_owners",
         Step::AssignLicense { .. } | Step::RemoveLicense { .. } => "license_assigned",
+        Step::AssignRole { eligible: true, .. } | Step::RemoveRole { eligible: true, .. } => {
+            "role_eligible"
+        }
+        Step::AssignRole { .. } | Step::RemoveRole { .. } => "role_assigned",
     }
 }
 
@@ -330,7 +349,14 @@ impl JobHandler for ProvisionHandler {
         };
         ctx.check_in().await?;
 
-        let applied = match apply(&conn.graph, &step, &req.resource.display_name).await {
+        let applied = match apply_until(
+            &conn.graph,
+            &step,
+            &req.resource.display_name,
+            req.end.as_deref(),
+        )
+        .await
+        {
             Ok(a) => a,
             Err(ProvisionError::Refused(r)) => {
                 return self.fail(ctx, &task, "refused", &r.to_string(), None).await;
@@ -363,6 +389,19 @@ impl JobHandler for ProvisionHandler {
 
         match verify(&conn.graph, &step, self.verify).await {
             Verification::Verified { reads } => {
+                let external_id = if req.operation == Operation::Grant {
+                    match external_id_after(&conn.graph, &step, &applied).await {
+                        Ok(id) => id,
+                        Err(e) => {
+                            let transient = e.is_transient();
+                            return self
+                                .graph_failed(ctx, &task, e.to_string(), transient)
+                                .await;
+                        }
+                    }
+                } else {
+                    None
+                };
                 let mut tx = store.org_tx(org).await.map_err(db)?;
                 match req.operation {
                     Operation::Grant => {
@@ -372,7 +411,7 @@ impl JobHandler for ProvisionHandler {
                             task.entitlement_id,
                             task.principal_id,
                             grant_kind(&step),
-                            applied.external_id.as_deref().unwrap_or(""),
+                            external_id.as_deref().unwrap_or(""),
                             task.id,
                         )
                         .await

@@ -19,8 +19,9 @@
 //! Supported so far: group `members` and `owners`; enterprise application
 //! `assignment:<appRoleId>` (the role's allowed member types are read before the write) and
 //! `owners`; licence `assigned` (`assignLicense`; the user's usage location and the seats left
-//! are read before the write). Directory roles (PIM) are refused as unsupported until they are
-//! added here.
+//! are read before the write); directory role `assigned` / `eligible` (PIM schedule requests
+//! when the last connection test found PIM, else role assignments; eligible without P2 is
+//! refused).
 
 mod job;
 mod plan;
@@ -28,7 +29,10 @@ mod write;
 
 pub use job::{Ask, ProvisionHandler, ProvisionPayload, request};
 pub use plan::{GroupRel, Object, Operation, Refusal, Request, Step, plan, refusal_from_graph};
-pub use write::{Applied, ProvisionError, Verification, VerifyPolicy, apply, in_effect, verify};
+pub use write::{
+    Applied, ProvisionError, Verification, VerifyPolicy, apply, apply_until, external_id_after,
+    find_role_grant, in_effect, verify,
+};
 
 /// The job kind that runs one provisioning task.
 pub const PROVISION_JOB: &str = "entra.provision";

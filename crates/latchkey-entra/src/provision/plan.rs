@@ -68,6 +68,13 @@ pub struct Request {
     /// For a revoke: Graph's id of the stored grant (an app role assignment's id), when known.
     #[serde(default)]
     pub grant_external_id: Option<String>,
+    /// Whether the tenant has PIM (Entra ID P2), as the last connection test found; `None`
+    /// when unknown.
+    #[serde(default)]
+    pub pim: Option<bool>,
+    /// RFC 3339 end of a time-bound grant (directory roles through PIM).
+    #[serde(default)]
+    pub end: Option<String>,
 }
 
 /// Which side of a group a link is on.
@@ -123,6 +130,21 @@ pub enum Step {
     AddAppOwner { app: Uuid, principal: Uuid },
     /// `DELETE /servicePrincipals/{app}/owners/{principal}/$ref`.
     RemoveAppOwner { app: Uuid, principal: Uuid },
+    /// A directory role, active (`eligible: false`) or eligible: through a PIM schedule request
+    /// (`adminAssign`) when the tenant has PIM, else `POST roleManagement/directory/roleAssignments`.
+    AssignRole {
+        role: Uuid,
+        principal: Uuid,
+        eligible: bool,
+        via_pim: bool,
+    },
+    /// `adminRemove` through PIM, else `DELETE roleManagement/directory/roleAssignments/{id}`.
+    RemoveRole {
+        role: Uuid,
+        principal: Uuid,
+        eligible: bool,
+        via_pim: bool,
+    },
     /// `POST /users/{user}/assignLicense` adding `sku` (after checking the user's usage
     /// location and the seats left).
     AssignLicense { user: Uuid, sku: Uuid },
@@ -139,6 +161,7 @@ impl Step {
                 | Step::AssignAppRole { .. }
                 | Step::AddAppOwner { .. }
                 | Step::AssignLicense { .. }
+                | Step::AssignRole { .. }
         )
     }
 }
@@ -196,6 +219,10 @@ pub enum Refusal {
         "No {sku} licences are left: all purchased seats are in use. Free a seat or buy more in the Microsoft 365 admin center > Billing > Licenses, then ask again."
     )]
     NoSeats { sku: String },
+    #[error(
+        "Eligible assignments of {role} need Privileged Identity Management, which needs Microsoft Entra ID P2 (or ID Governance); this tenant does not have it. Ask for an active assignment instead, or license the tenant for P2."
+    )]
+    NeedsP2 { role: String },
     #[error("A group cannot be a member of itself.")]
     SelfMembership,
     #[error(
@@ -238,6 +265,8 @@ pub fn plan(req: &Request, provisioning_enabled: bool) -> Result<Step, Refusal> 
         ("group", "owners") => group_step(req, GroupRel::Owners),
         ("enterprise_application", "owners") => app_owner_step(req),
         ("license", "assigned") => license_step(req),
+        ("role", "assigned") => role_step(req, false),
+        ("role", "eligible") => role_step(req, true),
         ("enterprise_application", slug) if slug.starts_with("assignment:") => {
             app_role_step(req, &slug["assignment:".len()..])
         }
@@ -350,6 +379,49 @@ fn ids(req: &Request) -> Result<(Uuid, Uuid), Refusal> {
         .object_id()
         .ok_or_else(|| Refusal::BadObjectId(req.principal.external_id.clone()))?;
     Ok((r, p))
+}
+
+fn role_step(req: &Request, eligible: bool) -> Result<Step, Refusal> {
+    let p = &req.principal;
+    let accepts = match p.rtype.as_str() {
+        "user" | "enterprise_application" | "managed_identity" => None,
+        "group" if p.flag("is_assignable_to_role") => None,
+        "group" => Some(
+            "can be held only by role-assignable groups (created with 'Microsoft Entra roles can be assigned to the group')",
+        ),
+        _ => Some("can be held by users, role-assignable groups and service principals"),
+    };
+    if let Some(accepts) = accepts {
+        return Err(Refusal::PrincipalKind {
+            principal: p.display_name.clone(),
+            kind: kind_label(&p.rtype),
+            resource: req.resource.display_name.clone(),
+            accepts,
+        });
+    }
+    if eligible && req.pim == Some(false) {
+        return Err(Refusal::NeedsP2 {
+            role: req.resource.display_name.clone(),
+        });
+    }
+    let (role, principal) = ids(req)?;
+    // Eligibility exists only in PIM; active assignments go through PIM when the tenant has it,
+    // so that its policies and history apply.
+    let via_pim = eligible || req.pim == Some(true);
+    Ok(match req.operation {
+        Operation::Grant => Step::AssignRole {
+            role,
+            principal,
+            eligible,
+            via_pim,
+        },
+        Operation::Revoke => Step::RemoveRole {
+            role,
+            principal,
+            eligible,
+            via_pim,
+        },
+    })
 }
 
 fn license_step(req: &Request) -> Result<Step, Refusal> {

@@ -92,7 +92,75 @@ pub async fn apply(
     step: &Step,
     resource_name: &str,
 ) -> Result<Applied, ProvisionError> {
+    apply_until(graph, step, resource_name, None).await
+}
+
+/// [`apply`] for a time-bound grant: `end` (RFC 3339) becomes the PIM schedule's expiration.
+pub async fn apply_until(
+    graph: &GraphClient,
+    step: &Step,
+    resource_name: &str,
+    end: Option<&str>,
+) -> Result<Applied, ProvisionError> {
     match *step {
+        Step::AssignRole {
+            role,
+            principal,
+            eligible,
+            via_pim,
+        } => {
+            let r = if via_pim {
+                let expiration = match end {
+                    Some(e) => serde_json::json!({"type": "afterDateTime", "endDateTime": e}),
+                    None => serde_json::json!({"type": "noExpiration"}),
+                };
+                let body = serde_json::json!({
+                    "action": "adminAssign", "principalId": principal, "roleDefinitionId": role,
+                    "directoryScopeId": "/", "justification": "Granted by Latchkey",
+                    "scheduleInfo": {"startDateTime": now_rfc3339(), "expiration": expiration},
+                });
+                graph
+                    .send(Method::POST, &schedule_query(eligible), Some(&body))
+                    .await
+            } else {
+                let body = serde_json::json!({
+                    "@odata.type": "#microsoft.graph.unifiedRoleAssignment",
+                    "principalId": principal, "roleDefinitionId": role, "directoryScopeId": "/",
+                });
+                let q = Query::v1("roleManagement/directory/roleAssignments")
+                    .needs_permission("RoleManagement.ReadWrite.Directory");
+                graph.send(Method::POST, &q, Some(&body)).await
+            };
+            role_answer(r, true, resource_name)
+        }
+        Step::RemoveRole {
+            role,
+            principal,
+            eligible,
+            via_pim,
+        } => {
+            if via_pim {
+                let body = serde_json::json!({
+                    "action": "adminRemove", "principalId": principal, "roleDefinitionId": role,
+                    "directoryScopeId": "/", "justification": "Revoked by Latchkey",
+                });
+                let r = graph
+                    .send(Method::POST, &schedule_query(eligible), Some(&body))
+                    .await;
+                role_answer(r, false, resource_name)
+            } else {
+                let Some(id) = find_role_grant(graph, role, principal, false).await? else {
+                    return Ok(Applied {
+                        already: true,
+                        external_id: None,
+                    });
+                };
+                let q = Query::v1(format!("roleManagement/directory/roleAssignments/{id}"))
+                    .needs_permission("RoleManagement.ReadWrite.Directory");
+                let r = graph.send(Method::DELETE, &q, None).await;
+                role_answer(r, false, resource_name)
+            }
+        }
         Step::AddGroupLink {
             group,
             rel,
@@ -207,6 +275,116 @@ pub async fn apply(
             applied.external_id = Some(id);
             Ok(applied)
         }
+    }
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap_or_else(|_| time::OffsetDateTime::now_utc())
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn schedule_query(eligible: bool) -> Query {
+    if eligible {
+        Query::v1("roleManagement/directory/roleEligibilityScheduleRequests")
+            .needs_permission("RoleEligibilitySchedule.ReadWrite.Directory")
+    } else {
+        Query::v1("roleManagement/directory/roleAssignmentScheduleRequests")
+            .needs_permission("RoleAssignmentSchedule.ReadWrite.Directory")
+    }
+}
+
+fn role_answer(
+    r: Result<crate::graph::GraphResponse, GraphError>,
+    adding: bool,
+    role_name: &str,
+) -> Result<Applied, ProvisionError> {
+    match r {
+        Ok(_) => Ok(Applied {
+            already: false,
+            external_id: None,
+        }),
+        Err(e) => {
+            let code = e.code().unwrap_or("");
+            let m = e.graph_message().unwrap_or("").to_ascii_lowercase();
+            let already = if adding {
+                code == "RoleAssignmentExists"
+                    || m.contains("conflicting object")
+                    || e.is_already_exists()
+            } else {
+                code == "RoleAssignmentDoesNotExist" || e.is_not_found()
+            };
+            if already {
+                Ok(Applied {
+                    already: true,
+                    external_id: None,
+                })
+            } else if matches!(e, GraphError::NotPremium { .. }) {
+                Err(Refusal::NeedsP2 {
+                    role: role_name.to_string(),
+                }
+                .into())
+            } else {
+                Err(ProvisionError::Graph(e))
+            }
+        }
+    }
+}
+
+/// The id of `principal`'s active assignment (or eligibility schedule) of `role`.
+pub async fn find_role_grant(
+    graph: &GraphClient,
+    role: Uuid,
+    principal: Uuid,
+    eligible: bool,
+) -> Result<Option<String>, GraphError> {
+    let path = if eligible {
+        "roleManagement/directory/roleEligibilitySchedules"
+    } else {
+        "roleManagement/directory/roleAssignments"
+    };
+    let q = Query::v1(path)
+        .filter(format!(
+            "principalId eq {} and roleDefinitionId eq {}",
+            odata_string(&principal.to_string()),
+            odata_string(&role.to_string())
+        ))
+        .select(&["id", "principalId", "roleDefinitionId", "directoryScopeId"]);
+    let mut items = graph.items::<Value>(q);
+    while let Some(item) = items.try_next().await? {
+        let is = |k: &str, v: &Uuid| {
+            item.get(k)
+                .and_then(Value::as_str)
+                .is_some_and(|s| s.eq_ignore_ascii_case(&v.to_string()))
+        };
+        let tenant_wide = item
+            .get("directoryScopeId")
+            .and_then(Value::as_str)
+            .is_none_or(|s| s == "/");
+        if is("principalId", &principal) && is("roleDefinitionId", &role) && tenant_wide {
+            return Ok(item.get("id").and_then(Value::as_str).map(str::to_string));
+        }
+    }
+    Ok(None)
+}
+
+/// Graph's id of the grant a verified step left (app role assignment, role assignment or
+/// eligibility schedule), to store it as the sync would.
+pub async fn external_id_after(
+    graph: &GraphClient,
+    step: &Step,
+    applied: &Applied,
+) -> Result<Option<String>, GraphError> {
+    match *step {
+        Step::AssignRole {
+            role,
+            principal,
+            eligible,
+            ..
+        } => find_role_grant(graph, role, principal, eligible).await,
+        _ => Ok(applied.external_id.clone()),
     }
 }
 
@@ -503,6 +681,26 @@ pub async fn in_effect(graph: &GraphClient, step: &Step) -> Result<bool, GraphEr
         }
         Step::AssignLicense { user, sku } => {
             return Ok(license_state(graph, user, sku).await?.direct);
+        }
+        Step::AssignRole {
+            role,
+            principal,
+            eligible,
+            ..
+        } => {
+            return Ok(find_role_grant(graph, role, principal, eligible)
+                .await?
+                .is_some());
+        }
+        Step::RemoveRole {
+            role,
+            principal,
+            eligible,
+            ..
+        } => {
+            return Ok(find_role_grant(graph, role, principal, eligible)
+                .await?
+                .is_none());
         }
         Step::RemoveLicense { user, sku } => {
             return Ok(!license_state(graph, user, sku).await?.direct);

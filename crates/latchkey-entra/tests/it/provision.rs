@@ -95,6 +95,8 @@ fn req(op: Operation, resource: Object, slug: &str, principal: Object) -> Reques
         inherited_via: None,
         current_holders: None,
         grant_external_id: None,
+        pim: None,
+        end: None,
     }
 }
 
@@ -770,4 +772,150 @@ async fn licences_need_a_usage_location_and_a_free_seat() {
         ),
         Err(Refusal::PrincipalKind { .. })
     ));
+}
+
+#[tokio::test]
+async fn directory_roles_active_and_eligible_through_pim_or_role_assignments() {
+    let t = T::new().await;
+    let defs: Value = t
+        .conn
+        .graph
+        .get(&Query::v1("roleManagement/directory/roleDefinitions"))
+        .await
+        .unwrap();
+    let role_def = defs["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["displayName"] == "Helpdesk Administrator")
+        .or_else(|| defs["value"].as_array().unwrap().last())
+        .unwrap()
+        .clone();
+    let role_id = Uuid::parse_str(role_def["id"].as_str().unwrap()).unwrap();
+    let role = Object {
+        rtype: "role".into(),
+        external_id: role_id.to_string(),
+        display_name: role_def["displayName"].as_str().unwrap().into(),
+        profile: json!({}),
+    };
+    let mut candidates = Vec::new();
+    for u in t.sim.truth_users() {
+        if u.user_type == "Member"
+            && provision::find_role_grant(&t.conn.graph, role_id, u.id, false)
+                .await
+                .unwrap()
+                .is_none()
+            && provision::find_role_grant(&t.conn.graph, role_id, u.id, true)
+                .await
+                .unwrap()
+                .is_none()
+        {
+            candidates.push(u.id);
+        }
+        if candidates.len() == 2 {
+            break;
+        }
+    }
+    let user = user_obj(candidates[0], "Megan");
+    let roled = |op, slug: &str, pim: Option<bool>| {
+        let mut r = req(op, role.clone(), slug, user.clone());
+        r.pim = pim;
+        r
+    };
+
+    // Active, without PIM: a role assignment; repeated and revoked idempotently.
+    for pim in [None, Some(true)] {
+        let step = provision::plan(&roled(Operation::Grant, "assigned", pim), true).unwrap();
+        assert!(matches!(step, Step::AssignRole { via_pim, .. } if via_pim == (pim == Some(true))));
+        let end = time::OffsetDateTime::now_utc() + time::Duration::hours(8);
+        let end = end
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap();
+        assert!(
+            !provision::apply_until(&t.conn.graph, &step, "Helpdesk", Some(&end))
+                .await
+                .unwrap()
+                .already
+        );
+        assert!(matches!(
+            provision::verify(&t.conn.graph, &step, quick()).await,
+            Verification::Verified { .. }
+        ));
+        assert!(
+            provision::apply(&t.conn.graph, &step, "Helpdesk")
+                .await
+                .unwrap()
+                .already
+        );
+        let step = provision::plan(&roled(Operation::Revoke, "assigned", pim), true).unwrap();
+        assert!(
+            !provision::apply(&t.conn.graph, &step, "Helpdesk")
+                .await
+                .unwrap()
+                .already
+        );
+        assert!(matches!(
+            provision::verify(&t.conn.graph, &step, quick()).await,
+            Verification::Verified { .. }
+        ));
+        assert!(
+            provision::apply(&t.conn.graph, &step, "Helpdesk")
+                .await
+                .unwrap()
+                .already
+        );
+    }
+
+    // Eligible through PIM.
+    let step = provision::plan(&roled(Operation::Grant, "eligible", Some(true)), true).unwrap();
+    provision::apply(&t.conn.graph, &step, "Helpdesk")
+        .await
+        .unwrap();
+    assert!(matches!(
+        provision::verify(&t.conn.graph, &step, quick()).await,
+        Verification::Verified { .. }
+    ));
+    assert!(
+        provision::apply(&t.conn.graph, &step, "Helpdesk")
+            .await
+            .unwrap()
+            .already
+    );
+    let step = provision::plan(&roled(Operation::Revoke, "eligible", Some(true)), true).unwrap();
+    provision::apply(&t.conn.graph, &step, "Helpdesk")
+        .await
+        .unwrap();
+    assert!(matches!(
+        provision::verify(&t.conn.graph, &step, quick()).await,
+        Verification::Verified { .. }
+    ));
+
+    // Eligible without P2: refused from the connection test's finding, with no call at all…
+    t.sim.clear_requests();
+    let e = provision::plan(&roled(Operation::Grant, "eligible", Some(false)), true).unwrap_err();
+    assert!(matches!(e, Refusal::NeedsP2 { .. }));
+    assert!(e.to_string().contains("Microsoft Entra ID P2"), "{e}");
+    assert!(t.graph_requests().is_empty());
+    // …and from Graph's answer when the finding is unknown.
+    t.sim.update_faults(|f| f.premium_p2 = false);
+    let step = provision::plan(&roled(Operation::Grant, "eligible", None), true).unwrap();
+    let e = provision::apply(&t.conn.graph, &step, "Helpdesk")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, ProvisionError::Refused(Refusal::NeedsP2 { .. })),
+        "{e}"
+    );
+
+    // Only role-assignable groups hold roles.
+    let plain = stored_group(&t, group_of(&t, GroupKind::Security)).await;
+    let mut r = req(Operation::Grant, role.clone(), "assigned", plain);
+    r.pim = Some(true);
+    assert!(matches!(
+        provision::plan(&r, true),
+        Err(Refusal::PrincipalKind { .. })
+    ));
+    let assignable = stored_group(&t, group_of(&t, GroupKind::RoleAssignable)).await;
+    let r = req(Operation::Grant, role, "assigned", assignable);
+    provision::plan(&r, true).unwrap();
 }

@@ -422,3 +422,64 @@ async fn app_role_tasks_store_the_assignment_as_the_sync_would() {
             .any(|a| a.1 == uid)
     );
 }
+
+#[tokio::test]
+async fn role_tasks_store_the_assignment_as_the_sync_would() {
+    let env = Env::new(SimConfig::small(7)).await;
+    let c = env.connector(&Tweaks::default()).await;
+    set_provisioning(&env, c, true).await;
+    env.sync(c, SyncKind::Full).await;
+    let mut tx = env.store().org_tx(env.org).await.unwrap();
+    let role = resources::list_resources(
+        &mut tx,
+        c,
+        &ResourceFilter {
+            types: vec!["role".into()],
+            ..Default::default()
+        },
+        None,
+        200,
+    )
+    .await
+    .unwrap()
+    .items
+    .into_iter()
+    .next()
+    .unwrap();
+    tx.commit().await.unwrap();
+    let assigned = entitlement(&env, c, role.id, "assigned").await;
+    let eligible = entitlement(&env, c, role.id, "eligible").await;
+    // A user who holds nothing yet (the first few users of the tenant hold the seeded roles).
+    let uid = env.sim.truth_users().last().unwrap().id;
+    let user = resource_id(&env, c, "user", uid).await;
+    assert!(direct_grants(&env, c, assigned, user).await.is_empty());
+
+    let mut stored = Vec::new();
+    for ent in [assigned, eligible] {
+        let t = ask(
+            &env,
+            c,
+            Ask::Grant {
+                entitlement: ent,
+                principal: user,
+            },
+        )
+        .await;
+        run_jobs(&env).await;
+        let (done, _) = task(&env, t).await;
+        assert_eq!(done.status, "succeeded", "{:?}", done.error);
+        let g = direct_grants(&env, c, ent, user).await;
+        assert_eq!(g.len(), 1);
+        stored.push(g[0]);
+    }
+    env.sync(c, SyncKind::Full).await;
+    assert_eq!(direct_grants(&env, c, assigned, user).await, [stored[0]]);
+    assert_eq!(direct_grants(&env, c, eligible, user).await, [stored[1]]);
+    for (ent, g) in [(assigned, stored[0]), (eligible, stored[1])] {
+        let t = ask(&env, c, Ask::Revoke { grant: g }).await;
+        run_jobs(&env).await;
+        let (done, _) = task(&env, t).await;
+        assert_eq!(done.status, "succeeded", "{:?}", done.error);
+        assert!(direct_grants(&env, c, ent, user).await.is_empty());
+    }
+}
