@@ -483,3 +483,109 @@ async fn role_tasks_store_the_assignment_as_the_sync_would() {
         assert!(direct_grants(&env, c, ent, user).await.is_empty());
     }
 }
+
+/// A pass-through in front of the simulated tenant that answers group membership additions 204
+/// without passing them on: Graph accepting a write that never takes effect.
+async fn swallowing_proxy(target: String) -> (String, tokio::task::JoinHandle<()>) {
+    use axum::body::Body;
+    use axum::extract::Request;
+    use axum::response::Response;
+    let client = reqwest::Client::new();
+    let app = axum::Router::new().fallback(move |req: Request| {
+        let client = client.clone();
+        let target = target.clone();
+        async move {
+            let method = req.method().clone();
+            let pq = req
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_default();
+            if method == http::Method::POST && pq.contains("/members/$ref") {
+                return Response::builder().status(204).body(Body::empty()).unwrap();
+            }
+            let headers = req.headers().clone();
+            let body = axum::body::to_bytes(req.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            let mut out = client.request(method, format!("{target}{pq}"));
+            for (k, v) in headers.iter() {
+                if k != http::header::HOST && k != http::header::CONTENT_LENGTH {
+                    out = out.header(k, v);
+                }
+            }
+            let r = out.body(body).send().await.unwrap();
+            let mut resp = Response::builder().status(r.status());
+            for (k, v) in r.headers() {
+                if k != http::header::TRANSFER_ENCODING && k != http::header::CONTENT_LENGTH {
+                    resp = resp.header(k, v);
+                }
+            }
+            resp.body(Body::from(r.bytes().await.unwrap())).unwrap()
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (base, task)
+}
+
+#[tokio::test]
+async fn a_write_that_never_takes_effect_fails_verification() {
+    let env = Env::new(SimConfig::small(7)).await;
+    let c = env.connector(&Tweaks::default()).await;
+    set_provisioning(&env, c, true).await;
+    env.sync(c, SyncKind::Full).await;
+    let (proxy, _task) = swallowing_proxy(env.sim.base_url().to_string()).await;
+    let mut tx = env.store().org_tx(env.org).await.unwrap();
+    let row = connectors::get(&mut tx, c).await.unwrap();
+    let mut s: EntraSettings = serde_json::from_value(row.settings.unwrap()).unwrap();
+    s.graph_domain = proxy;
+    connectors::set_settings(&mut tx, c, &serde_json::to_value(&s).unwrap())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let gid = group_of(&env, GroupKind::Security);
+    let members = env.sim.group_members(gid).unwrap();
+    let uid = env
+        .sim
+        .truth_users()
+        .into_iter()
+        .find(|u| u.user_type == "Member" && !members.contains(&u.id))
+        .unwrap()
+        .id;
+    let group = resource_id(&env, c, "group", gid).await;
+    let user = resource_id(&env, c, "user", uid).await;
+    let ent = entitlement(&env, c, group, "members").await;
+    let t = ask(
+        &env,
+        c,
+        Ask::Grant {
+            entitlement: ent,
+            principal: user,
+        },
+    )
+    .await;
+    run_jobs(&env).await;
+    let (done, events) = task(&env, t).await;
+    assert_eq!(done.status, "failed");
+    assert!(done.provisioned_at.is_some(), "Graph accepted it");
+    assert!(done.verified_at.is_none());
+    let why = done.verification_failed.as_deref().unwrap();
+    assert!(why.contains("did not appear"), "{why}");
+    assert!(
+        done.error
+            .as_deref()
+            .unwrap()
+            .contains("could not be verified"),
+        "{:?}",
+        done.error
+    );
+    assert_eq!(events, ["requested", "provisioned", "verification_failed"]);
+    assert!(!env.sim.group_members(gid).unwrap().contains(&uid));
+    // Nothing is stored as granted.
+    assert!(direct_grants(&env, c, ent, user).await.is_empty());
+}
