@@ -141,6 +141,21 @@ pub async fn set_provisioned(tx: &mut OrgTx, id: Uuid, details: &Value) -> Resul
     Ok(())
 }
 
+/// A warning on a task that still succeeded (e.g. the app has no SCIM provisioning job), kept
+/// in `details.warnings`.
+pub async fn add_warning(tx: &mut OrgTx, id: Uuid, warning: &str) -> Result<()> {
+    sqlx::query(
+        "UPDATE provisioning_tasks
+            SET details = jsonb_set(details, '{warnings}', coalesce(details->'warnings', '[]'::jsonb) || to_jsonb($2::text))
+          WHERE id = $1",
+    )
+    .bind(id)
+    .bind(warning)
+    .execute(tx.conn())
+    .await?;
+    Ok(())
+}
+
 /// The change was read back from Graph: the task succeeded.
 pub async fn set_verified(tx: &mut OrgTx, id: Uuid) -> Result<()> {
     sqlx::query(

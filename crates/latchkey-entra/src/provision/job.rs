@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use super::PROVISION_JOB;
 use super::plan::{GroupRel, Object, Operation, Request, Step, plan};
+use super::scim::provision_on_demand;
 use super::write::{
     ProvisionError, Verification, VerifyPolicy, apply_until, external_id_after, verify,
 };
@@ -147,17 +148,20 @@ async fn build_request(
     tx: &mut OrgTx,
     connector: Uuid,
     task: &Task,
-) -> Result<(Request, bool), Prep> {
+) -> Result<(Request, bool, bool), Prep> {
     let gone = |what: &str| {
         Prep::Refused(format!(
             "The {what} no longer exists in Latchkey's copy of the tenant (a sync removed it); nothing was changed."
         ))
     };
     let row = connectors::get(tx, connector).await?;
-    let enabled = row
+    let settings = row
         .settings
-        .and_then(|v| serde_json::from_value::<EntraSettings>(v).ok())
-        .is_some_and(|s| s.provisioning);
+        .and_then(|v| serde_json::from_value::<EntraSettings>(v).ok());
+    let enabled = settings.as_ref().is_some_and(|s| s.provisioning);
+    let scim = settings
+        .as_ref()
+        .is_some_and(|s| s.schedule_scim_provisioning);
     // What the last connection test found about PIM (Entra ID P2).
     let pim = match row
         .capabilities
@@ -211,6 +215,7 @@ async fn build_request(
             end: None,
         },
         enabled,
+        scim,
     ))
 }
 
@@ -310,7 +315,7 @@ impl JobHandler for ProvisionHandler {
             .map_err(db)?;
         let prepared = build_request(&mut tx, connector, &task).await;
         tx.commit().await.map_err(db)?;
-        let (req, enabled) = match prepared {
+        let (req, enabled, scim) = match prepared {
             Ok(v) => v,
             Err(Prep::Store(e)) => return Err(db(e)),
             Err(Prep::Refused(why)) => return self.fail(ctx, &task, "refused", &why, None).await,
@@ -442,6 +447,30 @@ impl JobHandler for ProvisionHandler {
                 .map_err(db)?;
                 tx.commit().await.map_err(db)?;
                 ctx.info("Verified in Microsoft Graph").await?;
+                if scim && let Step::AssignAppRole { app, principal, .. } = step {
+                    let group = req.principal.rtype == "group";
+                    let (event, note) =
+                        match provision_on_demand(&conn.graph, app, principal, group).await {
+                            Ok(outcome) => match outcome.warning() {
+                                Some(w) => ("scim_warning", w),
+                                None => (
+                                    "scim_provisioned",
+                                    "Provisioned to the downstream app on demand".to_string(),
+                                ),
+                            },
+                            Err(e) => ("scim_warning", format!("Provision on demand failed: {e}")),
+                        };
+                    let mut tx = store.org_tx(org).await.map_err(db)?;
+                    if event == "scim_warning" {
+                        provisioning::add_warning(&mut tx, task.id, &note)
+                            .await
+                            .map_err(db)?;
+                    }
+                    provisioning::add_event(&mut tx, task.id, WORKER, event, Some(&note))
+                        .await
+                        .map_err(db)?;
+                    tx.commit().await.map_err(db)?;
+                }
                 Ok(())
             }
             Verification::Failed { why, .. } => {

@@ -16,6 +16,10 @@
 //! `verified_at` (or `verification_failed`), updates the stored grants at once and appends
 //! each step to the task's trail (`provisioning_events`).
 //!
+//! With the connector's *Schedule SCIM provisioning* on, a verified app role grant is followed
+//! by [`provision_on_demand`] (or the app's provisioning job is started); an app without a job
+//! gets a warning on the task, not a failure.
+//!
 //! Supported so far: group `members` and `owners`; enterprise application
 //! `assignment:<appRoleId>` (the role's allowed member types are read before the write) and
 //! `owners`; licence `assigned` (`assignLicense`; the user's usage location and the seats left
@@ -25,10 +29,12 @@
 
 mod job;
 mod plan;
+mod scim;
 mod write;
 
 pub use job::{Ask, ProvisionHandler, ProvisionPayload, request};
 pub use plan::{GroupRel, Object, Operation, Refusal, Request, Step, plan, refusal_from_graph};
+pub use scim::{ScimOutcome, provision_on_demand};
 pub use write::{
     Applied, ProvisionError, Verification, VerifyPolicy, apply, apply_until, external_id_after,
     find_role_grant, in_effect, verify,

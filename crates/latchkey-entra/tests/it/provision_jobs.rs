@@ -589,3 +589,119 @@ async fn a_write_that_never_takes_effect_fails_verification() {
     // Nothing is stored as granted.
     assert!(direct_grants(&env, c, ent, user).await.is_empty());
 }
+
+#[tokio::test]
+async fn app_role_grants_provision_downstream_on_demand_or_warn() {
+    let env = Env::new(SimConfig::small(7)).await;
+    let c = env.connector(&Tweaks::default()).await;
+    let mut tx = env.store().org_tx(env.org).await.unwrap();
+    let row = connectors::get(&mut tx, c).await.unwrap();
+    let mut s: EntraSettings = serde_json::from_value(row.settings.unwrap()).unwrap();
+    s.provisioning = true;
+    s.schedule_scim_provisioning = true;
+    connectors::set_settings(&mut tx, c, &serde_json::to_value(&s).unwrap())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    env.sync(c, SyncKind::Full).await;
+
+    let conn = crate::connect_with(&crate::settings(&env.sim), crate::fast_retries());
+    let mut tx = env.store().org_tx(env.org).await.unwrap();
+    let apps = resources::list_resources(
+        &mut tx,
+        c,
+        &ResourceFilter {
+            types: vec!["enterprise_application".into()],
+            ..Default::default()
+        },
+        None,
+        200,
+    )
+    .await
+    .unwrap()
+    .items;
+    tx.commit().await.unwrap();
+    let tenant = env.sim.tenant_id().to_string();
+    // (has a provisioning job, entitlement of a users' role)
+    let mut with_job = None;
+    let mut without_job = None;
+    for a in apps
+        .iter()
+        .filter(|a| a.profile["app_owner_organization_id"] == tenant.as_str())
+    {
+        let jobs: serde_json::Value = conn
+            .graph
+            .get(&latchkey_entra::Query::v1(format!(
+                "servicePrincipals/{}/synchronization/jobs",
+                a.external_id
+            )))
+            .await
+            .unwrap();
+        let has = !jobs["value"].as_array().unwrap().is_empty();
+        let slot = if has { &mut with_job } else { &mut without_job };
+        if slot.is_some() {
+            continue;
+        }
+        let mut tx = env.store().org_tx(env.org).await.unwrap();
+        let ent = resources::list_entitlements(&mut tx, c, Some(a.id), None, None, 50)
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .find(|e| e.slug.starts_with("assignment:"));
+        if let Some(e) = ent {
+            *slot = Some((a.external_id.clone(), e.id));
+        }
+    }
+    let (job_app, job_ent) = with_job.expect("an app with a SCIM job");
+    let (_, plain_ent) = without_job.expect("an app without one");
+    let uid = env.sim.truth_users().last().unwrap().id;
+    let user = resource_id(&env, c, "user", uid).await;
+
+    let t = ask(
+        &env,
+        c,
+        Ask::Grant {
+            entitlement: job_ent,
+            principal: user,
+        },
+    )
+    .await;
+    run_jobs(&env).await;
+    let (done, events) = task(&env, t).await;
+    assert_eq!(done.status, "succeeded", "{:?}", done.error);
+    assert_eq!(
+        events,
+        ["requested", "provisioned", "verified", "scim_provisioned"]
+    );
+    let calls = env.sim.provision_on_demand_calls();
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.service_principal_id.to_string() == job_app
+                && c.subjects.iter().any(|s| s.0 == uid.to_string())),
+        "{calls:?}"
+    );
+
+    let t = ask(
+        &env,
+        c,
+        Ask::Grant {
+            entitlement: plain_ent,
+            principal: user,
+        },
+    )
+    .await;
+    run_jobs(&env).await;
+    let (done, events) = task(&env, t).await;
+    assert_eq!(done.status, "succeeded", "a missing job is not a failure");
+    assert_eq!(events.last().unwrap(), "scim_warning");
+    let warnings = done.details["warnings"].as_array().unwrap();
+    assert!(
+        warnings[0]
+            .as_str()
+            .unwrap()
+            .contains("no provisioning job"),
+        "{warnings:?}"
+    );
+}

@@ -258,6 +258,7 @@ fn schemas() -> Value {
             "error": {"type": ["string", "null"], "description": "Why it was refused or failed, in words"},
             "verification_failed": {"type": ["string", "null"], "description": "Graph accepted the change but reading it back did not show it in time"},
             "requested_at": {"type": "string"}, "provisioned_at": {"type": ["string", "null"]}, "verified_at": {"type": ["string", "null"]},
+            "warnings": {"type": "array", "items": {"type": "string"}, "description": "e.g. the app has no SCIM provisioning job"},
             "job_id": {"type": ["string", "null"]}}});
     json!({
         "Error": error,

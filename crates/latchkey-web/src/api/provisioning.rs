@@ -104,6 +104,8 @@ pub struct TaskView {
     pub provisioned_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub verified_at: Option<OffsetDateTime>,
+    /// What went less than perfectly on a task that still succeeded (e.g. no SCIM job).
+    pub warnings: Vec<String>,
     pub job_id: Option<Uuid>,
 }
 
@@ -137,6 +139,16 @@ pub fn view(t: Task) -> TaskView {
         requested_at: t.requested_at,
         provisioned_at: t.provisioned_at,
         verified_at: t.verified_at,
+        warnings: t
+            .details
+            .get("warnings")
+            .and_then(|w| w.as_array())
+            .map(|w| {
+                w.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default(),
         job_id: t.job_id,
     }
 }
