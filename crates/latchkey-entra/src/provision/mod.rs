@@ -27,6 +27,7 @@
 //! when the last connection test found PIM, else role assignments; eligible without P2 is
 //! refused).
 
+pub mod accounts;
 mod job;
 mod plan;
 mod scim;

@@ -919,3 +919,99 @@ async fn directory_roles_active_and_eligible_through_pim_or_role_assignments() {
     let r = req(Operation::Grant, role, "assigned", assignable);
     provision::plan(&r, true).unwrap();
 }
+
+#[tokio::test]
+async fn accounts_are_created_with_a_one_time_password_and_deprovisioned() {
+    use latchkey_crypto::ExposeSecret;
+    use latchkey_entra::provision::accounts::{
+        AccountError, NewAccount, create_account, deprovision, generate_password,
+    };
+    let t = T::new().await;
+    // Generated passwords are long, varied and never the same twice.
+    let (a, b) = (generate_password(), generate_password());
+    assert_ne!(a.expose_secret(), b.expose_secret());
+    assert!(a.expose_secret().len() >= 32);
+
+    let upn = format!("new.hire@{}", t.sim.domain());
+    let new = NewAccount {
+        user_principal_name: upn.clone(),
+        display_name: "New Hire".into(),
+        mail_nickname: "new.hire".into(),
+        department: Some("Finance".into()),
+        usage_location: Some("GB".into()),
+        ..Default::default()
+    };
+    let created = create_account(&t.conn.graph, &new).await.unwrap();
+    assert_eq!(created.user_principal_name, upn);
+    let user = t
+        .sim
+        .truth_users()
+        .into_iter()
+        .find(|u| u.id == created.id)
+        .expect("the account exists in the tenant");
+    assert!(user.account_enabled);
+    assert_eq!(user.usage_location.as_deref(), Some("GB"));
+    // The password is not echoed anywhere in the request log's query strings.
+    assert!(t.sim.requests().iter().all(|r| {
+        !r.query
+            .clone()
+            .unwrap_or_default()
+            .contains(created.password.expose_secret())
+    }));
+
+    let e = create_account(&t.conn.graph, &new).await.unwrap_err();
+    assert_eq!(e, AccountError::DuplicateUpn(upn.clone()));
+    assert!(e.to_string().contains("already exists"));
+    let e = create_account(
+        &t.conn.graph,
+        &NewAccount {
+            user_principal_name: "someone@not-ours.example".into(),
+            ..new.clone()
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, AccountError::UnverifiedDomain(_)), "{e}");
+    let e = create_account(
+        &t.conn.graph,
+        &NewAccount {
+            display_name: " ".into(),
+            ..new.clone()
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, AccountError::Invalid(_)));
+
+    // Deprovision: sign-in disabled and sessions revoked; deleted only when asked.
+    t.sim.clear_requests();
+    let d = deprovision(&t.conn.graph, created.id, false).await.unwrap();
+    assert!(!d.gone);
+    let user = t
+        .sim
+        .truth_users()
+        .into_iter()
+        .find(|u| u.id == created.id)
+        .unwrap();
+    assert!(!user.account_enabled);
+    assert!(
+        t.graph_requests().iter().any(|r| r.method == "POST"
+            && r.path.ends_with("/revokeSignInSessions")
+            && r.status == 200),
+        "sessions revoked"
+    );
+    assert!(
+        deprovision(&t.conn.graph, created.id, true)
+            .await
+            .unwrap()
+            .gone
+    );
+    assert!(!t.sim.truth_users().iter().any(|u| u.id == created.id));
+    // Already gone: success.
+    assert!(
+        deprovision(&t.conn.graph, created.id, true)
+            .await
+            .unwrap()
+            .gone
+    );
+}
