@@ -19,7 +19,6 @@ use latchkey_entra::onboarding::{AuthMode, AuthSettings, EntraSettings};
 use latchkey_entra::sync::{SyncHandler, SyncKind, SyncOptions, request_sync};
 use latchkey_entra_sim::{Change, SimConfig, SimHandle, SimServer, Throttle};
 use latchkey_jobs::{Registry, WorkerConfig, WorkerPool};
-use latchkey_store::testing::TestDb;
 use latchkey_store::{Store, apps, connectors, orgs, resources, secrets, sync_runs};
 use secrecy::SecretString;
 use std::sync::Arc;
@@ -43,8 +42,55 @@ fn reset_peak() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
+/// A database of its own, named so that test runs' clean-up of `lk_test_*` leaves it alone
+/// while the benchmark runs; dropped at the end.
+struct BenchDb {
+    name: String,
+    store: Store,
+}
+
+impl BenchDb {
+    async fn new() -> BenchDb {
+        use sqlx::Connection;
+        let name = format!("lk_bench_{}", Uuid::new_v4().simple());
+        let mut admin_url = url::Url::parse(&latchkey_store::testing::server_url()).unwrap();
+        admin_url.set_path("/postgres");
+        let mut admin = sqlx::PgConnection::connect(admin_url.as_str())
+            .await
+            .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let mut url = admin_url.clone();
+        url.set_path(&format!("/{name}"));
+        // The worker's pool as production sizes it by default.
+        let mut cfg = latchkey_store::DbConfig::new(url.to_string());
+        cfg.max_connections = 10;
+        let store = Store::connect(&cfg).await.unwrap();
+        latchkey_store::MIGRATOR.run(store.system()).await.unwrap();
+        BenchDb { name, store }
+    }
+
+    async fn drop_it(self) {
+        use sqlx::Connection;
+        self.store.system().close().await;
+        let mut admin_url = url::Url::parse(&latchkey_store::testing::server_url()).unwrap();
+        admin_url.set_path("/postgres");
+        let mut admin = sqlx::PgConnection::connect(admin_url.as_str())
+            .await
+            .unwrap();
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        )))
+        .execute(&mut admin)
+        .await;
+    }
+}
+
 struct Bench {
-    db: TestDb,
+    db: BenchDb,
     sim: SimHandle,
     org: OrgId,
     keys: Arc<KeyRing>,
@@ -245,11 +291,7 @@ async fn run(full: bool) {
     } else {
         SimConfig::small(1)
     };
-    let mut db = TestDb::new().await;
-    // The worker's pool as production sizes it by default (10), not the tests' 5.
-    let mut dbc = latchkey_store::DbConfig::new(db.url.clone());
-    dbc.max_connections = 10;
-    db.store = Store::connect(&dbc).await.unwrap();
+    let db = BenchDb::new().await;
     let started = Instant::now();
     let sim = SimServer::start(cfg).await.unwrap();
     let truth = sim.truth();
@@ -339,4 +381,5 @@ async fn run(full: bool) {
         slow_took.as_secs_f64() / ideal,
         slow_requests as f64 * 0.05
     );
+    b.db.drop_it().await;
 }

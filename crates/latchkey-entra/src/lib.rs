@@ -55,6 +55,7 @@ pub mod graph;
 pub mod ids;
 pub mod onboarding;
 pub mod probe;
+pub mod provision;
 pub mod sync;
 
 pub use auth::{AccessToken, AuthError, ClientCredentials, TokenClaims, TokenProvider};

@@ -22,6 +22,7 @@ pub mod login_throttle;
 pub mod oauth_states;
 pub mod orgs;
 pub mod outbox;
+pub mod provisioning;
 pub mod resources;
 pub mod secrets;
 pub mod sessions;

@@ -421,6 +421,17 @@ pub async fn sweep_resource_types(
     Ok(n)
 }
 
+/// Lifts the statement timeout for the rest of the transaction to `limit`: the sweep and the
+/// expansion of a large tenant touch millions of rows in one statement (a background job, not
+/// a web request).
+pub async fn allow_long_statements(tx: &mut OrgTx, limit: std::time::Duration) -> Result<()> {
+    sqlx::query("SELECT set_config('statement_timeout', $1, true)")
+        .bind(format!("{}ms", limit.as_millis()))
+        .execute(tx.conn())
+        .await?;
+    Ok(())
+}
+
 /// What a sweep marked deleted.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
 pub struct Swept {
@@ -502,6 +513,11 @@ pub async fn drop_dangling(tx: &mut OrgTx, connector: Uuid) -> Result<u64> {
 /// effective members; `source` records the path of groups (`group:<id>>group:<id>`).
 /// Returns how many expanded grants are current.
 pub async fn expand(tx: &mut OrgTx, connector: Uuid, run: Uuid) -> Result<u64> {
+    // Right after a big sync the planner's statistics still describe empty tables; with them
+    // it picks nested loops over a million memberships (minutes instead of seconds).
+    sqlx::query("SELECT set_config('enable_nestloop', 'off', true)")
+        .execute(tx.conn())
+        .await?;
     sqlx::query("DELETE FROM grants WHERE connector_id = $1 AND expanded")
         .bind(connector)
         .execute(tx.conn())

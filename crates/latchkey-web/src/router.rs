@@ -6,7 +6,7 @@ use axum::Router;
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use std::time::Duration;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -133,6 +133,12 @@ pub fn router(state: AppState) -> Router {
             get(api::sync::entitlements),
         )
         .route("/connectors/{id}/grants", get(api::sync::grants))
+        .route("/connectors/{id}/grants", post(api::provisioning::grant))
+        .route(
+            "/connectors/{id}/grants/{grant_id}",
+            delete(api::provisioning::revoke),
+        )
+        .route("/tasks/{id}", get(api::provisioning::get))
         .route("/jobs/{id}", get(api::jobs::get))
         .route("/jobs/{id}/logs", get(api::jobs::logs))
         .route("/openapi.json", get(api::openapi::document))

@@ -384,6 +384,7 @@ pub(super) async fn run(run: &Run<'_>, c: Cursors) -> Result<Option<Cursors>, Sy
         }
     }
     let mut tx = run.tx().await?;
+    resources::allow_long_statements(&mut tx, super::LONG_STATEMENTS).await?;
     let dangling = resources::drop_dangling(&mut tx, run.connector).await?;
     let expanded = resources::expand(&mut tx, run.connector, run.run).await?;
     tx.commit().await?;

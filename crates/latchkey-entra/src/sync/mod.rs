@@ -284,6 +284,9 @@ fn add_stats(a: RequestStats, b: RequestStats) -> RequestStats {
     }
 }
 
+/// Statement timeout of the finishing transaction (sweep, expansion) of a large tenant.
+const LONG_STATEMENTS: Duration = Duration::from_secs(30 * 60);
+
 const FULL_PHASES: &[&str] = &[
     "enterprise applications and managed identities",
     "users",
@@ -1165,6 +1168,7 @@ async fn full(run: &Run<'_>) -> Result<Option<Cursors>, SyncError> {
     let unread: Vec<String> = run.cp().unread.clone();
     let unread: Vec<&str> = unread.iter().map(String::as_str).collect();
     let mut tx = run.tx().await?;
+    resources::allow_long_statements(&mut tx, LONG_STATEMENTS).await?;
     let swept = resources::sweep(&mut tx, run.connector, run.run, &unread).await?;
     let dangling = resources::drop_dangling(&mut tx, run.connector).await?;
     let expanded = resources::expand(&mut tx, run.connector, run.run).await?;

@@ -9,6 +9,8 @@ mod faults;
 mod logs;
 mod paging;
 mod probe;
+mod provision;
+mod provision_jobs;
 mod sync;
 
 use std::time::Duration;

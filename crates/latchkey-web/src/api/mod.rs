@@ -8,6 +8,7 @@ pub mod connectors;
 pub mod jobs;
 pub mod me;
 pub mod openapi;
+pub mod provisioning;
 pub mod sync;
 pub mod token;
 pub mod users;

@@ -187,6 +187,30 @@ const ENDPOINTS: &[Endpoint] = &[
         "GrantPage",
     ),
     (
+        "post",
+        "/connectors/{id}/grants",
+        "Grant an entitlement to a principal in the tenant (a provisioning task)",
+        Some("GrantRequest"),
+        202,
+        "TaskStarted",
+    ),
+    (
+        "delete",
+        "/connectors/{id}/grants/{grant_id}",
+        "Revoke a stored direct grant in the tenant (a provisioning task)",
+        None,
+        202,
+        "TaskStarted",
+    ),
+    (
+        "get",
+        "/tasks/{id}",
+        "A provisioning task: status, reason, requested/provisioned/verified times",
+        None,
+        200,
+        "Task",
+    ),
+    (
         "get",
         "/openapi.json",
         "This document",
@@ -223,6 +247,19 @@ fn schemas() -> Value {
         "login_authority": {"type": "string", "format": "uri"},
         "provisioning": {"type": "boolean"}, "skip_ad_groups": {"type": "boolean"}, "fetch_sign_in_activity": {"type": "boolean"},
         "schedule_scim_provisioning": {"type": "boolean"}, "disable_audit_feed": {"type": "boolean"}}});
+    // Provisioning (kept apart: one json! of every schema exceeds the macro recursion limit).
+    let grant_request = json!({"type": "object", "required": ["entitlement_id", "principal_id"], "properties": {
+            "entitlement_id": {"type": "string", "format": "uuid"}, "principal_id": {"type": "string", "format": "uuid", "description": "A resource id (user, group, service principal) of the same connector"}}});
+    let task_started = json!({"type": "object", "required": ["task_id"], "properties": {"task_id": {"type": "string", "format": "uuid"}}});
+    let task = json!({"type": "object", "required": ["id", "status", "operation", "error", "requested_at", "provisioned_at", "verified_at"], "properties": {
+            "id": {"type": "string", "format": "uuid"}, "connector_id": {"type": "string", "format": "uuid"},
+            "status": {"enum": ["queued", "running", "succeeded", "failed"]}, "operation": {"enum": ["grant", "revoke"]},
+            "entitlement_id": {"type": "string", "format": "uuid"}, "principal_id": {"type": "string", "format": "uuid"}, "grant_id": {"type": ["string", "null"]},
+            "error": {"type": ["string", "null"], "description": "Why it was refused or failed, in words"},
+            "verification_failed": {"type": ["string", "null"], "description": "Graph accepted the change but reading it back did not show it in time"},
+            "requested_at": {"type": "string"}, "provisioned_at": {"type": ["string", "null"]}, "verified_at": {"type": ["string", "null"]},
+            "warnings": {"type": "array", "items": {"type": "string"}, "description": "e.g. the app has no SCIM provisioning job"},
+            "job_id": {"type": ["string", "null"]}}});
     json!({
         "Error": error,
         "TokenRequest": {"type": "object", "required": ["grant_type", "client_id", "client_secret"], "properties": {
@@ -291,6 +328,9 @@ fn schemas() -> Value {
             "id": {"type": "string", "format": "uuid"}, "entitlement_id": {"type": "string", "format": "uuid"}, "principal_id": {"type": "string", "format": "uuid"},
             "source": {"type": "string", "description": "direct, or the path of groups it is inherited through (group:<id>>group:<id>)"}}},
         "GrantPage": page("Grant"),
+        "GrantRequest": grant_request,
+        "TaskStarted": task_started,
+        "Task": task,
         "OpenApi": {"type": "object"},
     })
 }
@@ -318,6 +358,12 @@ pub fn spec() -> Value {
             op["parameters"] = json!([
                 {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}},
                 {"name": "cursor", "in": "query", "schema": {"type": "string"}}]);
+        }
+        if path.contains("{grant_id}") {
+            op["parameters"]
+                .as_array_mut()
+                .expect("id parameter")
+                .push(json!({"name": "grant_id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}));
         }
         if *path == "/jobs/{id}/logs" {
             op["parameters"]

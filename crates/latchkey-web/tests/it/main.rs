@@ -9,6 +9,7 @@ mod onboarding;
 mod openapi;
 mod ops;
 mod people;
+mod provisioning;
 mod roles;
 mod sessions;
 mod support;

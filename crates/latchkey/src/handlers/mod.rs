@@ -26,6 +26,11 @@ pub fn registry(w: Wiring) -> Registry {
             w.entra_app.clone(),
             w.outbound,
         ))
+        .with(latchkey_entra::provision::ProvisionHandler::new(
+            w.keys.clone(),
+            w.entra_app.clone(),
+            w.outbound,
+        ))
         .with(ConnectionTestHandler::new(w.keys, w.entra_app, w.outbound))
         .with(EmailDeliveryHandler::new(w.mailer))
 }

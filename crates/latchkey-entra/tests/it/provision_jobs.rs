@@ -1,0 +1,707 @@
+//! Provisioning tasks run as `entra.provision` jobs against the simulated tenant and a real
+//! database: task timestamps and trail, stored grants updated at once, idempotent repeats,
+//! refusals and provisioning turned off with no Graph write, another organization's ids.
+
+use std::time::Duration;
+
+use latchkey_core::{DisplayName, Email};
+use latchkey_entra::OutboundPolicy;
+use latchkey_entra::onboarding::EntraSettings;
+use latchkey_entra::provision::{self, Ask, ProvisionHandler, VerifyPolicy};
+use latchkey_entra::sync::SyncKind;
+use latchkey_entra_sim::{GroupKind, SimConfig};
+use latchkey_jobs::{Registry, WorkerConfig, WorkerPool};
+use latchkey_store::provisioning::{self, Task};
+use latchkey_store::resources::{self, GrantFilter, ResourceFilter};
+use latchkey_store::{StoreError, connectors, orgs};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::sync::{Env, Tweaks};
+
+async fn set_provisioning(env: &Env, connector: Uuid, on: bool) {
+    let mut tx = env.store().org_tx(env.org).await.unwrap();
+    let row = connectors::get(&mut tx, connector).await.unwrap();
+    let mut s: EntraSettings = serde_json::from_value(row.settings.unwrap()).unwrap();
+    s.provisioning = on;
+    connectors::set_settings(&mut tx, connector, &serde_json::to_value(&s).unwrap())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+}
+
+async fn run_jobs(env: &Env) {
+    let mut cfg = WorkerConfig::new("prov");
+    cfg.concurrency = 2;
+    cfg.poll_interval = Duration::from_millis(50);
+    let handler = ProvisionHandler::new(env.keys.clone(), None, OutboundPolicy::INSECURE_DEV)
+        .with_verify(VerifyPolicy {
+            timeout: Duration::from_secs(3),
+            first_delay: Duration::from_millis(50),
+            max_delay: Duration::from_millis(400),
+        });
+    WorkerPool::new(env.store().clone(), cfg, Registry::new().with(handler))
+        .run_until_idle(CancellationToken::new())
+        .await
+        .unwrap();
+}
+
+/// Stored resource id of the object with this directory id.
+async fn resource_id(env: &Env, connector: Uuid, rtype: &str, external: Uuid) -> Uuid {
+    let mut tx = env.store().org_tx(env.org).await.unwrap();
+    let mut after = None;
+    loop {
+        let page = resources::list_resources(
+            &mut tx,
+            connector,
+            &ResourceFilter {
+                types: vec![rtype.into()],
+                ..Default::default()
+            },
+            after,
+            200,
+        )
+        .await
+        .unwrap();
+        if let Some(r) = page
+            .items
+            .iter()
+            .find(|r| r.external_id == external.to_string())
+        {
+            return r.id;
+        }
+        after = Some(
+            latchkey_store::Cursor::parse(&page.next_cursor.expect("resource is stored")).unwrap(),
+        );
+    }
+}
+
+async fn entitlement(env: &Env, connector: Uuid, resource: Uuid, slug: &str) -> Uuid {
+    let mut tx = env.store().org_tx(env.org).await.unwrap();
+    resources::list_entitlements(&mut tx, connector, Some(resource), None, None, 50)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .find(|e| e.slug == slug)
+        .unwrap()
+        .id
+}
+
+async fn ask(env: &Env, connector: Uuid, a: Ask) -> Uuid {
+    let mut tx = env.store().org_tx(env.org).await.unwrap();
+    let id = provision::request(&mut tx, connector, a, "user:tester")
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    id
+}
+
+async fn task(env: &Env, id: Uuid) -> (Task, Vec<String>) {
+    let mut tx = env.store().org_tx(env.org).await.unwrap();
+    let t = provisioning::get_task(&mut tx, id).await.unwrap();
+    let ev = provisioning::events(&mut tx, id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    (t, ev)
+}
+
+async fn direct_grants(env: &Env, connector: Uuid, ent: Uuid, principal: Uuid) -> Vec<Uuid> {
+    let mut tx = env.store().org_tx(env.org).await.unwrap();
+    resources::list_grants(
+        &mut tx,
+        connector,
+        &GrantFilter {
+            entitlement: Some(ent),
+            principal: Some(principal),
+            ..Default::default()
+        },
+        None,
+        50,
+    )
+    .await
+    .unwrap()
+    .items
+    .into_iter()
+    .map(|g| g.id)
+    .collect()
+}
+
+fn graph_writes(env: &Env) -> Vec<String> {
+    env.sim
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.method != "GET" && (r.path.starts_with("/v1.0/") || r.path.starts_with("/beta/"))
+        })
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect()
+}
+
+fn group_of(env: &Env, kind: GroupKind) -> Uuid {
+    env.sim
+        .truth_groups()
+        .into_iter()
+        .find(|g| g.kind == kind)
+        .unwrap()
+        .id
+}
+
+#[tokio::test]
+async fn grant_and_revoke_as_tasks_update_the_tenant_and_the_stored_grants() {
+    let env = Env::new(SimConfig::small(7)).await;
+    let c = env.connector(&Tweaks::default()).await;
+    set_provisioning(&env, c, true).await;
+    env.sync(c, SyncKind::Full).await;
+
+    let gid = group_of(&env, GroupKind::Security);
+    let members = env.sim.group_members(gid).unwrap();
+    let uid = env
+        .sim
+        .truth_users()
+        .into_iter()
+        .find(|u| u.user_type == "Member" && !members.contains(&u.id))
+        .unwrap()
+        .id;
+    let group = resource_id(&env, c, "group", gid).await;
+    let user = resource_id(&env, c, "user", uid).await;
+    let ent = entitlement(&env, c, group, "members").await;
+    assert!(direct_grants(&env, c, ent, user).await.is_empty());
+
+    let t1 = ask(
+        &env,
+        c,
+        Ask::Grant {
+            entitlement: ent,
+            principal: user,
+        },
+    )
+    .await;
+    let (queued, _) = task(&env, t1).await;
+    assert_eq!(queued.status, "queued");
+    run_jobs(&env).await;
+    let (done, events) = task(&env, t1).await;
+    assert_eq!(done.status, "succeeded", "{:?}", done.error);
+    assert!(done.provisioned_at.is_some() && done.verified_at.is_some());
+    assert!(done.requested_at <= done.provisioned_at.unwrap());
+    assert!(done.provisioned_at.unwrap() <= done.verified_at.unwrap());
+    assert_eq!(events, ["requested", "provisioned", "verified"]);
+    assert!(env.sim.group_members(gid).unwrap().contains(&uid));
+    // Stored at once, without a sync.
+    let stored = direct_grants(&env, c, ent, user).await;
+    assert_eq!(stored.len(), 1);
+
+    // Asking again (a retried request): Graph says it already exists; nothing doubles.
+    let n = env.sim.group_members(gid).unwrap().len();
+    let t2 = ask(
+        &env,
+        c,
+        Ask::Grant {
+            entitlement: ent,
+            principal: user,
+        },
+    )
+    .await;
+    run_jobs(&env).await;
+    let (again, _) = task(&env, t2).await;
+    assert_eq!(again.status, "succeeded");
+    assert_eq!(again.details["already"], true);
+    assert_eq!(env.sim.group_members(gid).unwrap().len(), n);
+    assert_eq!(direct_grants(&env, c, ent, user).await, stored);
+
+    // A sync afterwards finds the same grant row.
+    env.sync(c, SyncKind::Full).await;
+    assert_eq!(direct_grants(&env, c, ent, user).await, stored);
+
+    // Revoke by the stored grant's id.
+    let t3 = ask(&env, c, Ask::Revoke { grant: stored[0] }).await;
+    run_jobs(&env).await;
+    let (revoked, events) = task(&env, t3).await;
+    assert_eq!(revoked.status, "succeeded", "{:?}", revoked.error);
+    assert_eq!(revoked.operation, "revoke");
+    assert!(revoked.verified_at.is_some());
+    assert_eq!(events, ["requested", "provisioned", "verified"]);
+    assert!(!env.sim.group_members(gid).unwrap().contains(&uid));
+    assert!(direct_grants(&env, c, ent, user).await.is_empty());
+}
+
+#[tokio::test]
+async fn refused_tasks_fail_with_the_reason_and_never_write() {
+    let env = Env::new(SimConfig::small(7)).await;
+    let c = env.connector(&Tweaks::default()).await;
+    env.sync(c, SyncKind::Full).await;
+    let uid = env
+        .sim
+        .truth_users()
+        .into_iter()
+        .find(|u| u.user_type == "Member")
+        .unwrap()
+        .id;
+    let user = resource_id(&env, c, "user", uid).await;
+    let sec = resource_id(&env, c, "group", group_of(&env, GroupKind::Security)).await;
+    let sec_members = entitlement(&env, c, sec, "members").await;
+    let mesg = resource_id(
+        &env,
+        c,
+        "group",
+        group_of(&env, GroupKind::MailEnabledSecurity),
+    )
+    .await;
+    let mesg_members = entitlement(&env, c, mesg, "members").await;
+
+    // Provisioning is off on this connector (the default): refused before any call.
+    env.sim.clear_requests();
+    let off = ask(
+        &env,
+        c,
+        Ask::Grant {
+            entitlement: sec_members,
+            principal: user,
+        },
+    )
+    .await;
+    run_jobs(&env).await;
+    let (t, events) = task(&env, off).await;
+    assert_eq!(t.status, "failed");
+    assert!(
+        t.error
+            .as_deref()
+            .unwrap()
+            .contains("Provisioning is turned off"),
+        "{:?}",
+        t.error
+    );
+    assert!(t.provisioned_at.is_none() && t.verified_at.is_none());
+    assert_eq!(events, ["requested", "refused"]);
+    assert!(env.sim.requests().is_empty(), "not even a token request");
+
+    set_provisioning(&env, c, true).await;
+    let refused = ask(
+        &env,
+        c,
+        Ask::Grant {
+            entitlement: mesg_members,
+            principal: user,
+        },
+    )
+    .await;
+    run_jobs(&env).await;
+    let (t, _) = task(&env, refused).await;
+    assert_eq!(t.status, "failed");
+    assert!(
+        t.error.as_deref().unwrap().contains(
+            "Microsoft Graph cannot change membership of mail-enabled security groups or distribution lists; manage it in Exchange"
+        ),
+        "{:?}",
+        t.error
+    );
+    assert!(graph_writes(&env).is_empty(), "{:?}", graph_writes(&env));
+}
+
+#[tokio::test]
+async fn another_organizations_ids_are_not_found() {
+    let env = Env::new(SimConfig::small(7)).await;
+    let c = env.connector(&Tweaks::default()).await;
+    env.sync(c, SyncKind::Full).await;
+    let gid = group_of(&env, GroupKind::Security);
+    let group = resource_id(&env, c, "group", gid).await;
+    let ent = entitlement(&env, c, group, "members").await;
+    let (other, _) = orgs::create_with_admin(
+        &env.db.store,
+        &DisplayName::parse("Fabrikam").unwrap(),
+        &Email::parse("admin@fabrikam.test").unwrap(),
+        &DisplayName::parse("Admin").unwrap(),
+        "x",
+    )
+    .await
+    .unwrap();
+    let mut tx = env.store().org_tx(other).await.unwrap();
+    let r = provision::request(
+        &mut tx,
+        c,
+        Ask::Grant {
+            entitlement: ent,
+            principal: group,
+        },
+        "user:intruder",
+    )
+    .await;
+    assert!(matches!(r, Err(StoreError::NotFound)), "{r:?}");
+}
+
+#[tokio::test]
+async fn app_role_tasks_store_the_assignment_as_the_sync_would() {
+    let env = Env::new(SimConfig::small(7)).await;
+    let c = env.connector(&Tweaks::default()).await;
+    set_provisioning(&env, c, true).await;
+    env.sync(c, SyncKind::Full).await;
+    // An app with a role users may hold, from the stored model.
+    let mut tx = env.store().org_tx(env.org).await.unwrap();
+    let apps = resources::list_resources(
+        &mut tx,
+        c,
+        &ResourceFilter {
+            types: vec!["enterprise_application".into()],
+            ..Default::default()
+        },
+        None,
+        200,
+    )
+    .await
+    .unwrap()
+    .items;
+    tx.commit().await.unwrap();
+    let tenant = env.sim.tenant_id().to_string();
+    let mut chosen = None;
+    for a in apps
+        .iter()
+        .filter(|a| a.profile["app_owner_organization_id"] == tenant.as_str())
+    {
+        let mut tx = env.store().org_tx(env.org).await.unwrap();
+        let ents = resources::list_entitlements(&mut tx, c, Some(a.id), None, None, 50)
+            .await
+            .unwrap()
+            .items;
+        if let Some(e) = ents
+            .into_iter()
+            .find(|e| e.slug.starts_with("assignment:") && e.display_name.ends_with("User"))
+        {
+            chosen = Some((a.clone(), e));
+            break;
+        }
+    }
+    let (app, ent) = chosen.expect("an app with a User role");
+    let app_id = Uuid::parse_str(&app.external_id).unwrap();
+    let holders: Vec<Uuid> = env
+        .sim
+        .app_role_assignments(app_id)
+        .unwrap()
+        .iter()
+        .map(|a| a.1)
+        .collect();
+    let uid = env
+        .sim
+        .truth_users()
+        .into_iter()
+        .find(|u| u.user_type == "Member" && !holders.contains(&u.id))
+        .unwrap()
+        .id;
+    let user = resource_id(&env, c, "user", uid).await;
+
+    let t = ask(
+        &env,
+        c,
+        Ask::Grant {
+            entitlement: ent.id,
+            principal: user,
+        },
+    )
+    .await;
+    run_jobs(&env).await;
+    let (done, _) = task(&env, t).await;
+    assert_eq!(done.status, "succeeded", "{:?}", done.error);
+    let stored = direct_grants(&env, c, ent.id, user).await;
+    assert_eq!(stored.len(), 1);
+    // The next sync derives the same grant id from Graph's assignment id.
+    env.sync(c, SyncKind::Full).await;
+    assert_eq!(direct_grants(&env, c, ent.id, user).await, stored);
+
+    let r = ask(&env, c, Ask::Revoke { grant: stored[0] }).await;
+    run_jobs(&env).await;
+    let (done, _) = task(&env, r).await;
+    assert_eq!(done.status, "succeeded", "{:?}", done.error);
+    assert!(direct_grants(&env, c, ent.id, user).await.is_empty());
+    assert!(
+        !env.sim
+            .app_role_assignments(app_id)
+            .unwrap()
+            .iter()
+            .any(|a| a.1 == uid)
+    );
+}
+
+#[tokio::test]
+async fn role_tasks_store_the_assignment_as_the_sync_would() {
+    let env = Env::new(SimConfig::small(7)).await;
+    let c = env.connector(&Tweaks::default()).await;
+    set_provisioning(&env, c, true).await;
+    env.sync(c, SyncKind::Full).await;
+    let mut tx = env.store().org_tx(env.org).await.unwrap();
+    let role = resources::list_resources(
+        &mut tx,
+        c,
+        &ResourceFilter {
+            types: vec!["role".into()],
+            ..Default::default()
+        },
+        None,
+        200,
+    )
+    .await
+    .unwrap()
+    .items
+    .into_iter()
+    .next()
+    .unwrap();
+    tx.commit().await.unwrap();
+    let assigned = entitlement(&env, c, role.id, "assigned").await;
+    let eligible = entitlement(&env, c, role.id, "eligible").await;
+    // A user who holds nothing yet (the first few users of the tenant hold the seeded roles).
+    let uid = env.sim.truth_users().last().unwrap().id;
+    let user = resource_id(&env, c, "user", uid).await;
+    assert!(direct_grants(&env, c, assigned, user).await.is_empty());
+
+    let mut stored = Vec::new();
+    for ent in [assigned, eligible] {
+        let t = ask(
+            &env,
+            c,
+            Ask::Grant {
+                entitlement: ent,
+                principal: user,
+            },
+        )
+        .await;
+        run_jobs(&env).await;
+        let (done, _) = task(&env, t).await;
+        assert_eq!(done.status, "succeeded", "{:?}", done.error);
+        let g = direct_grants(&env, c, ent, user).await;
+        assert_eq!(g.len(), 1);
+        stored.push(g[0]);
+    }
+    env.sync(c, SyncKind::Full).await;
+    assert_eq!(direct_grants(&env, c, assigned, user).await, [stored[0]]);
+    assert_eq!(direct_grants(&env, c, eligible, user).await, [stored[1]]);
+    for (ent, g) in [(assigned, stored[0]), (eligible, stored[1])] {
+        let t = ask(&env, c, Ask::Revoke { grant: g }).await;
+        run_jobs(&env).await;
+        let (done, _) = task(&env, t).await;
+        assert_eq!(done.status, "succeeded", "{:?}", done.error);
+        assert!(direct_grants(&env, c, ent, user).await.is_empty());
+    }
+}
+
+/// A pass-through in front of the simulated tenant that answers group membership additions 204
+/// without passing them on: Graph accepting a write that never takes effect.
+async fn swallowing_proxy(target: String) -> (String, tokio::task::JoinHandle<()>) {
+    use axum::body::Body;
+    use axum::extract::Request;
+    use axum::response::Response;
+    let client = reqwest::Client::new();
+    let app = axum::Router::new().fallback(move |req: Request| {
+        let client = client.clone();
+        let target = target.clone();
+        async move {
+            let method = req.method().clone();
+            let pq = req
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_default();
+            if method == http::Method::POST && pq.contains("/members/$ref") {
+                return Response::builder().status(204).body(Body::empty()).unwrap();
+            }
+            let headers = req.headers().clone();
+            let body = axum::body::to_bytes(req.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            let mut out = client.request(method, format!("{target}{pq}"));
+            for (k, v) in headers.iter() {
+                if k != http::header::HOST && k != http::header::CONTENT_LENGTH {
+                    out = out.header(k, v);
+                }
+            }
+            let r = out.body(body).send().await.unwrap();
+            let mut resp = Response::builder().status(r.status());
+            for (k, v) in r.headers() {
+                if k != http::header::TRANSFER_ENCODING && k != http::header::CONTENT_LENGTH {
+                    resp = resp.header(k, v);
+                }
+            }
+            resp.body(Body::from(r.bytes().await.unwrap())).unwrap()
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (base, task)
+}
+
+#[tokio::test]
+async fn a_write_that_never_takes_effect_fails_verification() {
+    let env = Env::new(SimConfig::small(7)).await;
+    let c = env.connector(&Tweaks::default()).await;
+    set_provisioning(&env, c, true).await;
+    env.sync(c, SyncKind::Full).await;
+    let (proxy, _task) = swallowing_proxy(env.sim.base_url().to_string()).await;
+    let mut tx = env.store().org_tx(env.org).await.unwrap();
+    let row = connectors::get(&mut tx, c).await.unwrap();
+    let mut s: EntraSettings = serde_json::from_value(row.settings.unwrap()).unwrap();
+    s.graph_domain = proxy;
+    connectors::set_settings(&mut tx, c, &serde_json::to_value(&s).unwrap())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let gid = group_of(&env, GroupKind::Security);
+    let members = env.sim.group_members(gid).unwrap();
+    let uid = env
+        .sim
+        .truth_users()
+        .into_iter()
+        .find(|u| u.user_type == "Member" && !members.contains(&u.id))
+        .unwrap()
+        .id;
+    let group = resource_id(&env, c, "group", gid).await;
+    let user = resource_id(&env, c, "user", uid).await;
+    let ent = entitlement(&env, c, group, "members").await;
+    let t = ask(
+        &env,
+        c,
+        Ask::Grant {
+            entitlement: ent,
+            principal: user,
+        },
+    )
+    .await;
+    run_jobs(&env).await;
+    let (done, events) = task(&env, t).await;
+    assert_eq!(done.status, "failed");
+    assert!(done.provisioned_at.is_some(), "Graph accepted it");
+    assert!(done.verified_at.is_none());
+    let why = done.verification_failed.as_deref().unwrap();
+    assert!(why.contains("did not appear"), "{why}");
+    assert!(
+        done.error
+            .as_deref()
+            .unwrap()
+            .contains("could not be verified"),
+        "{:?}",
+        done.error
+    );
+    assert_eq!(events, ["requested", "provisioned", "verification_failed"]);
+    assert!(!env.sim.group_members(gid).unwrap().contains(&uid));
+    // Nothing is stored as granted.
+    assert!(direct_grants(&env, c, ent, user).await.is_empty());
+}
+
+#[tokio::test]
+async fn app_role_grants_provision_downstream_on_demand_or_warn() {
+    let env = Env::new(SimConfig::small(7)).await;
+    let c = env.connector(&Tweaks::default()).await;
+    let mut tx = env.store().org_tx(env.org).await.unwrap();
+    let row = connectors::get(&mut tx, c).await.unwrap();
+    let mut s: EntraSettings = serde_json::from_value(row.settings.unwrap()).unwrap();
+    s.provisioning = true;
+    s.schedule_scim_provisioning = true;
+    connectors::set_settings(&mut tx, c, &serde_json::to_value(&s).unwrap())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    env.sync(c, SyncKind::Full).await;
+
+    let conn = crate::connect_with(&crate::settings(&env.sim), crate::fast_retries());
+    let mut tx = env.store().org_tx(env.org).await.unwrap();
+    let apps = resources::list_resources(
+        &mut tx,
+        c,
+        &ResourceFilter {
+            types: vec!["enterprise_application".into()],
+            ..Default::default()
+        },
+        None,
+        200,
+    )
+    .await
+    .unwrap()
+    .items;
+    tx.commit().await.unwrap();
+    let tenant = env.sim.tenant_id().to_string();
+    // (has a provisioning job, entitlement of a users' role)
+    let mut with_job = None;
+    let mut without_job = None;
+    for a in apps
+        .iter()
+        .filter(|a| a.profile["app_owner_organization_id"] == tenant.as_str())
+    {
+        let jobs: serde_json::Value = conn
+            .graph
+            .get(&latchkey_entra::Query::v1(format!(
+                "servicePrincipals/{}/synchronization/jobs",
+                a.external_id
+            )))
+            .await
+            .unwrap();
+        let has = !jobs["value"].as_array().unwrap().is_empty();
+        let slot = if has { &mut with_job } else { &mut without_job };
+        if slot.is_some() {
+            continue;
+        }
+        let mut tx = env.store().org_tx(env.org).await.unwrap();
+        let ent = resources::list_entitlements(&mut tx, c, Some(a.id), None, None, 50)
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .find(|e| e.slug.starts_with("assignment:"));
+        if let Some(e) = ent {
+            *slot = Some((a.external_id.clone(), e.id));
+        }
+    }
+    let (job_app, job_ent) = with_job.expect("an app with a SCIM job");
+    let (_, plain_ent) = without_job.expect("an app without one");
+    let uid = env.sim.truth_users().last().unwrap().id;
+    let user = resource_id(&env, c, "user", uid).await;
+
+    let t = ask(
+        &env,
+        c,
+        Ask::Grant {
+            entitlement: job_ent,
+            principal: user,
+        },
+    )
+    .await;
+    run_jobs(&env).await;
+    let (done, events) = task(&env, t).await;
+    assert_eq!(done.status, "succeeded", "{:?}", done.error);
+    assert_eq!(
+        events,
+        ["requested", "provisioned", "verified", "scim_provisioned"]
+    );
+    let calls = env.sim.provision_on_demand_calls();
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.service_principal_id.to_string() == job_app
+                && c.subjects.iter().any(|s| s.0 == uid.to_string())),
+        "{calls:?}"
+    );
+
+    let t = ask(
+        &env,
+        c,
+        Ask::Grant {
+            entitlement: plain_ent,
+            principal: user,
+        },
+    )
+    .await;
+    run_jobs(&env).await;
+    let (done, events) = task(&env, t).await;
+    assert_eq!(done.status, "succeeded", "a missing job is not a failure");
+    assert_eq!(events.last().unwrap(), "scim_warning");
+    let warnings = done.details["warnings"].as_array().unwrap();
+    assert!(
+        warnings[0]
+            .as_str()
+            .unwrap()
+            .contains("no provisioning job"),
+        "{warnings:?}"
+    );
+}

@@ -1,0 +1,327 @@
+//! Provisioning tasks (one grant or revoke each, with the timestamps of its life), their
+//! append-only event trail, and the immediate update of stored grants once a change is verified.
+
+use crate::{OrgTx, Result, StoreError};
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::FromRow;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// What to record when a task is asked for.
+#[derive(Debug, Clone)]
+pub struct NewTask<'a> {
+    pub id: Uuid,
+    pub connector_id: Uuid,
+    pub job_id: Option<Uuid>,
+    /// `grant` or `revoke`.
+    pub operation: &'a str,
+    pub entitlement_id: Uuid,
+    pub principal_id: Uuid,
+    pub grant_id: Option<Uuid>,
+    /// `user:<id>` or `api_client:<id>`.
+    pub requested_by: &'a str,
+}
+
+#[derive(Debug, Clone, Serialize, FromRow, PartialEq)]
+pub struct Task {
+    pub id: Uuid,
+    pub connector_id: Uuid,
+    pub job_id: Option<Uuid>,
+    pub operation: String,
+    pub entitlement_id: Uuid,
+    pub principal_id: Uuid,
+    pub grant_id: Option<Uuid>,
+    pub status: String,
+    pub error: Option<String>,
+    pub verification_failed: Option<String>,
+    pub details: Value,
+    pub requested_by: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub requested_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub started_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub provisioned_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub verified_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub finished_at: Option<OffsetDateTime>,
+    /// The job's own status and last error (a job that died without the handler finishing
+    /// the task, e.g. its worker was killed on the last attempt).
+    pub job_status: Option<String>,
+    pub job_error: Option<String>,
+}
+
+impl Task {
+    pub fn is_final(&self) -> bool {
+        matches!(self.status.as_str(), "succeeded" | "failed")
+    }
+}
+
+const TASK_COLUMNS: &str = "t.id, t.connector_id, t.job_id, t.operation, t.entitlement_id, t.principal_id, t.grant_id,
+    t.status, t.error, t.verification_failed, t.details, t.requested_by, t.requested_at, t.started_at,
+    t.provisioned_at, t.verified_at, t.finished_at, j.status AS job_status, j.last_error AS job_error";
+
+/// Records a new task (status `queued`) and its `requested` event.
+pub async fn create_task(tx: &mut OrgTx, new: &NewTask<'_>) -> Result<()> {
+    let org = tx.org();
+    sqlx::query(
+        "INSERT INTO provisioning_tasks (id, org_id, connector_id, job_id, operation, entitlement_id, principal_id, grant_id, requested_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(new.id)
+    .bind(org.0)
+    .bind(new.connector_id)
+    .bind(new.job_id)
+    .bind(new.operation)
+    .bind(new.entitlement_id)
+    .bind(new.principal_id)
+    .bind(new.grant_id)
+    .bind(new.requested_by)
+    .execute(tx.conn())
+    .await?;
+    add_event(
+        tx,
+        new.id,
+        new.requested_by,
+        "requested",
+        Some(&format!(
+            "{} of entitlement {} to principal {}",
+            new.operation, new.entitlement_id, new.principal_id
+        )),
+    )
+    .await
+}
+
+pub async fn set_job(tx: &mut OrgTx, task: Uuid, job: Uuid) -> Result<()> {
+    sqlx::query("UPDATE provisioning_tasks SET job_id = $2 WHERE id = $1")
+        .bind(task)
+        .bind(job)
+        .execute(tx.conn())
+        .await?;
+    Ok(())
+}
+
+pub async fn get_task(tx: &mut OrgTx, id: Uuid) -> Result<Task> {
+    let org = tx.org();
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {TASK_COLUMNS} FROM provisioning_tasks t LEFT JOIN jobs j ON j.id = t.job_id AND j.org_id = t.org_id
+          WHERE t.org_id = $1 AND t.id = $2"
+    )))
+    .bind(org.0)
+    .bind(id)
+    .fetch_optional(tx.conn())
+    .await?
+    .ok_or(StoreError::NotFound)
+}
+
+/// The job picked the task up (again).
+pub async fn set_running(tx: &mut OrgTx, id: Uuid) -> Result<()> {
+    sqlx::query(
+        "UPDATE provisioning_tasks SET status = 'running', started_at = coalesce(started_at, now())
+          WHERE id = $1 AND status IN ('queued', 'running')",
+    )
+    .bind(id)
+    .execute(tx.conn())
+    .await?;
+    Ok(())
+}
+
+/// Graph accepted the change (or said it was already so); `details` says what was sent.
+pub async fn set_provisioned(tx: &mut OrgTx, id: Uuid, details: &Value) -> Result<()> {
+    sqlx::query(
+        "UPDATE provisioning_tasks SET provisioned_at = coalesce(provisioned_at, now()), details = details || $2
+          WHERE id = $1",
+    )
+    .bind(id)
+    .bind(details)
+    .execute(tx.conn())
+    .await?;
+    Ok(())
+}
+
+/// A warning on a task that still succeeded (e.g. the app has no SCIM provisioning job), kept
+/// in `details.warnings`.
+pub async fn add_warning(tx: &mut OrgTx, id: Uuid, warning: &str) -> Result<()> {
+    sqlx::query(
+        "UPDATE provisioning_tasks
+            SET details = jsonb_set(details, '{warnings}', coalesce(details->'warnings', '[]'::jsonb) || to_jsonb($2::text))
+          WHERE id = $1",
+    )
+    .bind(id)
+    .bind(warning)
+    .execute(tx.conn())
+    .await?;
+    Ok(())
+}
+
+/// The change was read back from Graph: the task succeeded.
+pub async fn set_verified(tx: &mut OrgTx, id: Uuid) -> Result<()> {
+    sqlx::query(
+        "UPDATE provisioning_tasks SET status = 'succeeded', verified_at = now(), finished_at = now(),
+                error = NULL, verification_failed = NULL
+          WHERE id = $1",
+    )
+    .bind(id)
+    .execute(tx.conn())
+    .await?;
+    Ok(())
+}
+
+/// The task failed: refused, refused by Graph, out of retries, or not verified (`verification`
+/// then says why).
+pub async fn set_failed(
+    tx: &mut OrgTx,
+    id: Uuid,
+    error: &str,
+    verification: Option<&str>,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE provisioning_tasks SET status = 'failed', error = $2, verification_failed = $3, finished_at = now()
+          WHERE id = $1",
+    )
+    .bind(id)
+    .bind(error)
+    .bind(verification)
+    .execute(tx.conn())
+    .await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, Serialize, FromRow, PartialEq)]
+pub struct Event {
+    pub id: i64,
+    pub task_id: Uuid,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub actor: String,
+    pub event: String,
+    pub detail: Option<String>,
+}
+
+/// Appends to the task's trail (who, what, result).
+pub async fn add_event(
+    tx: &mut OrgTx,
+    task: Uuid,
+    actor: &str,
+    event: &str,
+    detail: Option<&str>,
+) -> Result<()> {
+    let org = tx.org();
+    sqlx::query(
+        "INSERT INTO provisioning_events (org_id, task_id, actor, event, detail) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(org.0)
+    .bind(task)
+    .bind(actor)
+    .bind(event)
+    .bind(detail)
+    .execute(tx.conn())
+    .await?;
+    Ok(())
+}
+
+pub async fn events(tx: &mut OrgTx, task: Uuid) -> Result<Vec<Event>> {
+    let org = tx.org();
+    Ok(sqlx::query_as(
+        "SELECT id, task_id, at, actor, event, detail FROM provisioning_events
+          WHERE org_id = $1 AND task_id = $2 ORDER BY id",
+    )
+    .bind(org.0)
+    .bind(task)
+    .fetch_all(tx.conn())
+    .await?)
+}
+
+/// A current stored grant, as a revoke needs it.
+#[derive(Debug, Clone, FromRow, PartialEq)]
+pub struct StoredGrant {
+    pub id: Uuid,
+    pub entitlement_id: Uuid,
+    pub principal_id: Uuid,
+    pub kind: String,
+    pub source: String,
+    pub expanded: bool,
+    pub external_id: String,
+}
+
+pub async fn get_grant(tx: &mut OrgTx, connector: Uuid, id: Uuid) -> Result<StoredGrant> {
+    let org = tx.org();
+    sqlx::query_as(
+        "SELECT id, entitlement_id, principal_id, kind, source, expanded, external_id FROM grants
+          WHERE org_id = $1 AND connector_id = $2 AND id = $3 AND deleted_at IS NULL",
+    )
+    .bind(org.0)
+    .bind(connector)
+    .bind(id)
+    .fetch_optional(tx.conn())
+    .await?
+    .ok_or(StoreError::NotFound)
+}
+
+/// Current direct holders of an entitlement (e.g. a group's owners).
+pub async fn direct_holders(tx: &mut OrgTx, connector: Uuid, entitlement: Uuid) -> Result<i64> {
+    let org = tx.org();
+    Ok(sqlx::query_scalar(
+        "SELECT count(DISTINCT principal_id) FROM grants
+          WHERE org_id = $1 AND connector_id = $2 AND entitlement_id = $3
+            AND deleted_at IS NULL AND NOT expanded AND source = 'direct'",
+    )
+    .bind(org.0)
+    .bind(connector)
+    .bind(entitlement)
+    .fetch_one(tx.conn())
+    .await?)
+}
+
+/// Stores a verified grant at once (the next sync finds the same row: same derived id), stamped
+/// with the task as its "run". Returns the grant's id.
+pub async fn record_grant(
+    tx: &mut OrgTx,
+    connector: Uuid,
+    entitlement: Uuid,
+    principal: Uuid,
+    kind: &str,
+    external_id: &str,
+    task: Uuid,
+) -> Result<Uuid> {
+    let org = tx.org();
+    Ok(sqlx::query_scalar(
+        "INSERT INTO grants (id, org_id, connector_id, entitlement_id, principal_id, kind, source, external_id, last_seen_run)
+         VALUES (sync_grant_id($3, $4, 'direct', $6), $1, $2, $3, $4, $5, 'direct', $6, $7)
+         ON CONFLICT (id) DO UPDATE SET last_seen_at = now(), deleted_at = NULL
+         RETURNING id",
+    )
+    .bind(org.0)
+    .bind(connector)
+    .bind(entitlement)
+    .bind(principal)
+    .bind(kind)
+    .bind(external_id)
+    .bind(task)
+    .fetch_one(tx.conn())
+    .await?)
+}
+
+/// Marks a verified revoke at once: the principal's direct grants of the entitlement.
+pub async fn remove_grant(
+    tx: &mut OrgTx,
+    connector: Uuid,
+    entitlement: Uuid,
+    principal: Uuid,
+) -> Result<u64> {
+    let org = tx.org();
+    Ok(sqlx::query(
+        "UPDATE grants SET deleted_at = now()
+          WHERE org_id = $1 AND connector_id = $2 AND entitlement_id = $3 AND principal_id = $4
+            AND deleted_at IS NULL AND NOT expanded AND source = 'direct'",
+    )
+    .bind(org.0)
+    .bind(connector)
+    .bind(entitlement)
+    .bind(principal)
+    .execute(tx.conn())
+    .await?
+    .rows_affected())
+}
