@@ -188,6 +188,10 @@ impl Bench {
     async fn copy_floor(&mut self, from: Uuid) -> (u64, Duration) {
         let to = self.connector().await;
         let mut conn = self.store().system().acquire().await.unwrap();
+        sqlx::query("SET statement_timeout = 0")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
         let mut payloads = Vec::new();
         for (table, cols, select) in [
             (

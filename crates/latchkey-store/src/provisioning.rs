@@ -21,6 +21,8 @@ pub struct NewTask<'a> {
     pub grant_id: Option<Uuid>,
     /// `user:<id>` or `api_client:<id>`.
     pub requested_by: &'a str,
+    /// What else the asker said, e.g. `{"until": "<RFC 3339>"}` for a time-bound grant.
+    pub details: Value,
 }
 
 #[derive(Debug, Clone, Serialize, FromRow, PartialEq)]
@@ -67,8 +69,8 @@ const TASK_COLUMNS: &str = "t.id, t.connector_id, t.job_id, t.operation, t.entit
 pub async fn create_task(tx: &mut OrgTx, new: &NewTask<'_>) -> Result<()> {
     let org = tx.org();
     sqlx::query(
-        "INSERT INTO provisioning_tasks (id, org_id, connector_id, job_id, operation, entitlement_id, principal_id, grant_id, requested_by)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        "INSERT INTO provisioning_tasks (id, org_id, connector_id, job_id, operation, entitlement_id, principal_id, grant_id, requested_by, details)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(new.id)
     .bind(org.0)
@@ -79,6 +81,7 @@ pub async fn create_task(tx: &mut OrgTx, new: &NewTask<'_>) -> Result<()> {
     .bind(new.principal_id)
     .bind(new.grant_id)
     .bind(new.requested_by)
+    .bind(&new.details)
     .execute(tx.conn())
     .await?;
     add_event(

@@ -43,6 +43,25 @@ pub async fn request(
     ask: Ask,
     requested_by: &str,
 ) -> Result<Uuid, StoreError> {
+    request_until(tx, connector, ask, requested_by, None).await
+}
+
+/// [`request`] for a time-bound grant (a JIT request): directory roles granted through PIM get
+/// `until` as their schedule's end, so Entra itself ends them even if Latchkey's expiry job
+/// does not run. Other grants ignore it (their expiry is a revoke task).
+pub async fn request_until(
+    tx: &mut OrgTx,
+    connector: Uuid,
+    ask: Ask,
+    requested_by: &str,
+    until: Option<time::OffsetDateTime>,
+) -> Result<Uuid, StoreError> {
+    let details = match until {
+        Some(t) => json!({"until": t
+            .format(&time::format_description::well_known::Rfc3339)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?}),
+        None => json!({}),
+    };
     connectors::get(tx, connector).await?;
     let (operation, entitlement, principal, grant) = match ask {
         Ask::Grant {
@@ -75,6 +94,7 @@ pub async fn request(
             principal_id: principal,
             grant_id: grant,
             requested_by,
+            details,
         },
     )
     .await?;
@@ -212,7 +232,11 @@ async fn build_request(
             current_holders,
             grant_external_id,
             pim,
-            end: None,
+            end: task
+                .details
+                .get("until")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_string),
         },
         enabled,
         scim,

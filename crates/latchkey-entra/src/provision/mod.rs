@@ -33,7 +33,7 @@ mod plan;
 mod scim;
 mod write;
 
-pub use job::{Ask, ProvisionHandler, ProvisionPayload, request};
+pub use job::{Ask, ProvisionHandler, ProvisionPayload, request, request_until};
 pub use plan::{GroupRel, Object, Operation, Refusal, Request, Step, plan, refusal_from_graph};
 pub use scim::{ScimOutcome, provision_on_demand};
 pub use write::{

@@ -705,3 +705,79 @@ async fn app_role_grants_provision_downstream_on_demand_or_warn() {
         "{warnings:?}"
     );
 }
+
+#[tokio::test]
+async fn time_bound_role_grants_end_in_entra_itself() {
+    let env = Env::new(SimConfig::small(7)).await;
+    let c = env.connector(&Tweaks::default()).await;
+    set_provisioning(&env, c, true).await;
+    env.sync(c, SyncKind::Full).await;
+    let mut tx = env.store().org_tx(env.org).await.unwrap();
+    let role = resources::list_resources(
+        &mut tx,
+        c,
+        &ResourceFilter {
+            types: vec!["role".into()],
+            ..Default::default()
+        },
+        None,
+        200,
+    )
+    .await
+    .unwrap()
+    .items
+    .into_iter()
+    .next()
+    .unwrap();
+    tx.commit().await.unwrap();
+    let eligible = entitlement(&env, c, role.id, "eligible").await;
+    let uid = env.sim.truth_users().last().unwrap().id;
+    let user = resource_id(&env, c, "user", uid).await;
+    let until = (time::OffsetDateTime::now_utc() + time::Duration::hours(8))
+        .replace_nanosecond(0)
+        .unwrap();
+    let mut tx = env.store().org_tx(env.org).await.unwrap();
+    let t = provision::request_until(
+        &mut tx,
+        c,
+        Ask::Grant {
+            entitlement: eligible,
+            principal: user,
+        },
+        "user:tester",
+        Some(until),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    run_jobs(&env).await;
+    let (done, _) = task(&env, t).await;
+    assert_eq!(done.status, "succeeded", "{:?}", done.error);
+
+    let conn = crate::connect_with(&crate::settings(&env.sim), crate::fast_retries());
+    let v: serde_json::Value = conn
+        .graph
+        .get(
+            &latchkey_entra::Query::v1("roleManagement/directory/roleEligibilitySchedules")
+                .filter(format!("principalId eq '{uid}'")),
+        )
+        .await
+        .unwrap();
+    let schedule = v["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["roleDefinitionId"] == role.external_id.as_str())
+        .expect("the eligibility exists");
+    let end = time::OffsetDateTime::parse(
+        schedule["scheduleInfo"]["expiration"]["endDateTime"]
+            .as_str()
+            .unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert!(
+        (end - until).abs() < time::Duration::seconds(2),
+        "{end} vs {until}"
+    );
+}
