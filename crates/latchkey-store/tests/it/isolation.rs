@@ -137,3 +137,39 @@ async fn migrations_are_reported_current() {
     let db = TestDb::new().await;
     assert!(db.store.migrations_current().await.unwrap());
 }
+
+/// Structural guard: every table with an `org_id` column has row-level security enabled
+/// and a policy for the application role, so a new table cannot forget the second wall.
+#[tokio::test]
+async fn every_org_owned_table_has_row_level_security() {
+    let db = TestDb::new().await;
+    let unprotected: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text
+           FROM pg_class c
+           JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'public'
+           JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'org_id' AND NOT a.attisdropped
+          WHERE c.relkind IN ('r', 'p')
+            AND (NOT c.relrowsecurity
+                 OR NOT EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid
+                                  AND 'latchkey_app'::regrole::oid = ANY (p.polroles)))
+          ORDER BY 1",
+    )
+    .fetch_all(db.store.system())
+    .await
+    .unwrap();
+    assert!(
+        unprotected.is_empty(),
+        "org-owned tables without RLS for latchkey_app: {unprotected:?}"
+    );
+    let protected: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'org_id'
+          WHERE c.relkind = 'r' AND c.relrowsecurity",
+    )
+    .fetch_one(db.store.system())
+    .await
+    .unwrap();
+    assert!(
+        protected >= 10,
+        "expected the org-owned tables to be found, got {protected}"
+    );
+}
