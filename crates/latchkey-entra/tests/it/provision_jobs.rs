@@ -130,6 +130,25 @@ async fn direct_grants(env: &Env, connector: Uuid, ent: Uuid, principal: Uuid) -
     .collect()
 }
 
+/// A member user (object id, stored id) holding none of `ents` directly (seeded role
+/// assignments and eligibilities differ per role).
+async fn user_without(env: &Env, connector: Uuid, ents: &[Uuid]) -> (Uuid, Uuid) {
+    for u in env.sim.truth_users().into_iter().rev() {
+        if u.user_type != "Member" {
+            continue;
+        }
+        let user = resource_id(env, connector, "user", u.id).await;
+        let mut free = true;
+        for e in ents {
+            free &= direct_grants(env, connector, *e, user).await.is_empty();
+        }
+        if free {
+            return (u.id, user);
+        }
+    }
+    panic!("every user holds one of {ents:?}");
+}
+
 fn graph_writes(env: &Env) -> Vec<String> {
     env.sim
         .requests()
@@ -449,10 +468,7 @@ async fn role_tasks_store_the_assignment_as_the_sync_would() {
     tx.commit().await.unwrap();
     let assigned = entitlement(&env, c, role.id, "assigned").await;
     let eligible = entitlement(&env, c, role.id, "eligible").await;
-    // A user who holds nothing yet (the first few users of the tenant hold the seeded roles).
-    let uid = env.sim.truth_users().last().unwrap().id;
-    let user = resource_id(&env, c, "user", uid).await;
-    assert!(direct_grants(&env, c, assigned, user).await.is_empty());
+    let (_, user) = user_without(&env, c, &[assigned, eligible]).await;
 
     let mut stored = Vec::new();
     for ent in [assigned, eligible] {
@@ -731,8 +747,7 @@ async fn time_bound_role_grants_end_in_entra_itself() {
     .unwrap();
     tx.commit().await.unwrap();
     let eligible = entitlement(&env, c, role.id, "eligible").await;
-    let uid = env.sim.truth_users().last().unwrap().id;
-    let user = resource_id(&env, c, "user", uid).await;
+    let (uid, user) = user_without(&env, c, &[eligible]).await;
     let until = (time::OffsetDateTime::now_utc() + time::Duration::hours(8))
         .replace_nanosecond(0)
         .unwrap();
