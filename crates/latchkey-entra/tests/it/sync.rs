@@ -789,12 +789,22 @@ async fn a_sync_whose_worker_dies_resumes_from_its_checkpoint_on_another_worker(
     task.abort();
     let _ = task.await;
 
-    // Worker 2 takes the job once the dead worker's lease has expired, and finishes it.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    env.worker_with("rescuer", small_pages)
-        .run_until_idle(CancellationToken::new())
-        .await
-        .unwrap();
+    // Worker 2 takes the job once the dead worker's lease has expired, and finishes it. On a
+    // loaded machine the lease may not have expired at the first look: keep looking.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        env.worker_with("rescuer", small_pages)
+            .run_until_idle(CancellationToken::new())
+            .await
+            .unwrap();
+        let mut tx = env.store().org_tx(env.org).await.unwrap();
+        let status = sync_runs::get(&mut tx, job).await.unwrap().status;
+        tx.commit().await.unwrap();
+        if status != "running" || std::time::Instant::now() > deadline {
+            break;
+        }
+    }
     let mut tx = env.store().org_tx(env.org).await.unwrap();
     let run = sync_runs::get(&mut tx, job).await.unwrap();
     let logs =
