@@ -219,7 +219,7 @@ pub async fn merge_profiles(
     Ok(sqlx::query(
         "UPDATE resources r SET profile = r.profile || t.patch
            FROM unnest($2::text[], $3::jsonb[]) AS t(key, patch)
-          WHERE r.connector_id = $1 AND r.id = sync_resource_id($1, t.key)",
+          WHERE r.org_id = app_current_org() AND r.connector_id = $1 AND r.id = sync_resource_id($1, t.key)",
     )
     .bind(connector)
     .bind(&keys)
@@ -275,7 +275,7 @@ pub async fn delete_resources(tx: &mut OrgTx, connector: Uuid, keys: &[String]) 
     }
     let n = sqlx::query(
         "UPDATE resources SET deleted_at = now()
-          WHERE connector_id = $1 AND deleted_at IS NULL
+          WHERE org_id = app_current_org() AND connector_id = $1 AND deleted_at IS NULL
             AND id IN (SELECT sync_resource_id($1, k) FROM unnest($2::text[]) AS k)",
     )
     .bind(connector)
@@ -301,7 +301,7 @@ pub async fn delete_grants(
     }
     Ok(sqlx::query(
         "UPDATE grants SET deleted_at = now()
-          WHERE connector_id = $1 AND deleted_at IS NULL AND NOT expanded
+          WHERE org_id = app_current_org() AND connector_id = $1 AND deleted_at IS NULL AND NOT expanded
             AND entitlement_id = sync_entitlement_id(sync_resource_id($1, $2), $3)
             AND principal_id IN (SELECT sync_resource_id($1, k) FROM unnest($4::text[]) AS k)",
     )
@@ -325,9 +325,10 @@ pub async fn sweep_grants_of(
 ) -> Result<u64> {
     Ok(sqlx::query(
         "UPDATE grants g SET deleted_at = now()
-           FROM entitlements e
-          WHERE g.connector_id = $1 AND g.deleted_at IS NULL AND NOT g.expanded
-            AND e.id = g.entitlement_id AND e.resource_id = sync_resource_id($1, $3)
+          WHERE g.org_id = app_current_org() AND g.connector_id = $1 AND g.deleted_at IS NULL AND NOT g.expanded
+            AND g.entitlement_id IN (SELECT e.id FROM entitlements e
+                                      WHERE e.org_id = app_current_org() AND e.connector_id = $1
+                                        AND e.resource_id = sync_resource_id($1, $3))
             AND g.kind = ANY($4) AND g.last_seen_run <> $2",
     )
     .bind(connector)
@@ -353,7 +354,7 @@ pub async fn sweep_principal_grants(
     }
     Ok(sqlx::query(
         "UPDATE grants SET deleted_at = now()
-          WHERE connector_id = $1 AND deleted_at IS NULL AND NOT expanded
+          WHERE org_id = app_current_org() AND connector_id = $1 AND deleted_at IS NULL AND NOT expanded
             AND kind = ANY($4) AND last_seen_run <> $2
             AND principal_id IN (SELECT sync_resource_id($1, k) FROM unnest($3::text[]) AS k)",
     )
@@ -390,7 +391,7 @@ pub async fn sweep_grant_kinds(
 ) -> Result<u64> {
     Ok(sqlx::query(
         "UPDATE grants SET deleted_at = now()
-          WHERE connector_id = $1 AND deleted_at IS NULL AND NOT expanded
+          WHERE org_id = app_current_org() AND connector_id = $1 AND deleted_at IS NULL AND NOT expanded
             AND kind = ANY($3) AND last_seen_run <> $2",
     )
     .bind(connector)
@@ -410,7 +411,7 @@ pub async fn sweep_resource_types(
 ) -> Result<u64> {
     let n = sqlx::query(
         "UPDATE resources SET deleted_at = now()
-          WHERE connector_id = $1 AND deleted_at IS NULL AND type = ANY($3) AND last_seen_run <> $2",
+          WHERE org_id = app_current_org() AND connector_id = $1 AND deleted_at IS NULL AND type = ANY($3) AND last_seen_run <> $2",
     )
     .bind(connector)
     .bind(run)
@@ -450,7 +451,7 @@ pub async fn sweep(
 ) -> Result<Swept> {
     let resources = sqlx::query(
         "UPDATE resources SET deleted_at = now()
-          WHERE connector_id = $1 AND deleted_at IS NULL AND last_seen_run <> $2",
+          WHERE org_id = app_current_org() AND connector_id = $1 AND deleted_at IS NULL AND last_seen_run <> $2",
     )
     .bind(connector)
     .bind(run)
@@ -459,7 +460,7 @@ pub async fn sweep(
     .rows_affected();
     let entitlements = sqlx::query(
         "UPDATE entitlements SET deleted_at = now()
-          WHERE connector_id = $1 AND deleted_at IS NULL AND last_seen_run <> $2",
+          WHERE org_id = app_current_org() AND connector_id = $1 AND deleted_at IS NULL AND last_seen_run <> $2",
     )
     .bind(connector)
     .bind(run)
@@ -468,7 +469,7 @@ pub async fn sweep(
     .rows_affected();
     let grants = sqlx::query(
         "UPDATE grants SET deleted_at = now()
-          WHERE connector_id = $1 AND deleted_at IS NULL AND NOT expanded AND last_seen_run <> $2
+          WHERE org_id = app_current_org() AND connector_id = $1 AND deleted_at IS NULL AND NOT expanded AND last_seen_run <> $2
             AND NOT (kind = ANY($3))",
     )
     .bind(connector)
@@ -490,7 +491,7 @@ pub async fn sweep(
 pub async fn drop_dangling(tx: &mut OrgTx, connector: Uuid) -> Result<u64> {
     sqlx::query(
         "UPDATE entitlements e SET deleted_at = now()
-          WHERE e.connector_id = $1 AND e.deleted_at IS NULL
+          WHERE e.org_id = app_current_org() AND e.connector_id = $1 AND e.deleted_at IS NULL
             AND NOT EXISTS (SELECT 1 FROM resources r WHERE r.id = e.resource_id AND r.deleted_at IS NULL)",
     )
     .bind(connector)
@@ -498,7 +499,7 @@ pub async fn drop_dangling(tx: &mut OrgTx, connector: Uuid) -> Result<u64> {
     .await?;
     Ok(sqlx::query(
         "UPDATE grants g SET deleted_at = now()
-          WHERE g.connector_id = $1 AND g.deleted_at IS NULL AND NOT g.expanded
+          WHERE g.org_id = app_current_org() AND g.connector_id = $1 AND g.deleted_at IS NULL AND NOT g.expanded
             AND (NOT EXISTS (SELECT 1 FROM resources r WHERE r.id = g.principal_id AND r.deleted_at IS NULL)
               OR NOT EXISTS (SELECT 1 FROM entitlements e WHERE e.id = g.entitlement_id AND e.deleted_at IS NULL))",
     )
