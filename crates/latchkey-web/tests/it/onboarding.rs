@@ -85,6 +85,25 @@ impl Onboarding {
             .unwrap()
     }
 
+    /// One authenticated API request.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> reqwest::Response {
+        let mut req = self
+            .app
+            .api()
+            .request(method.parse().unwrap(), self.app.url(path))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        req.send().await.unwrap()
+    }
+
     pub async fn get(&self, token: &str, id: &str) -> Value {
         self.app
             .api()
@@ -159,27 +178,25 @@ async fn client_secret_connector_tests_then_syncs() {
 
     // The connection test's job and its logs are readable through the API.
     let job_id = created["connection_test_job_id"].as_str().unwrap();
-    let job: Value = o
-        .app
-        .api()
-        .get(o.app.url(&format!("/api/v1/jobs/{job_id}")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    // The worker records the job's outcome just after the connector's status (in batches).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let job = loop {
+        let job: Value = o
+            .call("GET", &format!("/api/v1/jobs/{job_id}"), &token, None)
+            .await
+            .json()
+            .await
+            .unwrap();
+        if job["status"] != "running" || Instant::now() > deadline {
+            break job;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_eq!(job["kind"], "entra.connection_test");
     let logs: Value = o
-        .app
-        .api()
-        .get(o.app.url(&format!("/api/v1/jobs/{job_id}/logs")))
-        .bearer_auth(&token)
-        .send()
+        .call("GET", &format!("/api/v1/jobs/{job_id}/logs"), &token, None)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -209,13 +226,13 @@ async fn client_secret_connector_tests_then_syncs() {
 
     // Testing again is a new job.
     let r = o
-        .app
-        .api()
-        .post(o.app.url(&format!("/api/v1/connectors/{id}/test")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+        .call(
+            "POST",
+            &format!("/api/v1/connectors/{id}/test"),
+            &token,
+            None,
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let again: Value = r.json().await.unwrap();
     assert_ne!(again["connection_test_job_id"].as_str().unwrap(), job_id);
@@ -317,14 +334,13 @@ async fn a_new_secret_replaces_the_old_and_retests() {
 
     let good = o.sim.customer_app().client_secret;
     let r = o
-        .app
-        .api()
-        .patch(o.app.url(&format!("/api/v1/connectors/{id}")))
-        .bearer_auth(&token)
-        .json(&json!({"settings": {"auth": {"client_secret": good}}}))
-        .send()
-        .await
-        .unwrap();
+        .call(
+            "PATCH",
+            &format!("/api/v1/connectors/{id}"),
+            &token,
+            Some(json!({"settings": {"auth": {"client_secret": good}}})),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     let c = o.settled(&token, &id).await;
     assert_eq!(c["status"], "syncing", "{c}");
@@ -337,14 +353,13 @@ async fn a_new_secret_replaces_the_old_and_retests() {
 
     // A PATCH without a secret keeps the stored one.
     let r = o
-        .app
-        .api()
-        .patch(o.app.url(&format!("/api/v1/connectors/{id}")))
-        .bearer_auth(&token)
-        .json(&json!({"display_name": "Renamed", "settings": {"skip_ad_groups": true}}))
-        .send()
-        .await
-        .unwrap();
+        .call(
+            "PATCH",
+            &format!("/api/v1/connectors/{id}"),
+            &token,
+            Some(json!({"display_name": "Renamed", "settings": {"skip_ad_groups": true}})),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     let c = o.settled(&token, &id).await;
     assert_eq!(c["display_name"], "Renamed");
@@ -353,13 +368,8 @@ async fn a_new_secret_replaces_the_old_and_retests() {
 
     // DELETE disables and removes the credentials.
     let r = o
-        .app
-        .api()
-        .delete(o.app.url(&format!("/api/v1/connectors/{id}")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+        .call("DELETE", &format!("/api/v1/connectors/{id}"), &token, None)
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     let c: Value = r.json().await.unwrap();
     assert_eq!(c["status"], "disabled");
@@ -438,14 +448,8 @@ async fn invalid_requests_are_422_with_fields_and_store_nothing() {
     ];
     for (body, fields) in cases {
         let r = o
-            .app
-            .api()
-            .post(o.app.url("/api/v1/connectors"))
-            .bearer_auth(&token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+            .call("POST", "/api/v1/connectors", &token, Some(body.clone()))
+            .await;
         assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{body}");
         let err: Value = r.json().await.unwrap();
         let got: Vec<&str> = err["error"]["fields"]
@@ -556,32 +560,21 @@ async fn roles_and_other_organizations() {
     let job = c["connection_test_job_id"].as_str().unwrap();
     // Members can read, not change.
     let r = o
-        .app
-        .api()
-        .get(o.app.url(&format!("/api/v1/connectors/{id}")))
-        .bearer_auth(&member)
-        .send()
-        .await
-        .unwrap();
+        .call("GET", &format!("/api/v1/connectors/{id}"), &member, None)
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     let r = o
-        .app
-        .api()
-        .patch(o.app.url(&format!("/api/v1/connectors/{id}")))
-        .bearer_auth(&member)
-        .json(&json!({"display_name": "mine"}))
-        .send()
-        .await
-        .unwrap();
+        .call(
+            "PATCH",
+            &format!("/api/v1/connectors/{id}"),
+            &member,
+            Some(json!({"display_name": "mine"})),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     let r = o
-        .app
-        .api()
-        .delete(o.app.url(&format!("/api/v1/connectors/{id}")))
-        .bearer_auth(&member)
-        .send()
-        .await
-        .unwrap();
+        .call("DELETE", &format!("/api/v1/connectors/{id}"), &member, None)
+        .await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
 
     // Another organization sees nothing: 404 everywhere.
@@ -628,15 +621,7 @@ async fn owners_are_notified_and_may_edit_their_connector() {
     let o = Onboarding::start().await;
     let (org, token) = admin_token(&o.app).await;
     let owner = o.app.person(org, "owner@acme.example", Role::Member).await;
-    let r = o
-        .app
-        .api()
-        .post(o.app.url("/api/v1/connectors"))
-        .bearer_auth(&token)
-        .json(&json!({"display_name": "Entra", "app": {"new": {"name": "Entra"}}, "owners": [owner.0]}))
-        .send()
-        .await
-        .unwrap();
+    let r = o.call("POST", "/api/v1/connectors", &token, Some(json!({"display_name": "Entra", "app": {"new": {"name": "Entra"}}, "owners": [owner.0]}))).await;
     assert_eq!(r.status(), StatusCode::CREATED);
     let c: Value = r.json().await.unwrap();
     assert_eq!(c["status"], "setup_required");
