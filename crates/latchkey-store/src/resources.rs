@@ -641,6 +641,19 @@ pub struct ResourceFilter {
     pub inactive_days: Option<i64>,
 }
 
+/// A search term as an `ILIKE` "contains" pattern, with the pattern's own wildcards escaped;
+/// `None` for no (or a blank) term.
+fn contains_pattern(q: Option<&str>) -> Option<String> {
+    q.map(str::trim).filter(|q| !q.is_empty()).map(|q| {
+        format!(
+            "%{}%",
+            q.replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        )
+    })
+}
+
 pub async fn list_resources(
     tx: &mut OrgTx,
     connector: Uuid,
@@ -649,19 +662,7 @@ pub async fn list_resources(
     limit: i64,
 ) -> Result<Page<Resource>> {
     let org = tx.org();
-    let q = filter
-        .q
-        .as_deref()
-        .filter(|q| !q.trim().is_empty())
-        .map(|q| {
-            format!(
-                "%{}%",
-                q.trim()
-                    .replace('\\', "\\\\")
-                    .replace('%', "\\%")
-                    .replace('_', "\\_")
-            )
-        });
+    let q = contains_pattern(filter.q.as_deref());
     let rows: Vec<Resource> = sqlx::query_as(
         "SELECT id, type, external_id, display_name, profile, first_seen_at, last_seen_at FROM resources
           WHERE org_id = $1 AND connector_id = $2 AND deleted_at IS NULL
@@ -721,15 +722,7 @@ pub async fn list_entitlements(
     limit: i64,
 ) -> Result<Page<Entitlement>> {
     let org = tx.org();
-    let q = q.filter(|q| !q.trim().is_empty()).map(|q| {
-        format!(
-            "%{}%",
-            q.trim()
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_")
-        )
-    });
+    let q = contains_pattern(q);
     let rows: Vec<Entitlement> = sqlx::query_as(
         "SELECT e.id, e.resource_id, e.slug, e.display_name,
                 (SELECT count(*) FROM grants g WHERE g.org_id = $1 AND g.connector_id = $2
@@ -802,19 +795,7 @@ pub async fn list_grants(
     limit: i64,
 ) -> Result<Page<Grant>> {
     let org = tx.org();
-    let q = filter
-        .q
-        .as_deref()
-        .filter(|q| !q.trim().is_empty())
-        .map(|q| {
-            format!(
-                "%{}%",
-                q.trim()
-                    .replace('\\', "\\\\")
-                    .replace('%', "\\%")
-                    .replace('_', "\\_")
-            )
-        });
+    let q = contains_pattern(filter.q.as_deref());
     let rows: Vec<Grant> = sqlx::query_as(
         "SELECT g.id, g.entitlement_id, g.principal_id, g.kind, g.source, g.expanded, g.external_id, g.details,
                 r.type AS principal_type, r.display_name AS principal_display_name, g.first_seen_at
@@ -875,4 +856,20 @@ pub async fn snapshot(
     .fetch_all(tx.conn())
     .await?;
     Ok((resources, grants))
+}
+
+#[cfg(test)]
+mod pattern_tests {
+    use super::contains_pattern;
+
+    #[test]
+    fn search_terms_become_escaped_contains_patterns() {
+        assert_eq!(contains_pattern(None), None);
+        assert_eq!(contains_pattern(Some("   ")), None);
+        assert_eq!(contains_pattern(Some(" ada ")).as_deref(), Some("%ada%"));
+        assert_eq!(
+            contains_pattern(Some(r"50%_a\b")).as_deref(),
+            Some(r"%50\%\_a\\b%")
+        );
+    }
 }
