@@ -15,7 +15,9 @@ pub mod page;
 
 pub mod api_clients;
 pub mod apps;
+pub mod audit;
 pub mod connectors;
+pub mod identities;
 pub mod invitations;
 pub mod jobs;
 pub mod login_throttle;
