@@ -62,7 +62,13 @@ pub async fn request_until(
             .map_err(|e| StoreError::Corrupt(e.to_string()))?}),
         None => json!({}),
     };
-    connectors::get(tx, connector).await?;
+    let row = connectors::get(tx, connector).await?;
+    // A self-hosted connector carries out its tasks itself (`agent::AGENT_PROVISION_JOB`).
+    let kind = if row.kind == "self_hosted" {
+        super::agent::AGENT_PROVISION_JOB
+    } else {
+        PROVISION_JOB
+    };
     let (operation, entitlement, principal, grant) = match ask {
         Ask::Grant {
             entitlement,
@@ -100,7 +106,7 @@ pub async fn request_until(
     .await?;
     let job = queue::enqueue(
         tx,
-        &NewJob::new(PROVISION_JOB, json!(ProvisionPayload { task_id: task }))
+        &NewJob::new(kind, json!(ProvisionPayload { task_id: task }))
             .class(JobClass::Provision)
             .connector(connector)
             .dedupe_key(format!("provision:{task}")),
@@ -142,7 +148,7 @@ fn db(e: StoreError) -> JobError {
 }
 
 /// Why a task cannot even be planned.
-enum Prep {
+pub(super) enum Prep {
     Refused(String),
     Store(StoreError),
 }
@@ -164,7 +170,7 @@ fn object(r: resources::Resource) -> Object {
 
 /// The task in the access model's terms, read fresh (the tenant may have changed since it was
 /// asked for).
-async fn build_request(
+pub(super) async fn build_request(
     tx: &mut OrgTx,
     connector: Uuid,
     task: &Task,
@@ -243,7 +249,7 @@ async fn build_request(
     ))
 }
 
-fn grant_kind(step: &Step) -> &'static str {
+pub(super) fn grant_kind(step: &Step) -> &'static str {
     match step {
         Step::AddGroupLink { rel, .. } | Step::RemoveGroupLink { rel, .. } => match rel {
             GroupRel::Members => "group_members",

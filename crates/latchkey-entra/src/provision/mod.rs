@@ -28,6 +28,7 @@
 //! refused).
 
 pub mod accounts;
+pub mod agent;
 mod job;
 mod plan;
 mod scim;

@@ -307,7 +307,7 @@ pub(super) async fn run(run: &Run<'_>, c: Cursors) -> Result<Option<Cursors>, Sy
         if run.is_done(phase) {
             continue;
         }
-        run.job.check()?;
+        run.check()?;
         let result = match phase {
             0 => match audit_changes(run, c.audit_since.as_deref()).await {
                 Ok(a) => {
@@ -317,7 +317,7 @@ pub(super) async fn run(run: &Run<'_>, c: Cursors) -> Result<Option<Cursors>, Sy
                 Err(e) => Err(e),
             },
             1 => {
-                run.job.info("Reading changed users").await?;
+                run.info("Reading changed users").await?;
                 run.pages(
                     phase,
                     ApiVersion::V1,
@@ -329,7 +329,7 @@ pub(super) async fn run(run: &Run<'_>, c: Cursors) -> Result<Option<Cursors>, Sy
                 .map(|link| run.cp().users_delta = link)
             }
             2 => {
-                run.job
+                run
                     .info("Reading changed groups and memberships")
                     .await?;
                 let skip = super::skipped_members(run).await?;
@@ -356,7 +356,7 @@ pub(super) async fn run(run: &Run<'_>, c: Cursors) -> Result<Option<Cursors>, Sy
             }
             3 => apps_and_roles(run, phase).await,
             4 => {
-                run.job.info("Reading licences").await?;
+                run.info("Reading licences").await?;
                 super::licences(run, phase).await
             }
             _ => unreachable!("bounded by PHASES"),
@@ -388,14 +388,16 @@ pub(super) async fn run(run: &Run<'_>, c: Cursors) -> Result<Option<Cursors>, Sy
     let dangling = resources::drop_dangling(&mut tx, run.connector).await?;
     let expanded = resources::expand(&mut tx, run.connector, run.run).await?;
     tx.commit().await?;
-    run.job
+    run
         .log(
             LogLevel::Info,
             format!("{dangling} grants name objects that are not principals here; {expanded} expanded grants through groups."),
             json!({"dangling": dangling, "expanded": expanded}),
         )
         .await?;
-    super::discovered_apps(run).await?;
+    let mut tx = run.tx().await?;
+    super::discovered_apps(&mut tx, run.connector).await?;
+    tx.commit().await?;
     let cp = run.cp().clone();
     Ok(Some(Cursors {
         users_delta: cp.users_delta.unwrap_or(c.users_delta),
@@ -412,7 +414,7 @@ fn audit_of(run: &Run<'_>) -> Option<AuditChanges> {
 async fn apps_and_roles(run: &Run<'_>, phase: u32) -> Result<(), SyncError> {
     match audit_of(run) {
         None => {
-            run.job
+            run
                 .info("Reading enterprise applications and directory roles")
                 .await?;
             let first = format!(
@@ -442,7 +444,7 @@ async fn apps_and_roles(run: &Run<'_>, phase: u32) -> Result<(), SyncError> {
         }
         Some(AuditChanges { sps, roles, .. }) => {
             if !sps.is_empty() {
-                run.job
+                run
                     .info(format!(
                         "Rereading {} changed enterprise application(s)",
                         sps.len()
@@ -477,7 +479,7 @@ async fn apps_and_roles(run: &Run<'_>, phase: u32) -> Result<(), SyncError> {
                 tx.commit().await?;
             }
             if roles {
-                run.job.info("Rereading directory roles").await?;
+                run.info("Rereading directory roles").await?;
                 super::roles(run, phase).await?;
                 sweep_roles(run).await?;
             }

@@ -9,6 +9,7 @@
 //! usable links it runs as a full sync. Progress is checkpointed after every page, so a sync
 //! whose worker died resumes where it stopped.
 
+pub mod detached;
 mod fetch;
 mod incremental;
 pub mod map;
@@ -257,10 +258,24 @@ struct Cursors {
     audit_since: Option<String>,
 }
 
+/// Where a sync's writes, logs and checkpoints go.
+enum Out<'a> {
+    /// A hosted sync: page by page into the database; logs, progress and checkpoints on its job.
+    Hosted {
+        job: &'a JobContext,
+        store: &'a Store,
+        org: OrgId,
+        /// Phases read side by side but write through at most this many connections, so a
+        /// sync leaves the worker's pool room for its heartbeats, checkpoints and other jobs.
+        writers: tokio::sync::Semaphore,
+    },
+    /// A self-hosted connector's sync: no database; pages go to a [`detached::Recorder`] and
+    /// the server applies them with the same writes ([`detached::ingest`]).
+    Detached(&'a detached::Recorder),
+}
+
 struct Run<'a> {
-    job: &'a JobContext,
-    store: &'a Store,
-    org: OrgId,
+    out: Out<'a>,
     connector: Uuid,
     run: Uuid,
     graph: GraphClient,
@@ -268,9 +283,6 @@ struct Run<'a> {
     options: SyncOptions,
     /// Shared by the phases running concurrently; never held across an await.
     cp: Mutex<Checkpoint>,
-    /// Phases read side by side but write through at most this many connections, so a sync
-    /// leaves the worker's pool room for its heartbeats, checkpoints and other jobs.
-    writers: tokio::sync::Semaphore,
 }
 
 fn add_stats(a: RequestStats, b: RequestStats) -> RequestStats {
@@ -325,8 +337,42 @@ impl<'a> Run<'a> {
         })
     }
 
+    /// A transaction of the connector's organization: hosted syncs only (a detached sync
+    /// never reads or writes the database; it runs full syncs only).
     async fn tx(&self) -> Result<OrgTx, SyncError> {
-        Ok(self.store.org_tx(self.org).await?)
+        match &self.out {
+            Out::Hosted { store, org, .. } => Ok(store.org_tx(*org).await?),
+            Out::Detached(_) => Err(SyncError::Job(JobError::permanent(
+                "this step of the sync needs Latchkey's database; a self-hosted connector runs full syncs only",
+            ))),
+        }
+    }
+
+    /// Stops the run when its job was cancelled or is shutting down.
+    fn check(&self) -> Result<(), SyncError> {
+        match &self.out {
+            Out::Hosted { job, .. } => Ok(job.check()?),
+            Out::Detached(r) => Ok(r.check()?),
+        }
+    }
+
+    async fn log(
+        &self,
+        level: LogLevel,
+        message: impl AsRef<str>,
+        fields: Value,
+    ) -> Result<(), SyncError> {
+        match &self.out {
+            Out::Hosted { job, .. } => Ok(job.log(level, message, fields).await?),
+            Out::Detached(r) => {
+                r.log(level, message.as_ref(), fields).await;
+                Ok(())
+            }
+        }
+    }
+
+    async fn info(&self, message: impl AsRef<str>) -> Result<(), SyncError> {
+        self.log(LogLevel::Info, message, json!({})).await
     }
 
     fn is_done(&self, phase: u32) -> bool {
@@ -343,18 +389,38 @@ impl<'a> Run<'a> {
         grants: Vec<GrantRow>,
         cursor: Option<String>,
     ) -> Result<(), SyncError> {
-        {
-            let _permit = self.writers.acquire().await.map_err(|_| {
-                SyncError::Job(JobError::transient("the sync's writers were closed"))
-            })?;
-            let mut tx = self.tx().await?;
-            resources::upsert_resources(&mut tx, self.connector, self.run, &res).await?;
-            resources::upsert_entitlements(&mut tx, self.connector, self.run, &ents).await?;
-            resources::upsert_grants(&mut tx, self.connector, self.run, &grants).await?;
-            tx.commit().await?;
+        match &self.out {
+            Out::Hosted { writers, .. } => {
+                let _permit = writers.acquire().await.map_err(|_| {
+                    SyncError::Job(JobError::transient("the sync's writers were closed"))
+                })?;
+                let mut tx = self.tx().await?;
+                detached::write_page(&mut tx, self.connector, self.run, &res, &ents, &grants)
+                    .await?;
+                tx.commit().await?;
+            }
+            Out::Detached(r) => r.page(&res, &ents, &grants).await?,
         }
         self.advance(phase, cursor, |c| c.add(&res, &ents, &grants))
             .await
+    }
+
+    /// Merges profile fields (`(resource key, fields)`) of users of `phase`'s page.
+    async fn merge_profiles(
+        &self,
+        phase: u32,
+        patches: Vec<(String, Value)>,
+        cursor: Option<String>,
+    ) -> Result<(), SyncError> {
+        match &self.out {
+            Out::Hosted { .. } => {
+                let mut tx = self.tx().await?;
+                resources::merge_profiles(&mut tx, self.connector, &patches).await?;
+                tx.commit().await?;
+            }
+            Out::Detached(r) => r.profiles(patches).await?,
+        }
+        self.advance(phase, cursor, |_| {}).await
     }
 
     /// Records a written page of `phase`: counts, where the phase goes on; saves.
@@ -387,8 +453,14 @@ impl<'a> Run<'a> {
                 progress,
             )
         };
-        self.job.checkpoint(snapshot).await?;
-        self.job.progress(progress).await?;
+        match &self.out {
+            Out::Hosted { job, .. } => {
+                job.checkpoint(snapshot).await?;
+                job.progress(progress).await?;
+            }
+            // A detached sync that stops starts again from the beginning: nothing to keep.
+            Out::Detached(r) => r.progress(progress).await,
+        }
         Ok(())
     }
 
@@ -402,7 +474,7 @@ impl<'a> Run<'a> {
     }
 
     async fn warn(&self, message: String) -> Result<(), SyncError> {
-        self.job.log(LogLevel::Warn, &message, json!({})).await?;
+        self.log(LogLevel::Warn, &message, json!({})).await?;
         let mut cp = self.cp();
         if !cp.warnings.contains(&message) {
             cp.warnings.push(message);
@@ -567,16 +639,18 @@ impl SyncHandler {
         .await?;
 
         let run = Run {
-            job: ctx,
-            store,
-            org,
+            out: Out::Hosted {
+                job: ctx,
+                store,
+                org,
+                writers: tokio::sync::Semaphore::new(self.options.db_writers.max(1)),
+            },
             connector,
             run: run_id,
             graph: conn.graph.clone(),
             settings,
             options: self.options,
             cp: Mutex::new(cp),
-            writers: tokio::sync::Semaphore::new(self.options.db_writers.max(1)),
         };
         let result = match kind {
             SyncKind::Full => full(&run).await,
@@ -589,38 +663,16 @@ impl SyncHandler {
             Ok(new_cursors) => {
                 let stats = run.stats(started);
                 let warning_list = run.cp().warnings.clone();
-                let warnings = json!(warning_list);
                 let mut tx = store.org_tx(org).await?;
-                sync_runs::finish(
+                let reason = record_success(
                     &mut tx,
+                    connector,
                     run_id,
-                    "succeeded",
                     &stats,
-                    &warnings,
-                    None,
+                    &warning_list,
                     new_cursors.map(|c| json!(c)).as_ref(),
                 )
                 .await?;
-                let summary = resources::summary(&mut tx, connector).await?;
-                let n = |t: &str| summary.resources.get(t).copied().unwrap_or(0);
-                let mut reason = format!(
-                    "Synced {} accounts, {} groups, {} enterprise applications, {} managed identities, {} roles and {} licences.",
-                    n("user"),
-                    n("group"),
-                    n("enterprise_application"),
-                    n("managed_identity"),
-                    n("role"),
-                    n("license")
-                );
-                if !warning_list.is_empty() {
-                    reason.push_str(&format!(
-                        " {} warning(s): {}",
-                        warning_list.len(),
-                        warning_list.join(" ")
-                    ));
-                }
-                connectors::set_status(&mut tx, connector, "connected", Some(&reason)).await?;
-                connectors::record_sync_finished(&mut tx, connector).await?;
                 install_schedules(&mut tx, connector, self.options.schedule).await?;
                 tx.commit().await?;
                 ctx.log(LogLevel::Info, format!("Sync finished. {reason}"), stats)
@@ -630,6 +682,49 @@ impl SyncHandler {
             Err(e) => fail(ctx, store, org, connector, run_id, kind, e).await,
         }
     }
+}
+
+/// Records a successful run: its stats, warnings and cursors; the connector *Connected* with a
+/// sentence counting what it holds (and the warnings). Returns that sentence.
+pub async fn record_success(
+    tx: &mut OrgTx,
+    connector: Uuid,
+    run: Uuid,
+    stats: &Value,
+    warnings: &[String],
+    cursors: Option<&Value>,
+) -> Result<String, StoreError> {
+    sync_runs::finish(
+        tx,
+        run,
+        "succeeded",
+        stats,
+        &json!(warnings),
+        None,
+        cursors,
+    )
+    .await?;
+    let summary = resources::summary(tx, connector).await?;
+    let n = |t: &str| summary.resources.get(t).copied().unwrap_or(0);
+    let mut reason = format!(
+        "Synced {} accounts, {} groups, {} enterprise applications, {} managed identities, {} roles and {} licences.",
+        n("user"),
+        n("group"),
+        n("enterprise_application"),
+        n("managed_identity"),
+        n("role"),
+        n("license")
+    );
+    if !warnings.is_empty() {
+        reason.push_str(&format!(
+            " {} warning(s): {}",
+            warnings.len(),
+            warnings.join(" ")
+        ));
+    }
+    connectors::set_status(tx, connector, "connected", Some(&reason)).await?;
+    connectors::record_sync_finished(tx, connector).await?;
+    Ok(reason)
 }
 
 /// Records a failed attempt: a stop (cancel, shutdown, lost lease) or a retry leaves the data
@@ -856,10 +951,7 @@ page_fn!(SignInPages, |run, phase, items, next| {
             Some((id.to_string(), json!({"last_sign_in": last})))
         })
         .collect();
-    let mut tx = run.tx().await?;
-    resources::merge_profiles(&mut tx, run.connector, &patches).await?;
-    tx.commit().await?;
-    run.advance(phase, next, |_| {}).await
+    run.merge_profiles(phase, patches, next).await
 });
 
 page_fn!(GroupPages, |run, phase, items, next| {
@@ -909,6 +1001,10 @@ page_fn!(GroupPages, |run, phase, items, next| {
 async fn skipped_members(run: &Run<'_>) -> Result<HashSet<String>, SyncError> {
     if !run.settings.skip_ad_groups {
         return Ok(HashSet::new());
+    }
+    if let Out::Detached(r) = &run.out {
+        // Written earlier in this run: the users phase precedes members when skipping.
+        return Ok(r.on_premises_users());
     }
     let mut tx = run.tx().await?;
     let keys =
@@ -1061,11 +1157,10 @@ async fn full_phase(run: &Run<'_>, phase: u32) -> Result<(), SyncError> {
     if run.is_done(phase) {
         return Ok(());
     }
-    run.job.check()?;
+    run.check()?;
     let fresh = !run.cp().cursors.contains_key(&phase);
     if fresh {
-        run.job
-            .info(format!("Reading {}", FULL_PHASES[phase as usize]))
+        run.info(format!("Reading {}", FULL_PHASES[phase as usize]))
             .await?;
     }
     let delta_page = run.options.delta_page;
@@ -1162,29 +1257,16 @@ async fn full(run: &Run<'_>) -> Result<Option<Cursors>, SyncError> {
         full_phases(run, members),
         full_phases(run, &[5, 6]),
     )?;
-    run.job
-        .info("Removing what the tenant no longer has")
-        .await?;
     let unread: Vec<String> = run.cp().unread.clone();
-    let unread: Vec<&str> = unread.iter().map(String::as_str).collect();
-    let mut tx = run.tx().await?;
-    resources::allow_long_statements(&mut tx, LONG_STATEMENTS).await?;
-    let swept = resources::sweep(&mut tx, run.connector, run.run, &unread).await?;
-    let dangling = resources::drop_dangling(&mut tx, run.connector).await?;
-    let expanded = resources::expand(&mut tx, run.connector, run.run).await?;
-    tx.commit().await?;
-    run.cp().counts.deleted += swept.resources + swept.entitlements + swept.grants;
-    run.job
-        .log(
-            LogLevel::Info,
-            format!(
-                "Marked {} resources, {} entitlements and {} grants deleted; {} grants name objects that are not principals here; {} expanded grants through groups.",
-                swept.resources, swept.entitlements, swept.grants, dangling, expanded
-            ),
-            json!({"swept": swept, "dangling": dangling, "expanded": expanded}),
-        )
-        .await?;
-    discovered_apps(run).await?;
+    if let Out::Hosted { store, org, .. } = &run.out {
+        run.info("Removing what the tenant no longer has").await?;
+        let done = finish_full(store, *org, run.connector, run.run, &unread).await?;
+        run.cp().counts.deleted += done.deleted();
+        let (message, fields) = done.describe();
+        run.log(LogLevel::Info, message, fields).await?;
+    }
+    // Detached: the server sweeps and expands when the upload is complete (the same
+    // `finish_full`), so a partial upload deletes nothing.
     let cp = run.cp().clone();
     Ok(match (cp.users_delta, cp.groups_delta) {
         (Some(u), Some(g)) => Some(Cursors {
@@ -1196,21 +1278,74 @@ async fn full(run: &Run<'_>) -> Result<Option<Cursors>, SyncError> {
     })
 }
 
+/// What the end of a full sync did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Finished {
+    pub swept: resources::Swept,
+    pub dangling: u64,
+    pub expanded: u64,
+}
+
+impl Finished {
+    /// Rows marked deleted (the stats' `deleted`).
+    pub fn deleted(&self) -> u64 {
+        self.swept.resources + self.swept.entitlements + self.swept.grants
+    }
+
+    /// The job log line saying so, with its fields.
+    pub fn describe(&self) -> (String, Value) {
+        let s = self.swept;
+        (
+            format!(
+                "Marked {} resources, {} entitlements and {} grants deleted; {} grants name objects that are not principals here; {} expanded grants through groups.",
+                s.resources, s.entitlements, s.grants, self.dangling, self.expanded
+            ),
+            json!({"swept": s, "dangling": self.dangling, "expanded": self.expanded}),
+        )
+    }
+}
+
+/// The end of a successful full sync, hosted or uploaded by a self-hosted connector: marks
+/// deleted what run `run` did not see (except grant kinds in `unread`, which it could not
+/// read), drops grants to non-principals, expands grants through groups, and offers
+/// enterprise applications with single sign-on as discovered apps.
+pub async fn finish_full(
+    store: &Store,
+    org: OrgId,
+    connector: Uuid,
+    run: Uuid,
+    unread: &[String],
+) -> Result<Finished, StoreError> {
+    let unread: Vec<&str> = unread.iter().map(String::as_str).collect();
+    let mut tx = store.org_tx(org).await?;
+    resources::allow_long_statements(&mut tx, LONG_STATEMENTS).await?;
+    let swept = resources::sweep(&mut tx, connector, run, &unread).await?;
+    let dangling = resources::drop_dangling(&mut tx, connector).await?;
+    let expanded = resources::expand(&mut tx, connector, run).await?;
+    tx.commit().await?;
+    let mut tx = store.org_tx(org).await?;
+    discovered_apps(&mut tx, connector).await?;
+    tx.commit().await?;
+    Ok(Finished {
+        swept,
+        dangling,
+        expanded,
+    })
+}
+
 /// Enterprise applications with single sign-on become discovered apps of the organization.
-async fn discovered_apps(run: &Run<'_>) -> Result<(), SyncError> {
-    let mut tx = run.tx().await?;
-    let list = resources::sso_apps(&mut tx, run.connector).await?;
+async fn discovered_apps(tx: &mut OrgTx, connector: Uuid) -> Result<(), StoreError> {
+    let list = resources::sso_apps(tx, connector).await?;
     for (id, name) in &list {
         apps::upsert_discovered(
-            &mut tx,
-            run.connector,
+            tx,
+            connector,
             id,
             name,
             Some("Enterprise application with single sign-on in Microsoft Entra ID"),
         )
         .await?;
     }
-    tx.commit().await?;
     Ok(())
 }
 
