@@ -13,6 +13,8 @@ mod db;
 mod error;
 pub mod page;
 
+pub mod access_policies;
+pub mod access_requests;
 pub mod api_clients;
 pub mod apps;
 pub mod audit;

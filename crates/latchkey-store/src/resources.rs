@@ -643,7 +643,7 @@ pub struct ResourceFilter {
 
 /// A search term as an `ILIKE` "contains" pattern, with the pattern's own wildcards escaped;
 /// `None` for no (or a blank) term.
-fn contains_pattern(q: Option<&str>) -> Option<String> {
+pub(crate) fn contains_pattern(q: Option<&str>) -> Option<String> {
     q.map(str::trim).filter(|q| !q.is_empty()).map(|q| {
         format!(
             "%{}%",
