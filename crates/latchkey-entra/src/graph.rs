@@ -768,6 +768,8 @@ impl fmt::Debug for GraphClient {
 
 enum Attempt {
     Done(StatusCode, HeaderMap, Bytes),
+    /// An answer that must not be retried (a body over [`MAX_RESPONSE_BYTES`]).
+    Fatal(GraphError),
     /// A transport failure; `sent` when the request may have reached Graph (not a connect error).
     Failed {
         err: GraphError,
@@ -1298,6 +1300,7 @@ impl GraphClient {
             let outcome = self.attempt(&method, &url, eventual, body, &token).await;
             let (status, headers, bytes) = match outcome {
                 Attempt::Done(s, h, b) => (s, h, b),
+                Attempt::Fatal(err) => return Err(err),
                 Attempt::Failed { err, sent } => {
                     self.inner.stats.transient.fetch_add(1, Ordering::Relaxed);
                     failures += 1;
@@ -1434,8 +1437,13 @@ impl GraphClient {
         };
         let status = resp.status();
         let headers = resp.headers().clone();
-        match resp.bytes().await {
-            Ok(b) => Attempt::Done(status, headers, b),
+        match read_bounded(resp).await {
+            Ok(Some(b)) => Attempt::Done(status, headers, b),
+            Ok(None) => Attempt::Fatal(GraphError::Decode(format!(
+                "the answer to {method} {} is larger than {} MiB",
+                redact_url(url),
+                MAX_RESPONSE_BYTES >> 20
+            ))),
             Err(e) => Attempt::Failed {
                 sent: true,
                 err: GraphError::Transient {
@@ -1446,6 +1454,29 @@ impl GraphClient {
             },
         }
     }
+}
+
+/// The largest response body read from Graph. A page of 999 users or a `$batch` of 20 pages is
+/// a few MiB; anything far beyond that is not Graph, and reading it whole would let a hostile
+/// host exhaust a worker's memory.
+pub const MAX_RESPONSE_BYTES: usize = 64 << 20;
+
+/// The body, or `None` once it passes [`MAX_RESPONSE_BYTES`] (read no further).
+async fn read_bounded(mut resp: reqwest::Response) -> Result<Option<Bytes>, reqwest::Error> {
+    if resp
+        .content_length()
+        .is_some_and(|n| n > MAX_RESPONSE_BYTES as u64)
+    {
+        return Ok(None);
+    }
+    let mut buf = bytes::BytesMut::new();
+    while let Some(chunk) = resp.chunk().await? {
+        if buf.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Some(buf.freeze()))
 }
 
 /// `Retry-After` as seconds (integer or fractional, as Graph sends) or an HTTP date.

@@ -100,6 +100,20 @@ async fn graph(State(st): State<St>, Path(rest): Path<String>, headers: HeaderMa
             .into_response(),
         "no-retry-after" => page(json!([]), None),
         "garbage" => (StatusCode::OK, "<html>not json</html>").into_response(),
+        "truncated" => (StatusCode::OK, r#"{"value":[{"id":"1"},{"id":"#).into_response(),
+        // A page larger than any Graph sends, streamed without a length (and with one).
+        "huge" | "huge-declared" => {
+            let mut body = br#"{"value":[""#.to_vec();
+            body.resize(latchkey_entra::graph::MAX_RESPONSE_BYTES + 1024, b'a');
+            body.extend_from_slice(br#""]}"#);
+            if rest == "huge" {
+                let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+                    body.chunks(1 << 20).map(|c| Ok(c.to_vec())).collect();
+                axum::body::Body::from_stream(futures::stream::iter(chunks)).into_response()
+            } else {
+                (StatusCode::OK, body).into_response()
+            }
+        }
         "gateway" => (
             StatusCode::GATEWAY_TIMEOUT,
             axum::Json(json!({"error": {"code": "gatewayTimeout", "message": "The gateway did not receive a timely response."}})),
@@ -355,4 +369,21 @@ async fn delta_links_and_stored_cursors_are_checked_too() {
     let err = c.graph.page::<Value>(&evil).await.unwrap_err();
     assert!(matches!(err, GraphError::UnsafeLink { .. }), "{err:?}");
     assert_eq!(c.graph.stats().requests, 0);
+}
+
+#[tokio::test]
+async fn huge_and_truncated_pages_are_refused_without_reading_them_whole() {
+    let f = fake().await;
+    let c = conn(&f);
+    for path in ["huge", "huge-declared", "truncated"] {
+        let err = c
+            .graph
+            .pages::<Value>(Query::v1(path))
+            .try_collect::<Vec<_>>()
+            .await
+            .unwrap_err();
+        assert!(matches!(err, GraphError::Decode(_)), "{path}: {err:?}");
+        assert!(!err.is_transient(), "{path}: not retried later either");
+        assert_eq!(f.seen.lock().unwrap().hits[path], 1, "{path}: asked once");
+    }
 }
