@@ -125,3 +125,41 @@ export async function launchBrowser() {
 export async function shot(page, name) {
   await page.screenshot({ path: path.join(artifacts, `${name}.png`), fullPage: true });
 }
+
+/** The simulated tenant's users (ground truth): [{ id, user_principal_name, display_name, account_enabled, user_type, ... }]. */
+export async function simUsers(sim) {
+  const r = await fetch(`${sim}/_sim/truth/users`);
+  if (!r.ok) throw new Error(`GET /_sim/truth/users: ${r.status}`);
+  return (await r.json()).value;
+}
+
+/**
+ * "Sign in with Microsoft" on the simulated tenant as `upn`: Latchkey's login page → the
+ * tenant's sign-in page (username, Next) → back to Latchkey. When several organizations
+ * connected the tenant, `org` names the one to choose. Use a page whose context is not signed
+ * in yet (a new context per person). Resolves on the page Latchkey lands on: `next` (default
+ * /dashboard) when signed in, or the refusal page (its message is `#signin-error`); with
+ * `expectRefusal: true` it resolves with that message instead of throwing.
+ */
+export async function signInWithMicrosoft(page, baseUrl, upn, { org, next, expectRefusal = false } = {}) {
+  await page.goto(`${baseUrl}/login${next ? `?next=${encodeURIComponent(next)}` : ''}`);
+  await page.getByRole('button', { name: 'Sign in with Microsoft' }).click();
+  await page.locator('#i0116').fill(upn);
+  await Promise.all([
+    page.waitForURL((u) => u.href.startsWith(baseUrl)),
+    page.locator('#idSIButton9').click(),
+  ]);
+  if (await page.getByRole('heading', { name: 'Choose your organization' }).count() > 0) {
+    if (!org) throw new Error('several organizations connected this tenant: pass { org } to choose one');
+    await page.getByRole('button', { name: org, exact: true }).click();
+    await page.waitForLoadState();
+  }
+  const refusal = page.locator('#signin-error');
+  if (await refusal.count() > 0) {
+    const message = (await refusal.textContent()).trim();
+    if (expectRefusal) return message;
+    throw new Error(`Sign in with Microsoft was refused: ${message}`);
+  }
+  if (expectRefusal) throw new Error(`expected a refusal, but landed on ${page.url()}`);
+  return page.url();
+}

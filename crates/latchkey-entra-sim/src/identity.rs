@@ -588,7 +588,8 @@ fn issue_user_tokens(
         if let Some(n) = &c.nonce {
             claims["nonce"] = json!(n);
         }
-        match st.signer.sign(&claims) {
+        let alg = crate::signin::take_tamper(st, &mut claims);
+        match crate::signin::sign_as(st, &claims, alg) {
             Ok(t) => body["id_token"] = json!(t),
             Err(e) => return server_error(base, e),
         }
@@ -735,6 +736,11 @@ pub(crate) async fn authorize(
         ConsentOutcome::WrongTenant => st.other_tenant,
         ConsentOutcome::Grant => st.read().tenant_id,
     };
+    let user = match crate::signin::pick_user(&st, &format!("/{tenant}/oauth2/v2.0/authorize"), &q)
+    {
+        Ok(u) => u,
+        Err(page) => return *page,
+    };
     if outcome == ConsentOutcome::Grant
         && q.get("prompt").map(String::as_str) == Some("admin_consent")
         && app == st.latchkey.client_id
@@ -755,7 +761,7 @@ pub(crate) async fn authorize(
             challenge,
             nonce: q.get("nonce").cloned(),
             scope: q.get("scope").cloned().unwrap_or_else(|| "openid".into()),
-            user: st.admin_user,
+            user,
             tenant: tenant_id,
             expires: now() + 600,
             used: false,

@@ -18,6 +18,8 @@ pub(crate) struct Signer {
     pub kid: String,
     n: String,
     e: String,
+    /// The public key, PKCS#1 DER (for tests that misuse it as an HMAC key).
+    public_der: Vec<u8>,
 }
 
 static SIGNER: OnceLock<Arc<Signer>> = OnceLock::new();
@@ -32,7 +34,14 @@ pub(crate) fn signer() -> Result<Arc<Signer>, SimError> {
     let n = B64.encode(public.modulus().big_endian_without_leading_zero());
     let e = B64.encode(public.exponent().big_endian_without_leading_zero());
     let kid = B64.encode(&sha2::Sha256::digest(n.as_bytes())[..20]);
-    let s = Arc::new(Signer { key, kid, n, e });
+    let public_der = public.as_ref().to_vec();
+    let s = Arc::new(Signer {
+        key,
+        kid,
+        n,
+        e,
+        public_der,
+    });
     Ok(SIGNER.get_or_init(|| s).clone())
 }
 
@@ -54,6 +63,18 @@ impl Signer {
         msg.push('.');
         msg.push_str(&B64.encode(sig));
         Ok(msg)
+    }
+
+    /// The public key as PEM (`RSA PUBLIC KEY`), as an attacker would copy it from the JWKS.
+    pub(crate) fn public_pem(&self) -> String {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&self.public_der);
+        let mut pem = String::from("-----BEGIN RSA PUBLIC KEY-----\n");
+        for chunk in b64.as_bytes().chunks(64) {
+            pem.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+            pem.push('\n');
+        }
+        pem.push_str("-----END RSA PUBLIC KEY-----\n");
+        pem
     }
 
     pub(crate) fn jwks(&self, issuer: &str) -> Value {

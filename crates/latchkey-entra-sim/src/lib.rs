@@ -15,6 +15,7 @@ mod model;
 mod odata;
 mod rng;
 mod server;
+mod signin;
 mod tenant;
 mod truth;
 
@@ -26,6 +27,7 @@ pub use error::SimError;
 pub use identity::MICROSOFT_SERVICES_TENANT;
 pub use model::{GroupKind, ProvisionOnDemandCall};
 pub use server::{AppCredentials, RequestLogEntry, SimHandle, SimServer};
+pub use signin::{IdTokenTamper, SignAlg};
 pub use truth::{Change, ChangeOutcome, GroundTruth, TruthGroup, TruthRef, TruthUser, now_iso};
 
 /// Generates a tenant without serving it and reports its counts (used by the scale benchmark).

@@ -117,6 +117,8 @@ pub(crate) struct State {
     pub admin_user: u32,
     pub other_tenant: Uuid,
     pub batch_router: std::sync::OnceLock<Router>,
+    /// What to do to the next id_token (tests of a relying party's validation).
+    pub id_token_tamper: Mutex<Option<crate::signin::IdTokenTamper>>,
 }
 
 fn unpoison<T>(r: Result<T, std::sync::PoisonError<T>>) -> T {
@@ -159,6 +161,9 @@ impl State {
     }
     pub(crate) fn refresh_tokens(&self) -> std::sync::MutexGuard<'_, HashMap<String, AuthCode>> {
         unpoison(self.refresh.lock())
+    }
+    pub(crate) fn tamper(&self) -> std::sync::MutexGuard<'_, Option<crate::signin::IdTokenTamper>> {
+        unpoison(self.id_token_tamper.lock())
     }
     pub(crate) fn buckets(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Bucket>> {
         unpoison(self.buckets.lock())
@@ -273,6 +278,7 @@ fn router(st: Arc<State>) -> Router {
         .route("/v1.0/{*rest}", any(crate::graph::entry_v1))
         .route("/beta/{*rest}", any(crate::graph::entry_beta))
         .merge(crate::introspect::routes())
+        .merge(crate::signin::routes())
         .layer(axum::middleware::from_fn_with_state(
             st.clone(),
             log_and_delay,
@@ -337,6 +343,7 @@ impl SimServer {
             latchkey: config.latchkey_app.clone(),
             other_tenant: other.uuid(),
             batch_router: std::sync::OnceLock::new(),
+            id_token_tamper: Mutex::new(None),
         });
         let app = router(state.clone());
         let (tx, rx) = oneshot::channel::<()>();
@@ -479,6 +486,19 @@ impl SimHandle {
     /// Changes the directory out of band, as an admin in the portal would (shows up in delta and the audit log).
     pub fn apply(&self, change: Change) -> Result<ChangeOutcome, SimError> {
         crate::truth::apply_change(&self.state, change)
+    }
+    /// Signs arbitrary claims with this tenant's key (or as `alg` says): tokens to attack a
+    /// relying party with.
+    pub fn sign_claims(
+        &self,
+        claims: &serde_json::Value,
+        alg: crate::signin::SignAlg,
+    ) -> Result<String, SimError> {
+        crate::signin::sign_as(&self.state, claims, alg)
+    }
+    /// Alters the next id_token the token endpoint issues (then back to normal).
+    pub fn tamper_next_id_token(&self, tamper: crate::signin::IdTokenTamper) {
+        *self.state.tamper() = Some(tamper);
     }
     /// Stops the server and waits for it to finish.
     pub async fn shutdown(mut self) {

@@ -13,6 +13,7 @@
 //! * [`probe`] — the onboarding connection test producing a serialisable [`ConnectionReport`].
 //! * [`consent`] — the admin-consent URL and callback for the OAuth connector mode.
 //! * [`connection`] — from raw connector settings to a ready [`GraphClient`].
+//! * [`signin`] — "Sign in with Microsoft": OpenID Connect code + PKCE, id_token validation.
 //!
 //! # Connection test
 //! ```no_run
@@ -56,6 +57,7 @@ pub mod ids;
 pub mod onboarding;
 pub mod probe;
 pub mod provision;
+pub mod signin;
 pub mod sync;
 
 pub use auth::{AccessToken, AuthError, ClientCredentials, TokenClaims, TokenProvider};

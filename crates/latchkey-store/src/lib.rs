@@ -30,6 +30,7 @@ pub mod provisioning;
 pub mod resources;
 pub mod secrets;
 pub mod sessions;
+pub mod signin;
 pub mod sync_runs;
 pub mod users;
 

@@ -34,6 +34,15 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/login", get(views::login::show).post(views::login::submit))
         .route("/logout", post(views::login::logout))
+        .route("/auth/microsoft", post(crate::auth::microsoft::start))
+        .route(
+            "/auth/microsoft/callback",
+            get(crate::auth::microsoft::callback),
+        )
+        .route(
+            "/auth/microsoft/choose",
+            post(crate::auth::microsoft::choose),
+        )
         .route(
             "/invite/{token}",
             get(views::invite::show).post(views::invite::accept),

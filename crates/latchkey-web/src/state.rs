@@ -22,11 +22,15 @@ pub struct Inner {
     pub tokens: TokenKeys,
     pub metrics: Metrics,
     pub extra_metrics: Vec<ExtraMetrics>,
+    /// "Sign in with Microsoft" through Latchkey's Entra app (`None` without the app). Shared:
+    /// it caches the identity platform's signing keys.
+    pub signin: Option<Arc<latchkey_entra::signin::SignInClient>>,
 }
 
 impl AppState {
     pub fn new(store: Store, keys: Arc<KeyRing>, config: WebConfig) -> Self {
         let tokens = TokenKeys::derive(&keys);
+        let signin = signin_client(&config);
         Self(Arc::new(Inner {
             store,
             keys,
@@ -34,6 +38,7 @@ impl AppState {
             tokens,
             metrics: Metrics::new(),
             extra_metrics: vec![],
+            signin,
         }))
     }
 
@@ -51,5 +56,27 @@ impl std::ops::Deref for AppState {
     type Target = Inner;
     fn deref(&self) -> &Inner {
         &self.0
+    }
+}
+
+/// The sign-in client for the configured app and login authority (the connector cloud's
+/// `login.microsoftonline.com` unless `LATCHKEY_ENTRA_LOGIN_AUTHORITY` says otherwise).
+fn signin_client(config: &WebConfig) -> Option<Arc<latchkey_entra::signin::SignInClient>> {
+    let app = config.entra_app.clone()?;
+    let endpoints = latchkey_entra::Endpoints::from_settings(
+        None,
+        config.entra_login_authority.as_ref().map(url::Url::as_str),
+        config.outbound_policy,
+    );
+    match endpoints.map(|e| latchkey_entra::signin::SignInClient::new(e, app)) {
+        Ok(Ok(client)) => Some(Arc::new(client)),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "Sign in with Microsoft is off: the HTTP client could not be built");
+            None
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "Sign in with Microsoft is off: the login authority is not allowed");
+            None
+        }
     }
 }

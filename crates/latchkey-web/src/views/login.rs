@@ -24,6 +24,22 @@ pub struct LoginPage {
     email: String,
     next: String,
     error: Option<String>,
+    /// Offer "Sign in with Microsoft" (the deployment has Latchkey's Entra app).
+    microsoft: bool,
+}
+
+/// The login page's forms may also lead to the Microsoft login authority (the button's POST
+/// is answered with a redirect there), so its CSP `form-action` allows that origin.
+fn with_csp(state: &AppState, resp: Response) -> Response {
+    let mut resp = resp;
+    if let Some(origin) = crate::auth::microsoft::authority_origin(state)
+        && let Ok(v) =
+            axum::http::HeaderValue::from_str(&crate::headers::csp_allowing_form_target(&origin))
+    {
+        resp.headers_mut()
+            .insert(axum::http::header::CONTENT_SECURITY_POLICY, v);
+    }
+    resp
 }
 
 #[derive(Deserialize)]
@@ -42,16 +58,21 @@ pub async fn show(
         return Redirect::to(&next).into_response();
     }
     let (jar, csrf_token) = csrf::issue_presession(&state, jar);
-    (
-        jar,
-        LoginPage {
-            csrf_token,
-            email: String::new(),
-            next,
-            error: None,
-        },
+    let microsoft = state.signin.is_some();
+    with_csp(
+        &state,
+        (
+            jar,
+            LoginPage {
+                csrf_token,
+                email: String::new(),
+                next,
+                error: None,
+                microsoft,
+            },
+        )
+            .into_response(),
     )
-        .into_response()
 }
 
 #[derive(Deserialize)]
@@ -76,17 +97,21 @@ pub async fn submit(
     let failed = |jar: CookieJar, status: StatusCode, message: String| {
         let (jar, csrf_token) = csrf::issue_presession(&state, jar);
         let email = form.email.clone();
-        (
-            status,
-            jar,
-            LoginPage {
-                csrf_token,
-                email,
-                next: next.clone(),
-                error: Some(message),
-            },
+        with_csp(
+            &state,
+            (
+                status,
+                jar,
+                LoginPage {
+                    csrf_token,
+                    email,
+                    next: next.clone(),
+                    error: Some(message),
+                    microsoft: state.signin.is_some(),
+                },
+            )
+                .into_response(),
         )
-            .into_response()
     };
     let Ok(email) = Email::parse(&form.email) else {
         return Ok(failed(

@@ -55,14 +55,19 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
     // registration, and Latchkey's own multi-tenant app for the OAuth path.
     let mut sim_config = SimConfig::small(7);
     sim_config.port = args.sim_port.unwrap_or(0);
-    sim_config.latchkey_app.redirect_uris = vec![format!("{public_url}connectors/oauth/callback")];
+    sim_config.latchkey_app.redirect_uris = vec![
+        format!("{public_url}connectors/oauth/callback"),
+        format!("{public_url}auth/microsoft/callback"),
+    ];
     let sim = SimServer::start(sim_config)
         .await
         .context("starting the simulated Entra tenant")?;
     let entra = EntraArgs {
         entra_app_client_id: Some(sim.latchkey_app().client_id.to_string()),
         entra_app_client_secret: Some(sim.latchkey_app().client_secret.clone()),
-        entra_login_authority: None,
+        // "Sign in with Microsoft" goes to the simulated tenant too (connectors that name the
+        // simulated tenant as their Graph domain follow it anyway).
+        entra_login_authority: Some(sim.base_url().to_string()),
         allow_insecure_connector_urls: Some("true".into()),
     };
     let mut web_config = super::serve::web_config(public_url.clone(), &entra)?;
@@ -97,6 +102,17 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
         sim.base_url()
     );
     println!("     or choose OAuth with the same tenant ID and click Login with Microsoft.");
+    println!(
+        "  3. Once the connector is connected, people of the simulated tenant can use Sign in with Microsoft"
+    );
+    println!(
+        "     on {public_url}login (for example {}).",
+        sim.truth_users()
+            .iter()
+            .find(|u| u.account_enabled && u.user_type == "Member")
+            .map(|u| u.user_principal_name.as_str())
+            .unwrap_or("any enabled user of the tenant")
+    );
     println!("  Emails Latchkey would send: {public_url}outbox");
     println!("  Stop with Ctrl-C.");
     let served = super::serve::serve_until(store, keys, &args.web, web_config, stop.clone()).await;

@@ -77,6 +77,9 @@ async fn session_housekeeping(store: Store, stop: CancellationToken) {
                 if let Err(e) = oauth_states::purge_old(&store).await {
                     tracing::warn!(error = %e, "consent state housekeeping failed");
                 }
+                if let Err(e) = latchkey_store::signin::purge_old(&store).await {
+                    tracing::warn!(error = %e, "sign-in state housekeeping failed");
+                }
             }
         }
     }
