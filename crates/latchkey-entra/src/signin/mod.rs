@@ -264,14 +264,14 @@ impl SignInClient {
         token: &str,
         nonce: &str,
     ) -> Result<VerifiedIdentity, SignInError> {
-        Ok(id_token::validate(
+        id_token::validate(
             token,
             &self.keys,
             &self.client_id(),
             &self.authority(),
             nonce,
         )
-        .await?)
+        .await
     }
 
     /// Redeems the code and validates the id_token it brings.

@@ -256,11 +256,11 @@ pub async fn callback(
         Err(StoreError::NotFound) => return Err(Refusal::UnknownState),
         Err(e) => return Err(e.into()),
     };
-    if !same_browser(&state, &jar, &st.browser_hash) {
-        return Err(Refusal::OtherBrowser);
-    }
     if st.already_used {
         return Err(Refusal::Replayed);
+    }
+    if !same_browser(&state, &jar, &st.browser_hash) {
+        return Err(Refusal::OtherBrowser);
     }
     if st.expired {
         return Err(Refusal::Expired);
@@ -340,11 +340,11 @@ pub async fn choose(
         Err(StoreError::NotFound) => return Err(Refusal::UnknownState),
         Err(e) => return Err(e.into()),
     };
-    if !same_browser(&state, &jar, &c.browser_hash) {
-        return Err(Refusal::OtherBrowser);
-    }
     if c.already_used {
         return Err(Refusal::Replayed);
+    }
+    if !same_browser(&state, &jar, &c.browser_hash) {
+        return Err(Refusal::OtherBrowser);
     }
     if c.expired {
         return Err(Refusal::Expired);

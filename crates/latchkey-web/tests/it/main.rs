@@ -12,5 +12,6 @@ mod people;
 mod provisioning;
 mod roles;
 mod sessions;
+mod signin;
 mod support;
 mod sync_api;
