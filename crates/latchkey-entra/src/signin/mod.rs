@@ -303,7 +303,7 @@ mod tests {
     fn pkce_s256_matches_rfc7636_example() {
         assert_eq!(
             challenge_for("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
-            "E9Melhoa2OwvFq7TlmvmCgvV6Lk3B8fW1Ff8DdVXqZM"
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
         let p = Pkce::generate();
         assert_eq!(p.verifier.len(), 43);
