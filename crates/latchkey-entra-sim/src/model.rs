@@ -329,6 +329,15 @@ pub(crate) struct MemberChange {
     pub added: bool,
 }
 
+/// A user's manager changed (set, replaced, removed, or the manager was deleted), for delta:
+/// `previous` is the manager before this change.
+#[derive(Debug, Clone)]
+pub(crate) struct ManagerChange {
+    pub seq: u64,
+    pub user: u32,
+    pub previous: Option<u32>,
+}
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ProvisionOnDemandCall {
     pub service_principal_id: Uuid,
@@ -358,6 +367,7 @@ pub(crate) struct Directory {
     pub skus: Vec<Sku>,
     pub audit: Vec<AuditRecord>,
     pub member_log: Vec<MemberChange>,
+    pub manager_log: Vec<ManagerChange>,
     pub provision_calls: Vec<ProvisionOnDemandCall>,
     /// Groups that hand licences to their members (kept short, so inheritance is cheap to compute).
     pub license_groups: Vec<u32>,
@@ -548,6 +558,32 @@ impl Directory {
                 true
             }
         }
+    }
+
+    /// The user's manager if it is a live user.
+    pub(crate) fn live_manager(&self, i: usize) -> Option<u32> {
+        self.users[i]
+            .manager
+            .filter(|&m| self.users[m as usize].deleted.is_none())
+    }
+
+    /// Records that user `i`'s manager (as delta shows it) changed from `previous`; the user
+    /// shows up in the next delta round with `manager@delta`.
+    pub(crate) fn log_manager_change(&mut self, i: usize, previous: Option<u32>) {
+        self.touch_user(i);
+        let seq = self.users[i].seq;
+        self.manager_log.push(ManagerChange {
+            seq,
+            user: i as u32,
+            previous,
+        });
+    }
+
+    /// Sets (or with `None` removes) user `i`'s manager.
+    pub(crate) fn set_manager(&mut self, i: usize, manager: Option<u32>) {
+        let previous = self.live_manager(i);
+        self.users[i].manager = manager;
+        self.log_manager_change(i, previous);
     }
 
     pub(crate) fn touch_user(&mut self, i: usize) {

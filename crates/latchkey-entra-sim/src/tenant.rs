@@ -376,6 +376,7 @@ pub(crate) fn generate(cfg: &SimConfig) -> Generated {
         skus: Vec::new(),
         audit: Vec::new(),
         member_log: Vec::new(),
+        manager_log: Vec::new(),
         provision_calls: Vec::new(),
         license_groups: Vec::new(),
         seq: 1,

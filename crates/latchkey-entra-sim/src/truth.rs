@@ -160,6 +160,9 @@ pub struct TruthUser {
     pub usage_location: Option<String>,
     /// SKU ids, direct and inherited.
     pub licenses: Vec<Uuid>,
+    /// The manager's object id (a live user), if any.
+    #[serde(default)]
+    pub manager_id: Option<Uuid>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -198,6 +201,7 @@ pub(crate) fn users(d: &Directory, offset: usize, limit: usize) -> Vec<TruthUser
                     .iter()
                     .map(|s| d.skus[*s as usize].sku_id)
                     .collect(),
+                manager_id: d.live_manager(i).map(|m| d.users[m as usize].id),
             }
         })
         .collect()
@@ -314,6 +318,12 @@ pub enum Change {
         #[serde(default)]
         remove: Vec<Uuid>,
     },
+    /// Sets a user's manager (`None` removes it).
+    SetManager {
+        user_id: Uuid,
+        #[serde(default)]
+        manager_id: Option<Uuid>,
+    },
 }
 
 /// What an applied change produced (the id of a created object or assignment).
@@ -327,8 +337,15 @@ fn nf(what: &str, id: impl std::fmt::Display) -> SimError {
 }
 
 pub(crate) fn delete_user_inner(d: &mut Directory, ui: usize) {
+    let reports: Vec<usize> = (0..d.users.len())
+        .filter(|&j| d.users[j].deleted.is_none() && d.live_manager(j) == Some(ui as u32))
+        .collect();
     d.users[ui].deleted = Some(now());
     d.touch_user(ui);
+    // Their manager is gone: delta shows it removed.
+    for j in reports {
+        d.log_manager_change(j, Some(ui as u32));
+    }
     let me = ObjRef::user(ui);
     for g in 0..d.groups.len() {
         if d.groups[g].members.binary_search(&me).is_ok() {
@@ -773,6 +790,26 @@ pub(crate) fn apply_change(st: &State, change: Change) -> Result<ChangeOutcome, 
                 None,
                 vec![target],
             );
+        }
+        Change::SetManager {
+            user_id,
+            manager_id,
+        } => {
+            let ui = user_ix(d, user_id)?;
+            let mi = manager_id.map(|m| user_ix(d, m)).transpose()?;
+            if mi == Some(ui) {
+                return Err(SimError::InvalidChange(
+                    "a user cannot be their own manager".into(),
+                ));
+            }
+            d.set_manager(ui, mi.map(|m| m as u32));
+            let target = d.target(ObjRef::user(ui));
+            let activity = if mi.is_some() {
+                "Set manager"
+            } else {
+                "Remove manager"
+            };
+            d.audit("UserManagement", activity, "Update", None, vec![target]);
         }
     }
     Ok(out)

@@ -101,10 +101,15 @@ pub async fn upsert_resources(
          SELECT sync_resource_id($2, t.key), $1, $2, t.type, t.ext, t.name, t.profile, $3
            FROM unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::jsonb[]) AS t(type, key, ext, name, profile)
          ON CONFLICT (id) DO UPDATE SET display_name = excluded.display_name,
-             -- Sign-in activity is read by a separate pass (delta queries cannot return it): keep it.
-             profile = excluded.profile || CASE WHEN resources.profile ? 'last_sign_in' AND NOT excluded.profile ? 'last_sign_in'
-                                                THEN jsonb_build_object('last_sign_in', resources.profile->'last_sign_in')
-                                                ELSE '{}'::jsonb END,
+             -- Sign-in activity is read by a separate pass (delta queries cannot return it), and an
+             -- incremental delta round leaves out a manager that did not change: keep them.
+             profile = excluded.profile
+                 || CASE WHEN resources.profile ? 'last_sign_in' AND NOT excluded.profile ? 'last_sign_in'
+                         THEN jsonb_build_object('last_sign_in', resources.profile->'last_sign_in')
+                         ELSE '{}'::jsonb END
+                 || CASE WHEN resources.profile ? 'manager_id' AND NOT excluded.profile ? 'manager_id'
+                         THEN jsonb_build_object('manager_id', resources.profile->'manager_id')
+                         ELSE '{}'::jsonb END,
              last_seen_at = now(), last_seen_run = excluded.last_seen_run, deleted_at = NULL",
     )
     .bind(org.0)
@@ -224,6 +229,31 @@ pub async fn merge_profiles(
     .bind(connector)
     .bind(&keys)
     .bind(&values)
+    .execute(tx.conn())
+    .await?
+    .rows_affected())
+}
+
+/// Gives resources' profiles the fields of `defaults` they lack, keeping those they have (a
+/// user an incremental round created without naming a manager gets `manager_id: null`).
+pub async fn default_profile_fields(
+    tx: &mut OrgTx,
+    connector: Uuid,
+    keys: &[String],
+    defaults: &Value,
+) -> Result<u64> {
+    if keys.is_empty() {
+        return Ok(0);
+    }
+    Ok(sqlx::query(
+        "UPDATE resources r SET profile = $3 || r.profile
+          WHERE r.org_id = app_current_org() AND r.connector_id = $1
+            AND r.id IN (SELECT sync_resource_id($1, k) FROM unnest($2::text[]) AS k)
+            AND NOT r.profile ?& ARRAY(SELECT jsonb_object_keys($3))",
+    )
+    .bind(connector)
+    .bind(keys)
+    .bind(defaults)
     .execute(tx.conn())
     .await?
     .rows_affected())

@@ -135,10 +135,72 @@ fn removed(out: &mut Vec<u8>, id: &uuid::Uuid) {
     out.extend_from_slice(b",\"@removed\":{\"reason\":\"changed\"}}");
 }
 
+/// Marks a users/delta round that selected `manager` (a navigation property, answered as
+/// `manager@delta`); above every property bit.
+const MANAGER_BIT: u64 = 1 << 63;
+
+/// `$select` of users/delta: properties plus, optionally, `manager`.
+fn user_delta_select(r: &GReq) -> Result<u64, GraphError> {
+    let Some(raw) = r.param("select") else {
+        return Ok(user_select(r)? | 1);
+    };
+    let mut manager = false;
+    let rest: Vec<&str> = raw
+        .split(',')
+        .map(str::trim)
+        .filter(|p| {
+            let m = p.eq_ignore_ascii_case("manager");
+            manager |= m;
+            !m
+        })
+        .collect();
+    let mask =
+        parse_select(&rest.join(","), USER_PROPS, "user").map_err(GraphError::bad_request)?;
+    Ok(mask | 1 | if manager { MANAGER_BIT } else { 0 })
+}
+
+/// Users whose manager changed after `since`, with the manager a client synced up to `since`
+/// knew (the `previous` of the first change).
+fn manager_changes(d: &Directory, since: u64) -> HashMap<u32, Option<u32>> {
+    let start = d.manager_log.partition_point(|c| c.seq <= since);
+    let mut out = HashMap::new();
+    for c in &d.manager_log[start..] {
+        out.entry(c.user).or_insert(c.previous);
+    }
+    out
+}
+
+/// Appends `"manager@delta":[…]` to a user object just written (before its closing brace): the
+/// current manager, or the one a client knew marked `@removed`. Nothing when there is nothing
+/// to say (absent means unchanged, as on Graph).
+fn write_manager_delta(out: &mut Vec<u8>, d: &Directory, ui: usize, known: Option<Option<u32>>) {
+    let (id, removed) = match (d.live_manager(ui), known) {
+        (Some(m), _) => (m, false),
+        (None, Some(Some(prev))) => (prev, true),
+        (None, _) => return,
+    };
+    out.pop();
+    out.extend_from_slice(
+        b",\"manager@delta\":[{\"@odata.type\":\"#microsoft.graph.user\",\"id\":",
+    );
+    json::uuid(out, &d.users[id as usize].id);
+    if removed {
+        out.extend_from_slice(b",\"@removed\":{\"reason\":\"deleted\"}");
+    }
+    out.extend_from_slice(b"}]}");
+}
+
 pub(crate) fn users_delta(st: &State, r: &GReq) -> GResult {
     r.require(USER_READ)?;
     let d = st.read();
-    let round = state(r, "udelta", &d, || Ok((user_select(r)? | 1, false)))?;
+    let round = state(r, "udelta", &d, || Ok((user_delta_select(r)?, false)))?;
+    let manager = round.mask & MANAGER_BIT != 0;
+    let props = round.mask & !MANAGER_BIT;
+    let changed_managers = if manager && round.since > 0 {
+        manager_changes(&d, round.since)
+    } else {
+        HashMap::new()
+    };
     if round.mask & (1 << U_SIGNIN) != 0 {
         return Err(GraphError::bad_request(
             "The property 'signInActivity' is not supported on delta queries.",
@@ -167,7 +229,16 @@ pub(crate) fn users_delta(st: &State, r: &GReq) -> GResult {
             if u.deleted.is_some() {
                 removed(&mut items, &u.id);
             } else {
-                write_user(&mut items, &d, i, round.mask, false);
+                write_user(&mut items, &d, i, props, false);
+                if manager {
+                    let known = if round.since == 0 {
+                        // A first round lists every manager.
+                        Some(None)
+                    } else {
+                        changed_managers.get(&(i as u32)).copied()
+                    };
+                    write_manager_delta(&mut items, &d, i, known);
+                }
             }
             n += 1;
         }

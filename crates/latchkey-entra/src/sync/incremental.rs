@@ -39,6 +39,14 @@ pub(super) async fn users_page(
     let changed: Vec<String> = res.iter().map(|r| r.key.clone()).collect();
     let mut tx = run.tx().await?;
     resources::upsert_resources(&mut tx, run.connector, run.run, &res).await?;
+    // A user new to us whose manager the round did not name has none.
+    resources::default_profile_fields(
+        &mut tx,
+        run.connector,
+        &changed,
+        &json!({"manager_id": null}),
+    )
+    .await?;
     resources::upsert_grants(&mut tx, run.connector, run.run, &grants).await?;
     resources::sweep_principal_grants(
         &mut tx,

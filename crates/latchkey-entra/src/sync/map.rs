@@ -22,6 +22,8 @@ pub const USER_FIELDS: &[&str] = &[
     "createdDateTime",
     "onPremisesSyncEnabled",
     "licenseAssignmentStates",
+    // A navigation property: delta answers it as `manager@delta`.
+    "manager",
 ];
 
 pub const GROUP_FIELDS: &[&str] = &[
@@ -64,10 +66,37 @@ pub fn id_of(v: &Value) -> Option<&str> {
     s(v, "id")
 }
 
-/// A user. Sign-in activity is merged separately.
+/// What a users/delta item says about the user's manager: `Some(Some(id))` a manager (the
+/// Entra object id), `Some(None)` none (removed), `None` nothing (`manager@delta` absent: in an
+/// incremental round, unchanged).
+pub fn manager_of(v: &Value) -> Option<Option<String>> {
+    if let Some(list) = v.get("manager@delta").and_then(Value::as_array) {
+        return Some(
+            list.iter()
+                .rev()
+                .find(|m| m.get("@removed").is_none())
+                .and_then(id_of)
+                .map(str::to_string),
+        );
+    }
+    // A plain read (`$expand=manager`) answers the object, or null.
+    v.get("manager")
+        .map(|m| m.get("id").and_then(Value::as_str).map(str::to_string))
+}
+
+/// A user. Sign-in activity is merged separately. `profile.manager_id` is the manager's object
+/// id or null; left out when the item does not say (see [`manager_of`]).
 pub fn user(v: &Value) -> Option<ResourceRow> {
     let id = id_of(v)?;
-    Some(ResourceRow {
+    let mut row = user_fields(v, id);
+    if let (Some(m), Some(p)) = (manager_of(v), row.profile.as_object_mut()) {
+        p.insert("manager_id".into(), m.map_or(Value::Null, Value::String));
+    }
+    Some(row)
+}
+
+fn user_fields(v: &Value, id: &str) -> ResourceRow {
+    ResourceRow {
         rtype: "user",
         key: id.to_string(),
         external_id: id.to_string(),
@@ -86,7 +115,7 @@ pub fn user(v: &Value) -> Option<ResourceRow> {
             "created": s(v, "createdDateTime"),
             "on_premises_sync_enabled": b(v, "onPremisesSyncEnabled").unwrap_or(false),
         }),
-    })
+    }
 }
 
 pub fn user_on_premises(v: &Value) -> bool {

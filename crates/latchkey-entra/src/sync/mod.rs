@@ -918,6 +918,7 @@ page_fn!(UserPages, |run, phase, items, next| {
     let mut res = Vec::new();
     let mut grants = Vec::new();
     let mut removed = Vec::new();
+    let incremental = run.cp().kind == Some(SyncKind::Incremental);
     for v in &items {
         if v.get("@removed").is_some() {
             if let Some(id) = map::id_of(v) {
@@ -925,12 +926,16 @@ page_fn!(UserPages, |run, phase, items, next| {
             }
             continue;
         }
-        if let Some(r) = map::user(v) {
+        if let Some(mut r) = map::user(v) {
+            // A first delta round names every manager: no `manager@delta` means none. (An
+            // incremental round leaves out managers that did not change.)
+            if !incremental && let Some(p) = r.profile.as_object_mut() {
+                p.entry("manager_id").or_insert(Value::Null);
+            }
             grants.extend(map::user_licenses(v));
             res.push(r);
         }
     }
-    let incremental = run.cp().kind == Some(SyncKind::Incremental);
     if incremental {
         incremental::users_page(run, phase, res, grants, removed, next).await
     } else {

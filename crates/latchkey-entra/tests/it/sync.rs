@@ -175,7 +175,16 @@ impl Env {
         let summary = resources::summary(&mut tx, connector).await.unwrap();
         tx.commit().await.unwrap();
         let mut p = Picture::default();
-        for (t, ext, _, _) in res {
+        for (t, ext, _, profile) in res {
+            if t == "user" {
+                // A missing field reads as a wrong value, not as "no manager".
+                let m = match profile.get("manager_id") {
+                    Some(Value::String(m)) => Some(m.clone()),
+                    Some(Value::Null) => None,
+                    other => Some(format!("no manager_id field: {other:?}")),
+                };
+                p.managers.insert(ext.clone(), m);
+            }
             p.resources.insert((t, ext));
         }
         for (kind, rtype, rext, slug, pext, source) in grants {
@@ -216,6 +225,8 @@ impl Env {
         let mut principals: BTreeSet<Uuid> = BTreeSet::new();
         for u in &users {
             p.resources.insert(("user".into(), u.id.to_string()));
+            p.managers
+                .insert(u.id.to_string(), u.manager_id.map(|m| m.to_string()));
             principals.insert(u.id);
             for sku in &u.licenses {
                 p.grants.insert(g(
@@ -362,6 +373,8 @@ pub struct Picture {
     pub grants: BTreeSet<resources::GrantKey>,
     pub expanded: usize,
     pub summary: BTreeMap<String, i64>,
+    /// Each user's manager (object id), from `profile.manager_id`.
+    pub managers: BTreeMap<String, Option<String>>,
     /// Types the ground truth only counts (role definitions, SKUs).
     pub counted: BTreeMap<String, usize>,
 }
@@ -382,6 +395,21 @@ pub fn assert_same(stored: &Picture, expected: &Picture) {
         );
         assert_eq!(s, e, "{t} differ");
     }
+    let wrong: Vec<_> = expected
+        .managers
+        .iter()
+        .filter(|(u, m)| stored.managers.get(*u) != Some(*m))
+        .take(3)
+        .map(|(u, m)| (u, m, stored.managers.get(u)))
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "managers (user, truth, stored) differ: {wrong:?}"
+    );
+    assert!(
+        expected.managers.values().any(Option::is_some),
+        "the tenant has managers"
+    );
     for (t, n) in &expected.counted {
         let s = stored.resources.iter().filter(|r| &r.0 == t).count();
         assert_eq!(s, *n, "{t}: stored {s} vs truth {n}");
@@ -556,7 +584,38 @@ fn mutate(sim: &SimHandle) {
         .unwrap()
         .parse::<Uuid>()
         .unwrap();
+    let unmanaged = sim
+        .apply(Change::CreateUser {
+            display_name: "Omar Nomanager".into(),
+            user_principal_name: None,
+            account_enabled: Some(true),
+            usage_location: None,
+        })
+        .unwrap()
+        .id
+        .unwrap()
+        .parse::<Uuid>()
+        .unwrap();
+    let with_manager = users.iter().find(|u| u.manager_id.is_some()).unwrap().id;
     let changes = vec![
+        // Managers: a new user gets one, another keeps none, one changes, one is removed
+        // (and deleting users[2] takes the manager away from those reporting to them).
+        Change::SetManager {
+            user_id: created,
+            manager_id: Some(users[1].id),
+        },
+        Change::SetManager {
+            user_id: unmanaged,
+            manager_id: None,
+        },
+        Change::SetManager {
+            user_id: users[4].id,
+            manager_id: Some(users[6].id),
+        },
+        Change::SetManager {
+            user_id: with_manager,
+            manager_id: None,
+        },
         Change::UpdateUser {
             id: users[1].id,
             display_name: Some("Renamed Person".into()),
