@@ -32,12 +32,37 @@ async fn delta_round(t: &T, start: &str) -> (Vec<Value>, String) {
 #[tokio::test]
 async fn users_delta_reports_changes_and_removals() {
     let t = T::new().await;
-    let (items, link) =
-        delta_round(&t, "/v1.0/users/delta?$select=displayName,accountEnabled").await;
+    let (items, link) = delta_round(
+        &t,
+        "/v1.0/users/delta?$select=displayName,accountEnabled,manager",
+    )
+    .await;
     assert_eq!(items.len(), t.sim.truth().users);
+    // A first round names every manager.
+    let truth = t.sim.truth_users();
+    for u in &truth {
+        let item = items.iter().find(|i| i["id"] == u.id.to_string()).unwrap();
+        assert_eq!(
+            item["manager@delta"][0]["id"].as_str(),
+            u.manager_id.map(|m| m.to_string()).as_deref(),
+            "{item}"
+        );
+    }
     let (again, link) = delta_round(&t, link.trim_start_matches(t.sim.base_url())).await;
     assert!(again.is_empty());
     let ids = t.user_ids().await;
+    let reports: Vec<String> = truth
+        .iter()
+        .filter(|u| u.manager_id.map(|m| m.to_string()).as_deref() == Some(ids[4].as_str()))
+        .map(|u| u.id.to_string())
+        .collect();
+    assert!(!reports.is_empty(), "user 4 manages someone");
+    t.sim
+        .apply(Change::SetManager {
+            user_id: ids[3].parse().unwrap(),
+            manager_id: Some(ids[5].parse().unwrap()),
+        })
+        .unwrap();
     t.sim
         .apply(Change::UpdateUser {
             id: ids[3].parse().unwrap(),
@@ -61,8 +86,24 @@ async fn users_delta_reports_changes_and_removals() {
         })
         .unwrap();
     let (changes, _) = delta_round(&t, link.trim_start_matches(t.sim.base_url())).await;
-    assert_eq!(changes.len(), 3, "{changes:?}");
-    assert!(changes.iter().any(|c| c["displayName"] == "Renamed"));
+    // The renamed, deleted and created users, and those whose manager was deleted.
+    assert_eq!(changes.len(), 3 + reports.len(), "{changes:?}");
+    let renamed = changes
+        .iter()
+        .find(|c| c["displayName"] == "Renamed")
+        .unwrap();
+    assert_eq!(renamed["manager@delta"][0]["id"], ids[5].as_str());
+    for r in &reports {
+        let c = changes.iter().find(|c| c["id"] == r.as_str()).unwrap();
+        assert_eq!(c["manager@delta"][0]["id"], ids[4].as_str(), "{c}");
+        assert_eq!(c["manager@delta"][0]["@removed"]["reason"], "deleted");
+    }
+    // The new user has no manager: nothing to say.
+    let fresh = changes
+        .iter()
+        .find(|c| Some(c["id"].as_str().unwrap().to_string()) == created.id)
+        .unwrap();
+    assert!(fresh.get("manager@delta").is_none(), "{fresh}");
     assert!(
         changes
             .iter()
