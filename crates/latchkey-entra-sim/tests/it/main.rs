@@ -5,4 +5,5 @@ mod faults;
 mod helpers;
 mod identity;
 mod mutations;
+mod signin;
 mod sync;

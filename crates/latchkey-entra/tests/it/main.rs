@@ -11,6 +11,7 @@ mod paging;
 mod probe;
 mod provision;
 mod provision_jobs;
+mod signin;
 mod sync;
 
 use std::time::Duration;

@@ -268,6 +268,16 @@ async fn first_sign_in_creates_a_linked_member_and_the_next_reuses_it() {
     assert_eq!(events.items[1].details["object_id"], person.id.to_string());
     assert_eq!(events.items[1].actor.id, Some(user.0));
 
+    // Once a sync has seen the account, sign-ins record it.
+    sqlx::query(
+        "INSERT INTO resources (id, org_id, connector_id, type, external_id, display_name, last_seen_run)
+         SELECT gen_random_uuid(), org_id, id, 'user', $1, 'Person', gen_random_uuid() FROM connectors",
+    )
+    .bind(person.id.to_string())
+    .execute(t.app.store().system())
+    .await
+    .unwrap();
+
     // Again, from another browser: the same person, no second account.
     let b2 = t.app.browser();
     let r = t.sign_in(&b2, &upn).await;
@@ -286,6 +296,11 @@ async fn first_sign_in_creates_a_linked_member_and_the_next_reuses_it() {
         t.count("SELECT count(*) FROM audit_events WHERE action = 'user.signed_in'")
             .await,
         2
+    );
+    assert_eq!(
+        t.count("SELECT count(*) FROM audit_events WHERE action = 'user.signed_in' AND details->>'account_synced' = 'true'")
+            .await,
+        1
     );
     // The JWKS was fetched once for both sign-ins.
     let jwks = t
@@ -896,4 +911,121 @@ async fn admin_consent_callback_refuses_state_attacks() {
         "already used",
     )
     .await;
+}
+
+/// The browser-binding cookie's flags, and session fixation: a session id planted in the
+/// browser before sign-in is never the one that becomes signed in.
+#[tokio::test]
+async fn binding_cookie_flags_and_no_session_fixation() {
+    let t = SignIn::start().await;
+    let (org, _) = t.app.org("acme").await;
+    t.connect(org, &t.tenant()).await;
+    let upn = t.member(0).user_principal_name;
+    let raw = t.app.api();
+    let cookie_of = |r: &reqwest::Response, name: &str| -> Option<String> {
+        r.headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|c| c.to_str().ok())
+            .find(|c| c.starts_with(&format!("{name}=")))
+            .map(str::to_string)
+    };
+    let value = |set_cookie: &str| {
+        set_cookie
+            .split(';')
+            .next()
+            .unwrap()
+            .split_once('=')
+            .unwrap()
+            .1
+            .to_string()
+    };
+    let r = raw.get(t.app.url("/login")).send().await.unwrap();
+    let csrf_cookie = value(&cookie_of(&r, "latchkey_csrf").unwrap());
+    let token = csrf_token(&r.text().await.unwrap()).unwrap();
+    let planted = "planted-by-an-attacker-0123456789abcdefghijkl";
+    let r = raw
+        .post(t.app.url("/auth/microsoft"))
+        .header("origin", &t.app.base)
+        .header("sec-fetch-site", "same-origin")
+        .header(
+            "cookie",
+            format!("latchkey_csrf={csrf_cookie}; latchkey_session={planted}"),
+        )
+        .form(&[("csrf_token", token.as_str()), ("login_hint", upn.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let binding = cookie_of(&r, "latchkey_signin").expect("the binding cookie");
+    let lower = binding.to_lowercase();
+    for flag in ["httponly", "samesite=lax", "path=/", "max-age=600"] {
+        assert!(lower.contains(flag), "{flag} in {binding}");
+    }
+    let back = t.authorize(&location(&r)).await;
+    let r = raw
+        .get(&back)
+        .header(
+            "cookie",
+            format!(
+                "latchkey_signin={}; latchkey_session={planted}",
+                value(&binding)
+            ),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let session = value(&cookie_of(&r, "latchkey_session").unwrap());
+    assert_ne!(session, planted);
+    assert!(
+        cookie_of(&r, "latchkey_signin").is_some_and(|c| c.to_lowercase().contains("max-age=0")),
+        "the binding cookie is cleared"
+    );
+    let with = |s: &str| {
+        raw.get(t.app.url("/dashboard"))
+            .header("cookie", format!("latchkey_session={s}"))
+            .send()
+    };
+    assert_eq!(with(planted).await.unwrap().status(), StatusCode::SEE_OTHER);
+    assert_eq!(with(&session).await.unwrap().status(), StatusCode::OK);
+
+    // Over https the binding cookie is Secure and __Host- prefixed.
+    let https = TestApp::spawn_with(
+        |c| {
+            c.public_url = url::Url::parse("https://latchkey.example.com/").unwrap();
+            c.outbound_policy = OutboundPolicy::INSECURE_DEV;
+            c.entra_app = Some(LatchkeyApp {
+                client_id: latchkey_entra::ClientId::parse(
+                    &t.sim.latchkey_app().client_id.to_string(),
+                )
+                .unwrap(),
+                client_secret: latchkey_crypto::SecretString::from("s".to_string()),
+            });
+            c.entra_login_authority = Some(url::Url::parse(t.sim.base_url()).unwrap());
+        },
+        latchkey_crypto::generate_key_entry("k1"),
+    )
+    .await;
+    let r = raw.get(https.url("/login")).send().await.unwrap();
+    let csrf_cookie = value(&cookie_of(&r, "__Host-latchkey_csrf").unwrap());
+    let token = csrf_token(&r.text().await.unwrap()).unwrap();
+    let r = raw
+        .post(https.url("/auth/microsoft"))
+        .header("origin", "https://latchkey.example.com")
+        .header("cookie", format!("__Host-latchkey_csrf={csrf_cookie}"))
+        .form(&[("csrf_token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let binding = cookie_of(&r, "__Host-latchkey_signin").expect("prefixed binding cookie");
+    assert!(binding.to_lowercase().contains("secure"), "{binding}");
+    assert!(
+        location(&r).contains(
+            "redirect_uri=https%3A%2F%2Flatchkey.example.com%2Fauth%2Fmicrosoft%2Fcallback"
+        ),
+        "{}",
+        location(&r)
+    );
 }
