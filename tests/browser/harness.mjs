@@ -151,8 +151,10 @@ export async function signInWithMicrosoft(page, baseUrl, upn, { org, next, expec
   ]);
   if (await page.getByRole('heading', { name: 'Choose your organization' }).count() > 0) {
     if (!org) throw new Error('several organizations connected this tenant: pass { org } to choose one');
-    await page.getByRole('button', { name: org, exact: true }).click();
-    await page.waitForLoadState();
+    await Promise.all([
+      page.waitForURL((u) => u.pathname !== '/auth/microsoft/callback'),
+      page.getByRole('button', { name: org, exact: true }).click(),
+    ]);
   }
   const refusal = page.locator('#signin-error');
   if (await refusal.count() > 0) {

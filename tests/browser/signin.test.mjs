@@ -29,7 +29,7 @@ after(async () => {
   await demo?.stop();
 });
 
-async function connectTenant() {
+async function connectTenant(admin) {
   await admin.goto(`${demo.base}/connectors/new/entra`);
   await admin.getByLabel('Connector name').fill('Contoso Entra');
   await admin.locator('#attach-new').check();
@@ -62,7 +62,7 @@ test('sign in with Microsoft on the simulated tenant', async () => {
   await first.goto(`${demo.base}/dashboard`);
   await first.waitForURL(/\/login\?next=/);
 
-  await connectTenant();
+  await connectTenant(admin);
 
   // The simulated tenant's sign-in page, then back to Latchkey, signed in as a new member.
   await first.goto(`${demo.base}/login`);
@@ -94,6 +94,31 @@ test('sign in with Microsoft on the simulated tenant', async () => {
   await stranger.locator('#i0116').fill(`nobody@${member.user_principal_name.split('@')[1]}`);
   await stranger.locator('#idSIButton9').click();
   await stranger.getByText('AADSTS50034').waitFor();
+
+  // A second organization connects the same tenant: its people choose where to sign in.
+  const globex = await (await browser.newContext()).newPage();
+  await globex.goto(`${demo.base}/signup`);
+  await globex.getByLabel('Organization name').fill('Globex');
+  await globex.getByLabel('Your name').fill('Grace Hopper');
+  await globex.getByLabel('Work email').fill('grace@globex.example');
+  await globex.locator('#password').fill(PASSWORD);
+  await globex.getByLabel('Password again').fill(PASSWORD);
+  await globex.getByRole('button', { name: 'Create organization' }).click();
+  await globex.waitForURL(/\/dashboard$/);
+  await connectTenant(globex);
+  const colleague = users.find((u) => u.account_enabled && u.user_type === 'Member'
+    && ![users[0].user_principal_name, member.user_principal_name].includes(u.user_principal_name));
+  const chooser = await (await browser.newContext()).newPage();
+  await chooser.goto(`${demo.base}/login`);
+  await chooser.getByRole('button', { name: 'Sign in with Microsoft' }).click();
+  await chooser.locator('#i0116').fill(colleague.user_principal_name);
+  await chooser.locator('#idSIButton9').click();
+  await chooser.getByRole('heading', { name: 'Choose your organization' }).waitFor();
+  assert.equal(await chooser.getByRole('button', { name: 'Acme Corp', exact: true }).count(), 1);
+  await shot(chooser, '65-choose-organization');
+  const viaHelper = await (await browser.newContext()).newPage();
+  assert.match(await signInWithMicrosoft(viaHelper, demo.base, colleague.user_principal_name, { org: 'Globex' }), /\/dashboard$/);
+  assert.ok(await viaHelper.getByText('Globex').first().isVisible(), 'signed in to the chosen organization');
 
   // Local password sign-in keeps working for the administrator.
   const local = await (await browser.newContext()).newPage();

@@ -183,8 +183,14 @@ pub async fn account_synced(tx: &mut OrgTx, tenant_id: &str, object_id: &str) ->
     .await?)
 }
 
-/// Housekeeping: states and choices a day past their expiry (owner connection).
+/// Housekeeping (owner connection): PKCE verifiers of states that expired unused are wiped at
+/// once, states and choices go a day past their expiry.
 pub async fn purge_old(store: &Store) -> Result<u64> {
+    sqlx::query(
+        "UPDATE signin_states SET pkce_verifier = NULL WHERE expires_at < now() AND pkce_verifier IS NOT NULL",
+    )
+    .execute(store.system())
+    .await?;
     let a = sqlx::query("DELETE FROM signin_states WHERE expires_at < now() - interval '1 day'")
         .execute(store.system())
         .await?
