@@ -545,6 +545,26 @@ async fn state_attacks_are_refused_without_a_session() {
     )
     .await;
     assert_eq!(t.sessions().await, 0);
+    // Housekeeping wipes the verifiers of states that expired unused.
+    sqlx::query(
+        "UPDATE signin_states SET expires_at = now() - interval '1 minute' WHERE used_at IS NULL",
+    )
+    .execute(t.app.store().system())
+    .await
+    .unwrap();
+    assert!(
+        t.count("SELECT count(*) FROM signin_states WHERE pkce_verifier IS NOT NULL")
+            .await
+            > 0
+    );
+    latchkey_store::signin::purge_old(t.app.store())
+        .await
+        .unwrap();
+    assert_eq!(
+        t.count("SELECT count(*) FROM signin_states WHERE pkce_verifier IS NOT NULL")
+            .await,
+        0
+    );
 
     // Code injection: the attacker's code (bound to the attacker's PKCE challenge) delivered
     // with the victim's own state fails at the token endpoint.
