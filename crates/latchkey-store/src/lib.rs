@@ -28,6 +28,7 @@ pub mod orgs;
 pub mod outbox;
 pub mod provisioning;
 pub mod resources;
+pub mod reviews;
 pub mod secrets;
 pub mod sessions;
 pub mod signin;

@@ -105,6 +105,48 @@ pub fn router(state: AppState) -> Router {
             get(views::apps::entitlement),
         )
         .route("/outbox", get(views::outbox::show))
+        .route("/reviews", get(views::reviews::inbox::show))
+        .route("/reviews/decide", post(views::reviews::inbox::decide))
+        .route(
+            "/reviews/items/{id}",
+            get(views::reviews::item::show).post(views::reviews::item::decide),
+        )
+        .route(
+            "/reviews/items/{id}/reassign",
+            post(views::reviews::item::reassign),
+        )
+        .route(
+            "/reviews/campaigns",
+            get(views::reviews::campaigns::list).post(views::reviews::campaigns::create),
+        )
+        .route(
+            "/reviews/campaigns/new",
+            get(views::reviews::campaigns::new),
+        )
+        .route(
+            "/reviews/campaigns/{id}",
+            get(views::reviews::progress::show),
+        )
+        .route(
+            "/reviews/campaigns/{id}/close",
+            post(views::reviews::progress::close),
+        )
+        .route(
+            "/reviews/manual-tasks/{id}/done",
+            post(views::reviews::progress::manual_done),
+        )
+        .route(
+            "/reviews/campaigns/{id}/report",
+            get(views::reviews::report::show),
+        )
+        .route(
+            "/reviews/campaigns/{id}/report.csv",
+            get(views::reviews::report::csv),
+        )
+        .route(
+            "/reviews/campaigns/{id}/report.json",
+            get(views::reviews::report::json),
+        )
         .layer(csrf);
 
     // The API authenticates with bearer tokens, never cookies, so it is not a CSRF target.
@@ -148,6 +190,23 @@ pub fn router(state: AppState) -> Router {
             delete(api::provisioning::revoke),
         )
         .route("/tasks/{id}", get(api::provisioning::get))
+        .route(
+            "/review-campaigns",
+            get(api::review_campaigns::list).post(api::review_campaigns::create),
+        )
+        .route("/review-campaigns/{id}", get(api::review_campaigns::get))
+        .route(
+            "/review-campaigns/{id}/close",
+            post(api::review_campaigns::close),
+        )
+        .route(
+            "/review-campaigns/{id}/items",
+            get(api::review_campaigns::items).post(api::review_campaigns::decide_items),
+        )
+        .route(
+            "/review-campaigns/{id}/report",
+            get(api::review_campaigns::report),
+        )
         .route("/jobs/{id}", get(api::jobs::get))
         .route("/jobs/{id}/logs", get(api::jobs::logs))
         .route("/openapi.json", get(api::openapi::document))

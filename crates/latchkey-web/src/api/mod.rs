@@ -9,6 +9,7 @@ pub mod jobs;
 pub mod me;
 pub mod openapi;
 pub mod provisioning;
+pub mod review_campaigns;
 pub mod sync;
 pub mod token;
 pub mod users;

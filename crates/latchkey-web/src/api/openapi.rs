@@ -211,6 +211,62 @@ const ENDPOINTS: &[Endpoint] = &[
         "Task",
     ),
     (
+        "post",
+        "/review-campaigns",
+        "Start an access review campaign: its items are a snapshot of the grants in scope, each with a reviewer",
+        Some("ReviewCampaignCreate"),
+        201,
+        "ReviewCampaign",
+    ),
+    (
+        "get",
+        "/review-campaigns",
+        "Access review campaigns, newest first",
+        None,
+        200,
+        "ReviewCampaignPage",
+    ),
+    (
+        "get",
+        "/review-campaigns/{id}",
+        "One access review campaign with its progress",
+        None,
+        200,
+        "ReviewCampaign",
+    ),
+    (
+        "post",
+        "/review-campaigns/{id}/close",
+        "Close a campaign now: undecided items follow its end rule",
+        None,
+        200,
+        "ReviewCampaign",
+    ),
+    (
+        "get",
+        "/review-campaigns/{id}/items",
+        "A campaign's items with their evidence (filters: reviewer_id, decision=undecided|keep|revoke)",
+        None,
+        200,
+        "ReviewItemPage",
+    ),
+    (
+        "post",
+        "/review-campaigns/{id}/items",
+        "Decide items (keep, revoke, reassign), one or many at once; revokes start at once",
+        Some("ReviewDecisions"),
+        200,
+        "ReviewItemList",
+    ),
+    (
+        "get",
+        "/review-campaigns/{id}/report",
+        "The campaign report (format=json|csv): every item with decision, reviewer, time, comment, provisioning result, and approver-quality signals",
+        None,
+        200,
+        "ReviewReport",
+    ),
+    (
         "get",
         "/openapi.json",
         "This document",
@@ -260,7 +316,7 @@ fn schemas() -> Value {
             "requested_at": {"type": "string"}, "provisioned_at": {"type": ["string", "null"]}, "verified_at": {"type": ["string", "null"]},
             "warnings": {"type": "array", "items": {"type": "string"}, "description": "e.g. the app has no SCIM provisioning job"},
             "job_id": {"type": ["string", "null"]}}});
-    json!({
+    let mut all = json!({
         "Error": error,
         "TokenRequest": {"type": "object", "required": ["grant_type", "client_id", "client_secret"], "properties": {
             "grant_type": {"const": "client_credentials"}, "client_id": {"type": "string"}, "client_secret": {"type": "string"}}},
@@ -332,6 +388,57 @@ fn schemas() -> Value {
         "TaskStarted": task_started,
         "Task": task,
         "OpenApi": {"type": "object"},
+    });
+    if let (Some(all), Value::Object(more)) = (all.as_object_mut(), review_schemas(&page)) {
+        all.extend(more);
+    }
+    all
+}
+
+/// Access review schemas (a second `json!` keeps the macro under its recursion limit).
+fn review_schemas(page: &dyn Fn(&str) -> Value) -> Value {
+    json!({
+        "ReviewCampaignCreate": {"type": "object", "required": ["name", "scope", "reviewers", "deadline", "end_rule"], "properties": {
+            "name": {"type": "string"},
+            "scope": {"type": "object", "properties": {
+                "connector_ids": {"type": "array", "items": {"type": "string", "format": "uuid"}},
+                "app_ids": {"type": "array", "items": {"type": "string", "format": "uuid"}},
+                "entitlement_ids": {"type": "array", "items": {"type": "string", "format": "uuid"}},
+                "resource_types": {"type": "array", "items": {"enum": ["user", "group", "enterprise_application", "role", "license", "managed_identity"]}},
+                "principal_types": {"type": "array", "items": {"enum": ["user", "group", "enterprise_application", "managed_identity"]}},
+                "guests_only": {"type": "boolean"},
+                "inactive_days": {"type": ["integer", "null"]},
+                "include_inherited": {"type": "boolean", "default": true}}},
+            "reviewers": {"type": "object", "required": ["strategy"], "properties": {
+                "strategy": {"enum": ["app_owner", "manager", "specific"]},
+                "user_ids": {"type": "array", "items": {"type": "string", "format": "uuid"}},
+                "fallback_user_id": {"type": ["string", "null"], "format": "uuid"}}},
+            "deadline": {"type": "string", "format": "date-time"},
+            "end_rule": {"enum": ["keep", "revoke"], "description": "What undecided items become at the deadline"},
+            "recommend_revoke_after_days": {"type": "integer", "default": 90},
+            "reminder_hours_before": {"type": "array", "items": {"type": "integer"}, "default": [72, 24]},
+            "repeat_every_days": {"type": ["integer", "null"], "description": "Start a campaign like this one every N days (91: quarterly)"}}},
+        "ReviewCampaign": {"type": "object", "required": ["id", "name", "status", "end_rule", "deadline", "counts"], "properties": {
+            "id": {"type": "string", "format": "uuid"}, "name": {"type": "string"}, "status": {"enum": ["active", "closed"]},
+            "end_rule": {"enum": ["keep", "revoke"]}, "deadline": {"type": "string"}, "template_id": {"type": ["string", "null"]},
+            "created_by": {"type": "string"}, "created_at": {"type": "string"}, "closed_at": {"type": ["string", "null"]},
+            "closed_reason": {"type": ["string", "null"], "enum": ["deadline", "closed", null]}, "spec": {"type": "object"},
+            "counts": {"type": "object", "additionalProperties": {"type": "integer"},
+                "description": "items, decided, undecided, kept, revoked, unassigned, revocations_verified, revocations_pending, revocations_failed, manual_open, manual_done"}}},
+        "ReviewCampaignPage": page("ReviewCampaign"),
+        "ReviewItem": {"type": "object", "properties": {
+            "id": {"type": "string", "format": "uuid"}, "principal": {"type": "object"}, "access": {"type": "object"},
+            "evidence": {"type": "object", "description": "how (direct or group path), since, sign_in_known, last_sign_in, granted_through_latchkey, recommendation"},
+            "reviewer": {"type": ["object", "null"]}, "decision": {"type": ["object", "null"]},
+            "revocation": {"type": ["object", "null"], "description": "result: pending, verified, failed, manual_task_open, manual_task_done, not_needed"}}},
+        "ReviewItemPage": page("ReviewItem"),
+        "ReviewItemList": {"type": "object", "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/ReviewItem"}}}},
+        "ReviewDecisions": {"type": "object", "required": ["decisions"], "properties": {"decisions": {"type": "array", "items": {
+            "type": "object", "required": ["item_id", "decision"], "properties": {
+                "item_id": {"type": "string", "format": "uuid"}, "decision": {"enum": ["keep", "revoke", "reassign"]},
+                "comment": {"type": "string"}, "reviewer_id": {"type": "string", "format": "uuid"}}}}}},
+        "ReviewReport": {"type": "object", "description": "JSON: {campaign, items, signals}; with format=csv, text/csv with one line per item",
+            "properties": {"campaign": {"type": "object"}, "items": {"type": "array", "items": {"type": "object"}}, "signals": {"type": "array", "items": {"type": "object"}}}},
     })
 }
 

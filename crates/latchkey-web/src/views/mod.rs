@@ -8,6 +8,7 @@ pub mod invite;
 pub mod login;
 pub mod outbox;
 pub mod people;
+pub mod reviews;
 pub mod signup;
 
 use crate::auth::SignedIn;

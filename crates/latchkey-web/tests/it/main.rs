@@ -10,6 +10,7 @@ mod openapi;
 mod ops;
 mod people;
 mod provisioning;
+mod reviews;
 mod roles;
 mod sessions;
 mod signin;

@@ -33,4 +33,7 @@ pub fn registry(w: Wiring) -> Registry {
         ))
         .with(ConnectionTestHandler::new(w.keys, w.entra_app, w.outbound))
         .with(EmailDeliveryHandler::new(w.mailer))
+        .with(latchkey_reviews::jobs::DeadlineHandler)
+        .with(latchkey_reviews::jobs::ReminderHandler)
+        .with(latchkey_reviews::jobs::TemplateHandler)
 }

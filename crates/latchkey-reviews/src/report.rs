@@ -1,0 +1,458 @@
+//! The campaign report: every item with its evidence, decision, reviewer, time, comment and
+//! the result of carrying out a revoke — as JSON and CSV — and approver-quality signals per
+//! decider: time to decide, keeps without opening the evidence, decisions made within
+//! seconds of each other.
+
+use latchkey_store::reviews::{Campaign, Counts, Item};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use uuid::Uuid;
+
+/// Two decisions by the same person closer than this count as rapid.
+pub const RAPID_SECS: f64 = 5.0;
+
+fn ts(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+/// What carrying out a revoke led to: `(result, detail)`.
+/// Results: `pending`, `verified`, `failed`, `manual_task_open`, `manual_task_done`,
+/// `not_needed`; `None` for items not revoked.
+pub fn provisioning_result(i: &Item) -> Option<(&'static str, String)> {
+    if let Some(task) = i.revocation_task_id {
+        let job_over = matches!(
+            i.task_job_status.as_deref(),
+            Some("failed" | "dead" | "cancelled")
+        );
+        return Some(match i.task_status.as_deref() {
+            Some("succeeded") => (
+                "verified",
+                format!(
+                    "Provisioning task {task} removed the access; verified in the tenant at {}",
+                    i.task_verified_at.map(ts).unwrap_or_default()
+                ),
+            ),
+            Some("failed") => ("failed", i.task_error.clone().unwrap_or_default()),
+            _ if job_over => (
+                "failed",
+                i.task_error
+                    .clone()
+                    .unwrap_or_else(|| "The provisioning job stopped before finishing.".into()),
+            ),
+            _ => ("pending", format!("Provisioning task {task} is running")),
+        });
+    }
+    if i.manual_task_id.is_some() {
+        let reason = i.manual_reason.clone().unwrap_or_default();
+        return Some(if i.manual_status.as_deref() == Some("done") {
+            ("manual_task_done", reason)
+        } else {
+            ("manual_task_open", reason)
+        });
+    }
+    i.revocation_note.clone().map(|n| ("not_needed", n))
+}
+
+/// When the access was actually removed (verified, or the manual task done).
+pub fn revoked_at(i: &Item) -> Option<OffsetDateTime> {
+    if i.task_status.as_deref() == Some("succeeded") {
+        return i.task_verified_at;
+    }
+    if i.manual_status.as_deref() == Some("done") {
+        return i.manual_completed_at;
+    }
+    None
+}
+
+/// One line of the report.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ReportRow {
+    pub item_id: Uuid,
+    pub resource_type: String,
+    pub resource: String,
+    pub entitlement: String,
+    pub principal_type: String,
+    pub principal: String,
+    pub principal_upn: Option<String>,
+    pub guest: bool,
+    /// `direct` or the group path.
+    pub how: String,
+    pub granted_since: String,
+    /// Whether the tenant reports sign-ins; then `last_sign_in` null means never.
+    pub sign_in_known: bool,
+    pub last_sign_in: Option<String>,
+    /// Who asked Latchkey for this grant (`user:<id>`, ...), when it granted it.
+    pub granted_through_latchkey: Option<String>,
+    pub recommendation: Option<String>,
+    pub recommendation_reason: Option<String>,
+    pub reviewer: Option<String>,
+    pub decision: Option<String>,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<String>,
+    pub comment: Option<String>,
+    pub bulk: bool,
+    pub evidence_viewed: bool,
+    pub provisioning_result: Option<String>,
+    pub provisioning_detail: Option<String>,
+}
+
+impl ReportRow {
+    pub fn of(i: &Item) -> Self {
+        let prov = provisioning_result(i);
+        ReportRow {
+            item_id: i.id,
+            resource_type: i.resource_type.clone(),
+            resource: i.resource_name.clone(),
+            entitlement: i.entitlement_name.clone(),
+            principal_type: i.principal_type.clone(),
+            principal: i.principal_name.clone(),
+            principal_upn: i.principal_upn.clone(),
+            guest: i.principal_guest,
+            how: i.source.clone(),
+            granted_since: ts(i.granted_since),
+            sign_in_known: i.sign_in_known,
+            last_sign_in: i.last_sign_in.map(ts),
+            granted_through_latchkey: i.granted_by.clone(),
+            recommendation: i.recommendation.clone(),
+            recommendation_reason: i.recommendation_reason.clone(),
+            reviewer: i.reviewer_email.clone(),
+            decision: i.decision.clone(),
+            decided_by: i.decided_by.clone(),
+            decided_at: i.decided_at.map(ts),
+            comment: i.decision_comment.clone(),
+            bulk: i.bulk,
+            evidence_viewed: i.evidence_viewed_at.is_some(),
+            provisioning_result: prov.as_ref().map(|p| p.0.to_string()),
+            provisioning_detail: prov.map(|p| p.1),
+        }
+    }
+
+    fn cells(&self) -> Vec<String> {
+        let o = |v: &Option<String>| v.clone().unwrap_or_default();
+        let b = |v: bool| if v { "yes" } else { "no" }.to_string();
+        vec![
+            self.item_id.to_string(),
+            self.resource_type.clone(),
+            self.resource.clone(),
+            self.entitlement.clone(),
+            self.principal_type.clone(),
+            self.principal.clone(),
+            o(&self.principal_upn),
+            b(self.guest),
+            self.how.clone(),
+            self.granted_since.clone(),
+            if self.sign_in_known {
+                self.last_sign_in.clone().unwrap_or_else(|| "never".into())
+            } else {
+                "unknown".into()
+            },
+            o(&self.granted_through_latchkey),
+            o(&self.recommendation),
+            o(&self.recommendation_reason),
+            o(&self.reviewer),
+            o(&self.decision),
+            o(&self.decided_by),
+            o(&self.decided_at),
+            o(&self.comment),
+            b(self.bulk),
+            b(self.evidence_viewed),
+            o(&self.provisioning_result),
+            o(&self.provisioning_detail),
+        ]
+    }
+}
+
+/// The CSV header, in column order.
+pub const CSV_COLUMNS: &[&str] = &[
+    "item_id",
+    "resource_type",
+    "resource",
+    "entitlement",
+    "principal_type",
+    "principal",
+    "principal_upn",
+    "guest",
+    "how",
+    "granted_since",
+    "last_sign_in",
+    "granted_through_latchkey",
+    "recommendation",
+    "recommendation_reason",
+    "reviewer",
+    "decision",
+    "decided_by",
+    "decided_at",
+    "comment",
+    "bulk",
+    "evidence_viewed",
+    "provisioning_result",
+    "provisioning_detail",
+];
+
+/// One CSV cell (RFC 4180 quoting). Cells a spreadsheet would run as a formula start with a
+/// quote mark, so a comment like `=HYPERLINK(...)` stays text.
+pub fn csv_cell(raw: &str) -> String {
+    let guarded = if raw.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{raw}")
+    } else {
+        raw.to_string()
+    };
+    if guarded.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", guarded.replace('"', "\"\""))
+    } else {
+        guarded
+    }
+}
+
+/// Approver-quality signals of one decider.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ReviewerSignals {
+    /// `user:<id>` or `api_client:<id>`.
+    pub decided_by: String,
+    /// The reviewer's email, for people.
+    pub reviewer: Option<String>,
+    pub decisions: i64,
+    pub kept: i64,
+    pub revoked: i64,
+    /// Median seconds from an item's assignment to its decision.
+    pub median_seconds_to_decide: Option<i64>,
+    /// Keeps decided without opening the item's evidence (people only; `None` for API clients).
+    pub kept_without_evidence: Option<i64>,
+    /// The same as a percentage of keeps (0–100, rounded).
+    pub kept_without_evidence_pct: Option<i64>,
+    /// Decisions made within [`RAPID_SECS`] of the same person's previous one.
+    pub rapid_decisions: i64,
+    /// Decisions made several at once.
+    pub bulk_decisions: i64,
+    /// Plain-language warnings for an auditor.
+    pub flags: Vec<String>,
+}
+
+/// Signals per decider, ordered by decider; decisions of the end rule are not anyone's.
+pub fn signals(items: &[Item]) -> Vec<ReviewerSignals> {
+    let mut by: BTreeMap<&str, Vec<&Item>> = BTreeMap::new();
+    for i in items {
+        if let (Some(d), Some(_)) = (i.decided_by.as_deref(), i.decided_at)
+            && d != "end_rule"
+        {
+            by.entry(d).or_default().push(i);
+        }
+    }
+    by.into_iter()
+        .map(|(decider, mut its)| {
+            its.sort_by_key(|i| (i.decided_at, i.id));
+            let person = its[0].decided_by_user_id.is_some();
+            let kept = its.iter().filter(|i| i.decision.as_deref() == Some("keep")).count() as i64;
+            let revoked = its.len() as i64 - kept;
+            let mut waits: Vec<i64> = its
+                .iter()
+                .map(|i| (i.decided_at.expect("decided") - i.assigned_at).whole_seconds().max(0))
+                .collect();
+            waits.sort_unstable();
+            let median = (!waits.is_empty()).then(|| {
+                let n = waits.len();
+                if n % 2 == 1 {
+                    waits[n / 2]
+                } else {
+                    (waits[n / 2 - 1] + waits[n / 2]) / 2
+                }
+            });
+            let blind = person.then(|| {
+                its.iter()
+                    .filter(|i| i.decision.as_deref() == Some("keep") && i.evidence_viewed_at.is_none())
+                    .count() as i64
+            });
+            let blind_pct = blind.map(|b| if kept == 0 { 0 } else { (b * 100 + kept / 2) / kept });
+            let rapid = its
+                .windows(2)
+                .filter(|w| {
+                    let gap = w[1].decided_at.expect("decided") - w[0].decided_at.expect("decided");
+                    gap.as_seconds_f64() < RAPID_SECS
+                })
+                .count() as i64;
+            let bulk = its.iter().filter(|i| i.bulk).count() as i64;
+            let mut flags = Vec::new();
+            if let (Some(b), Some(pct)) = (blind, blind_pct)
+                && b > 0
+                && pct >= 50
+            {
+                flags.push(format!(
+                    "Kept {b} of {kept} item(s) without opening their evidence ({pct}%)."
+                ));
+            }
+            if rapid > 0 && rapid * 2 >= its.len() as i64 {
+                flags.push(format!(
+                    "{rapid} of {} decision(s) came within {RAPID_SECS} seconds of the previous one.",
+                    its.len()
+                ));
+            }
+            let reviewer = its
+                .iter()
+                .find(|i| i.decided_by_user_id.is_some() && i.decided_by_user_id == i.reviewer_id)
+                .and_then(|i| i.reviewer_email.clone());
+            ReviewerSignals {
+                decided_by: decider.to_string(),
+                reviewer,
+                decisions: its.len() as i64,
+                kept,
+                revoked,
+                median_seconds_to_decide: median,
+                kept_without_evidence: blind,
+                kept_without_evidence_pct: blind_pct,
+                rapid_decisions: rapid,
+                bulk_decisions: bulk,
+                flags,
+            }
+        })
+        .collect()
+}
+
+/// The campaign as the report heads it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CampaignHead {
+    pub id: Uuid,
+    pub name: String,
+    pub status: String,
+    pub end_rule: String,
+    pub deadline: String,
+    pub created_at: String,
+    pub created_by: String,
+    pub closed_at: Option<String>,
+    pub closed_reason: Option<String>,
+    pub counts: Counts,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Report {
+    pub campaign: CampaignHead,
+    pub items: Vec<ReportRow>,
+    pub signals: Vec<ReviewerSignals>,
+}
+
+pub fn build(c: &Campaign, counts: Counts, items: &[Item]) -> Report {
+    Report {
+        campaign: CampaignHead {
+            id: c.id,
+            name: c.name.clone(),
+            status: c.status.clone(),
+            end_rule: c.end_rule.clone(),
+            deadline: ts(c.deadline),
+            created_at: ts(c.created_at),
+            created_by: c.created_by.clone(),
+            closed_at: c.closed_at.map(ts),
+            closed_reason: c.closed_reason.clone(),
+            counts,
+        },
+        items: items.iter().map(ReportRow::of).collect(),
+        signals: signals(items),
+    }
+}
+
+/// The items as CSV (header line, then one line per item; CRLF line ends per RFC 4180).
+pub fn csv(report: &Report) -> String {
+    let mut out = CSV_COLUMNS.join(",");
+    out.push_str("\r\n");
+    for r in &report.items {
+        let cells: Vec<String> = r.cells().iter().map(|c| csv_cell(c)).collect();
+        out.push_str(&cells.join(","));
+        out.push_str("\r\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn item(n: u128, by: &str, decision: &str, at: OffsetDateTime, viewed: bool) -> Item {
+        let user = by
+            .strip_prefix("user:")
+            .map(|u| Uuid::parse_str(u).unwrap());
+        Item {
+            id: Uuid::from_u128(n),
+            campaign_id: Uuid::nil(),
+            campaign_name: "c".into(),
+            connector_id: Uuid::nil(),
+            grant_id: Uuid::nil(),
+            entitlement_id: Uuid::nil(),
+            principal_id: Uuid::nil(),
+            resource_id: Uuid::nil(),
+            principal_type: "user".into(),
+            principal_name: format!("p{n}"),
+            principal_external_id: String::new(),
+            principal_upn: None,
+            principal_guest: false,
+            principal_enabled: Some(true),
+            subject_user_id: None,
+            resource_type: "group".into(),
+            resource_name: "g".into(),
+            entitlement_slug: "members".into(),
+            entitlement_name: "Members".into(),
+            grant_kind: "group_members".into(),
+            source: "direct".into(),
+            granted_since: datetime!(2026-01-01 0:00 UTC),
+            sign_in_known: false,
+            last_sign_in: None,
+            granted_by_task_id: None,
+            granted_by: None,
+            recommendation: None,
+            recommendation_reason: None,
+            reviewer_id: user,
+            reviewer_name: None,
+            reviewer_email: Some("r@x".into()),
+            reviewer_source: None,
+            assigned_at: datetime!(2026-02-01 0:00 UTC),
+            evidence_viewed_at: viewed.then_some(at),
+            decision: Some(decision.into()),
+            decision_comment: None,
+            decided_at: Some(at),
+            decided_by: Some(by.into()),
+            decided_by_user_id: user,
+            bulk: false,
+            revocation_task_id: None,
+            task_status: None,
+            task_error: None,
+            task_verified_at: None,
+            task_job_status: None,
+            manual_task_id: None,
+            manual_status: None,
+            manual_reason: None,
+            manual_completed_at: None,
+            revocation_note: None,
+        }
+    }
+
+    #[test]
+    fn signals_count_blind_keeps_rapid_decisions_and_the_median_wait() {
+        let u = format!("user:{}", Uuid::from_u128(9));
+        let items = vec![
+            item(1, &u, "keep", datetime!(2026-02-01 0:01:00 UTC), false),
+            item(2, &u, "keep", datetime!(2026-02-01 0:01:02 UTC), false),
+            item(3, &u, "revoke", datetime!(2026-02-01 0:01:04 UTC), true),
+            item(4, &u, "keep", datetime!(2026-02-01 1:00:00 UTC), true),
+            item(5, "end_rule", "keep", datetime!(2026-03-01 0:00 UTC), false),
+        ];
+        let s = signals(&items);
+        assert_eq!(s.len(), 1);
+        let s = &s[0];
+        assert_eq!((s.decisions, s.kept, s.revoked), (4, 3, 1));
+        assert_eq!(s.median_seconds_to_decide, Some(63));
+        assert_eq!(s.kept_without_evidence, Some(2));
+        assert_eq!(s.kept_without_evidence_pct, Some(67));
+        assert_eq!(s.rapid_decisions, 2);
+        assert_eq!(s.flags.len(), 2, "{:?}", s.flags);
+        assert_eq!(s.reviewer.as_deref(), Some("r@x"));
+    }
+
+    #[test]
+    fn csv_cells_are_quoted_and_formulas_neutralised() {
+        assert_eq!(csv_cell("plain"), "plain");
+        assert_eq!(csv_cell("a,b"), "\"a,b\"");
+        assert_eq!(csv_cell("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_cell("=1+1"), "'=1+1");
+        assert_eq!(csv_cell("-x,y"), "\"'-x,y\"");
+    }
+}

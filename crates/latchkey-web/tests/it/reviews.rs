@@ -1,0 +1,1006 @@
+//! Access reviews against the simulated tenant, with a real worker: a campaign over a synced
+//! app decided by two reviewers in the browser pages (one of them kept off her own access),
+//! a revoke verified in the tenant, a distribution list's member turned into a manual task,
+//! closing with the end rule, the report (JSON and CSV) and its approver-quality signals, the
+//! deadline job revoking what nobody decided, reminders, a recurring template, and another
+//! organization seeing none of it.
+
+use crate::support::{Browser, PASSWORD, TestApp};
+use latchkey_core::{OrgId, Role, UserId};
+use latchkey_entra::OutboundPolicy;
+use latchkey_entra::onboarding::ConnectionTestHandler;
+use latchkey_entra::provision::{ProvisionHandler, VerifyPolicy};
+use latchkey_entra::sync::SyncHandler;
+use latchkey_entra_sim::{GroupKind, SimConfig, SimHandle, SimServer};
+use latchkey_jobs::{Registry, WorkerConfig, WorkerPool};
+use latchkey_reviews::jobs::{DeadlineHandler, ReminderHandler, TemplateHandler};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+struct Env {
+    app: TestApp,
+    sim: SimHandle,
+    stop: CancellationToken,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl Env {
+    async fn start(seed: u64) -> Env {
+        let sim = SimServer::start(SimConfig::small(seed)).await.unwrap();
+        let db = latchkey_store::testing::TestDb::new().await;
+        let keys = std::sync::Arc::new(
+            latchkey_crypto::KeyRing::parse(&latchkey_crypto::generate_key_entry("k1")).unwrap(),
+        );
+        let worker_store = db.store.clone();
+        let app = TestApp::serve(db, keys.clone(), |c| {
+            c.outbound_policy = OutboundPolicy::INSECURE_DEV;
+        })
+        .await;
+        let stop = CancellationToken::new();
+        let mut config = WorkerConfig::new("reviews-worker").concurrency(3);
+        config.poll_interval = Duration::from_millis(50);
+        config.maintenance_interval = Duration::from_millis(200);
+        let registry = Registry::new()
+            .with(ConnectionTestHandler::new(
+                keys.clone(),
+                None,
+                OutboundPolicy::INSECURE_DEV,
+            ))
+            .with(SyncHandler::new(
+                keys.clone(),
+                None,
+                OutboundPolicy::INSECURE_DEV,
+            ))
+            .with(
+                ProvisionHandler::new(keys, None, OutboundPolicy::INSECURE_DEV).with_verify(
+                    VerifyPolicy {
+                        timeout: Duration::from_secs(3),
+                        first_delay: Duration::from_millis(50),
+                        max_delay: Duration::from_millis(400),
+                    },
+                ),
+            )
+            .with(DeadlineHandler)
+            .with(ReminderHandler)
+            .with(TemplateHandler);
+        tokio::spawn(WorkerPool::new(worker_store, config, registry).run(stop.clone()));
+        Env { app, sim, stop }
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        token: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut r = self
+            .app
+            .api()
+            .request(method, self.app.url(path))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let r = r.send().await.unwrap();
+        let s = r.status();
+        (s, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, token: &str, path: &str) -> (StatusCode, Value) {
+        self.call(reqwest::Method::GET, token, path, None).await
+    }
+
+    async fn post(&self, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(reqwest::Method::POST, token, path, Some(body))
+            .await
+    }
+
+    /// A connector with provisioning and sign-in activity on, owned by `owner`, after its
+    /// first sync (the existing sync job) succeeded.
+    async fn synced_connector(&self, token: &str, owner: UserId) -> String {
+        let c = self.sim.customer_app();
+        let (s, body) = self
+            .post(
+                token,
+                "/api/v1/connectors",
+                json!({"display_name": "Contoso Entra", "app": {"new": {"name": "Microsoft Entra ID"}},
+                  "owners": [owner.0],
+                  "settings": {"auth": {"mode": "client_secret", "tenant_id": self.sim.tenant_id().to_string(),
+                  "client_id": c.client_id.to_string(), "client_secret": c.client_secret}, "graph_domain": self.sim.base_url(),
+                  "provisioning": true, "fetch_sign_in_activity": true}}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{body}");
+        let id = body["id"].as_str().unwrap().to_string();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let (_, page) = self
+                .get(token, &format!("/api/v1/connectors/{id}/syncs"))
+                .await;
+            if page["items"][0]["status"] == "succeeded" {
+                return id;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "first sync never finished: {page}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn resource(&self, token: &str, c: &str, rtype: &str, external: Uuid) -> String {
+        let mut cursor = String::new();
+        loop {
+            let (s, page) = self
+                .get(
+                    token,
+                    &format!("/api/v1/connectors/{c}/resources?type={rtype}&limit=200{cursor}"),
+                )
+                .await;
+            assert_eq!(s, StatusCode::OK, "{page}");
+            if let Some(r) = page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["external_id"] == external.to_string())
+            {
+                return r["id"].as_str().unwrap().to_string();
+            }
+            cursor = format!("&cursor={}", page["next_cursor"].as_str().expect("found"));
+        }
+    }
+
+    async fn members_entitlement(&self, token: &str, c: &str, group: Uuid) -> String {
+        let r = self.resource(token, c, "group", group).await;
+        let (_, page) = self
+            .get(
+                token,
+                &format!("/api/v1/connectors/{c}/entitlements?resource_id={r}"),
+            )
+            .await;
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["slug"] == "members")
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    fn group_of(&self, kind: GroupKind) -> Uuid {
+        self.sim
+            .truth_groups()
+            .into_iter()
+            .find(|g| g.kind == kind)
+            .unwrap()
+            .id
+    }
+
+    /// User members of a group in the tenant (the ground truth).
+    fn user_members(&self, group: Uuid) -> Vec<Uuid> {
+        let users: Vec<Uuid> = self.sim.truth_users().into_iter().map(|u| u.id).collect();
+        self.sim
+            .group_members(group)
+            .unwrap()
+            .into_iter()
+            .filter(|m| users.contains(m))
+            .collect()
+    }
+
+    async fn items(&self, token: &str, campaign: &str) -> Vec<Value> {
+        let (s, v) = self
+            .get(
+                token,
+                &format!("/api/v1/review-campaigns/{campaign}/items?limit=200"),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert!(v["next_cursor"].is_null());
+        v["items"].as_array().unwrap().clone()
+    }
+
+    /// Waits until `check` holds for the campaign's items.
+    async fn until_items(
+        &self,
+        token: &str,
+        campaign: &str,
+        what: &str,
+        check: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let items = self.items(token, campaign).await;
+            if check(&items) {
+                return items;
+            }
+            assert!(Instant::now() < deadline, "never: {what}: {items:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn signed_in(&self, email: &str) -> Browser {
+        let b = self.app.browser();
+        let r = b.login(email, PASSWORD).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "sign-in of {email}");
+        b
+    }
+
+    async fn link(&self, org: OrgId, user: UserId, object_id: Uuid) {
+        let mut tx = self.app.store().org_tx(org).await.unwrap();
+        latchkey_store::identities::link(
+            &mut tx,
+            user,
+            &self.sim.tenant_id().to_string(),
+            &object_id.to_string(),
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+    }
+}
+
+fn by_principal<'a>(items: &'a [Value], external: Uuid, entitlement: &str) -> &'a Value {
+    items
+        .iter()
+        .find(|i| {
+            i["principal"]["external_id"] == external.to_string()
+                && i["access"]["entitlement_id"] == entitlement
+        })
+        .unwrap_or_else(|| panic!("no item for {external}"))
+}
+
+fn id(v: &Value) -> String {
+    v["id"].as_str().unwrap().to_string()
+}
+
+/// RFC 4180 quoting, written independently of the product's.
+fn quote(cell: &str) -> String {
+    if cell.contains([',', '"', '\n']) {
+        format!("\"{}\"", cell.replace('"', "\"\""))
+    } else {
+        cell.to_string()
+    }
+}
+
+#[tokio::test]
+async fn a_campaign_over_a_synced_app_decided_by_two_reviewers() {
+    let env = Env::start(41).await;
+    let (org, admin) = env.app.org("contoso").await;
+    let (_, _, token) = env.app.api_token(org, Role::SuperAdmin).await;
+    let alice = env
+        .app
+        .person(org, "alice@contoso.example", Role::Member)
+        .await;
+    let bob = env
+        .app
+        .person(org, "bob@contoso.example", Role::Member)
+        .await;
+    let c = env.synced_connector(&token, alice).await;
+
+    let sec = env.group_of(GroupKind::Security);
+    let dist = env.group_of(GroupKind::Distribution);
+    let sec_users = env.user_members(sec);
+    let dist_users = env.user_members(dist);
+    assert!(sec_users.len() >= 4, "{sec_users:?}");
+    assert!(!dist_users.is_empty());
+    let sec_ent = env.members_entitlement(&token, &c, sec).await;
+    let dist_ent = env.members_entitlement(&token, &c, dist).await;
+    // Alice is one of the security group's members in Entra: she must not review that.
+    let alice_account = sec_users[0];
+    env.link(org, alice, alice_account).await;
+
+    // Validation and roles first.
+    let (s, v) = env
+        .post(
+            &token,
+            "/api/v1/review-campaigns",
+            json!({"name": "", "scope": {"connector_ids": [Uuid::nil()]}, "reviewers": {"strategy": "specific"},
+                   "deadline": "2001-01-01T00:00:00Z", "end_rule": "keep"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let fields: Vec<&str> = v["error"]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["field"].as_str().unwrap())
+        .collect();
+    for f in ["name", "deadline", "reviewers.user_ids"] {
+        assert!(fields.contains(&f), "{f} in {v}");
+    }
+    let (_, _, member_token) = env.app.api_token(org, Role::Member).await;
+    let body = json!({
+        "name": "Q4 Entra access",
+        "scope": {"connector_ids": [c], "entitlement_ids": [sec_ent, dist_ent], "principal_types": ["user"],
+                  "include_inherited": false},
+        "reviewers": {"strategy": "specific", "user_ids": [alice.0, bob.0], "fallback_user_id": admin.0},
+        "deadline": "2100-01-01T00:00:00Z",
+        "end_rule": "keep",
+    });
+    let (s, v) = env
+        .post(&member_token, "/api/v1/review-campaigns", body.clone())
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+
+    let (s, campaign) = env
+        .post(&token, "/api/v1/review-campaigns", body.clone())
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{campaign}");
+    let cid = id(&campaign);
+    let total = (sec_users.len() + dist_users.len()) as i64;
+    assert_eq!(campaign["status"], "active");
+    assert_eq!(campaign["counts"]["items"], total, "{campaign}");
+    assert_eq!(campaign["counts"]["undecided"], total);
+    assert_eq!(campaign["counts"]["unassigned"], 0);
+
+    // The snapshot: one item per member, with its evidence; nobody reviews their own access.
+    let items = env.items(&token, &cid).await;
+    assert_eq!(items.len() as i64, total);
+    for i in &items {
+        let mine = i["principal"]["external_id"] == alice_account.to_string();
+        let (reviewer, source) = if mine {
+            (bob, "specific")
+        } else {
+            (alice, "specific")
+        };
+        assert_eq!(i["reviewer"]["id"], reviewer.0.to_string(), "{i}");
+        assert_eq!(i["reviewer"]["source"], source);
+        assert_eq!(i["evidence"]["how"], "direct");
+        assert!(i["evidence"]["since"].is_string());
+        assert_eq!(i["evidence"]["sign_in_known"], true, "{i}");
+        assert!(i["evidence"]["granted_through_latchkey"].is_null());
+        // The recommendation follows the last sign-in.
+        let rec = &i["evidence"]["recommendation"];
+        let enabled = i["principal"]["enabled"] != false;
+        match i["evidence"]["last_sign_in"].as_str() {
+            _ if !enabled => assert_eq!(rec["reason"], "The account is disabled", "{i}"),
+            None => assert_eq!(rec["reason"], "Never signed in", "{i}"),
+            Some(t) => {
+                let t =
+                    time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                        .unwrap();
+                let days = (time::OffsetDateTime::now_utc() - t).whole_days();
+                let expected = if days > 90 { "revoke" } else { "keep" };
+                assert_eq!(rec["decision"], expected, "{i}");
+            }
+        }
+    }
+    // A later change in the tenant does not change what is reviewed.
+    let (s, again) = env
+        .get(&token, &format!("/api/v1/review-campaigns/{cid}"))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(again["counts"]["items"], total);
+
+    let keep1 = by_principal(&items, sec_users[1], &sec_ent);
+    let keep2 = by_principal(&items, sec_users[2], &sec_ent);
+    let revoke_sec = by_principal(&items, sec_users[3], &sec_ent);
+    let dist_user = *dist_users.iter().find(|u| **u != alice_account).unwrap();
+    let revoke_dist = by_principal(&items, dist_user, &dist_ent);
+    let own = by_principal(&items, alice_account, &sec_ent);
+
+    // Alice: her inbox, a bulk keep of two items without opening them.
+    let a = env.signed_in("alice@contoso.example").await;
+    let (s, html) = a.get_text("/reviews").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(html.contains("Waiting for your decision"));
+    assert!(
+        html.contains(&id(keep1)) && !html.contains(&id(own)),
+        "own item hidden"
+    );
+    let comment = "Still needed, says \"finance\"";
+    let r = a
+        .submit(
+            "/reviews",
+            "/reviews/decide",
+            &[
+                ("item_id", &id(keep1)),
+                ("item_id", &id(keep2)),
+                ("decision", "keep"),
+                ("comment", comment),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    // Deciding her own access is refused, even by addressing it directly.
+    let r = a
+        .submit(
+            "/reviews",
+            &format!("/reviews/items/{}", id(own)),
+            &[("decision", "keep")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // Spread out, so only the bulk pair counts as decided within seconds of each other.
+    tokio::time::sleep(Duration::from_millis(5200)).await;
+    let page = format!("/reviews/items/{}", id(revoke_sec));
+    let (s, html) = a.get_text(&page).await;
+    assert_eq!(s, StatusCode::OK);
+    for evidence in [
+        "Last sign-in",
+        "From a Latchkey request",
+        "Recommendation",
+        "Direct",
+    ] {
+        assert!(html.contains(evidence), "{evidence}");
+    }
+    let r = a
+        .submit(
+            &page,
+            &page,
+            &[("decision", "revoke"), ("comment", "Left the team")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    tokio::time::sleep(Duration::from_millis(5200)).await;
+    let page = format!("/reviews/items/{}", id(revoke_dist));
+    a.get_text(&page).await;
+    let r = a
+        .submit(
+            &page,
+            &page,
+            &[("decision", "revoke"), ("comment", "No longer in sales")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+
+    // Bob: the one item Alice could not review.
+    let b = env.signed_in("bob@contoso.example").await;
+    let (_, html) = b.get_text("/reviews").await;
+    assert!(html.contains(&id(own)) && !html.contains(&id(keep1)));
+    let page = format!("/reviews/items/{}", id(own));
+    b.get_text(&page).await;
+    let r = b
+        .submit(
+            &page,
+            &page,
+            &[("decision", "keep"), ("comment", "Checked with Alice")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    // Bob cannot decide Alice's items.
+    let r = b
+        .submit(
+            "/reviews",
+            &format!("/reviews/items/{}/reassign", id(keep1)),
+            &[("reviewer_id", &bob.0.to_string())],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+
+    // The revoke is carried out by provisioning and verified in the tenant; the distribution
+    // list's member becomes a manual task, and the tenant is untouched.
+    let items = env
+        .until_items(&token, &cid, "revoke verified", |items| {
+            by_principal(items, sec_users[3], &sec_ent)["revocation"]["result"] == "verified"
+        })
+        .await;
+    assert!(!env.sim.group_members(sec).unwrap().contains(&sec_users[3]));
+    let dist_item = by_principal(&items, dist_user, &dist_ent);
+    assert_eq!(
+        dist_item["revocation"]["result"], "manual_task_open",
+        "{dist_item}"
+    );
+    assert!(
+        dist_item["revocation"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("manage it in Exchange"),
+        "{dist_item}"
+    );
+    assert!(env.sim.group_members(dist).unwrap().contains(&dist_user));
+
+    // The administrator sees progress (with the chart) and completes the manual task.
+    let admin_b = env.signed_in("admin@contoso.example").await;
+    let progress = format!("/reviews/campaigns/{cid}");
+    let (s, html) = admin_b.get_text(&progress).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        html.matches("<polyline").count(),
+        3,
+        "decided, undecided, revoked"
+    );
+    assert!(
+        html.contains(&format!("5 of {total} decided")),
+        "progress counts"
+    );
+    assert!(html.contains("manage it in Exchange"));
+    let manual = dist_item["revocation"]["manual_task_id"].as_str().unwrap();
+    let r = admin_b
+        .submit(
+            &progress,
+            &format!("/reviews/manual-tasks/{manual}/done"),
+            &[("note", "Removed in Exchange")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+
+    // Closing applies the end rule (keep) to what is undecided.
+    let (s, closed) = env
+        .post(
+            &token,
+            &format!("/api/v1/review-campaigns/{cid}/close"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{closed}");
+    assert_eq!(closed["status"], "closed");
+    assert_eq!(closed["closed_reason"], "closed");
+    let counts = &closed["counts"];
+    assert_eq!(counts["undecided"], 0);
+    assert_eq!(counts["revoked"], 2);
+    assert_eq!(counts["kept"], total - 2);
+    assert_eq!(counts["revocations_verified"], 1);
+    assert_eq!(counts["manual_done"], 1);
+    let (s, _) = env
+        .post(
+            &token,
+            &format!("/api/v1/review-campaigns/{cid}/close"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    let (s, _) = env
+        .post(
+            &token,
+            &format!("/api/v1/review-campaigns/{cid}/items"),
+            json!({"decisions": [{"item_id": id(keep1), "decision": "revoke"}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+
+    // The report, exactly: every item with decision, reviewer, time, comment and result.
+    let items = env.items(&token, &cid).await;
+    let (s, report) = env
+        .get(
+            &token,
+            &format!("/api/v1/review-campaigns/{cid}/report?format=json"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{report}");
+    assert_eq!(report["campaign"]["status"], "closed");
+    assert_eq!(report["campaign"]["counts"], closed["counts"]);
+    let rows = report["items"].as_array().unwrap();
+    assert_eq!(rows.len() as i64, total);
+    let task_id = by_principal(&items, sec_users[3], &sec_ent)["revocation"]["task_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, task) = env.get(&token, &format!("/api/v1/tasks/{task_id}")).await;
+    assert_eq!(task["status"], "succeeded", "{task}");
+    let verified_at = task["verified_at"].as_str().unwrap().to_string();
+    let alice_tag = format!("user:{}", alice.0);
+    let bob_tag = format!("user:{}", bob.0);
+    let expect = |item: &Value| -> Value {
+        let iid = id(item);
+        let (decision, by, comment, bulk, viewed, result) = if iid == id(keep1) || iid == id(keep2)
+        {
+            (
+                "keep",
+                alice_tag.as_str(),
+                comment,
+                true,
+                false,
+                Value::Null,
+            )
+        } else if iid == id(revoke_sec) {
+            (
+                "revoke",
+                alice_tag.as_str(),
+                "Left the team",
+                false,
+                true,
+                json!("verified"),
+            )
+        } else if iid == id(revoke_dist) {
+            (
+                "revoke",
+                alice_tag.as_str(),
+                "No longer in sales",
+                false,
+                true,
+                json!("manual_task_done"),
+            )
+        } else if iid == id(own) {
+            (
+                "keep",
+                bob_tag.as_str(),
+                "Checked with Alice",
+                false,
+                true,
+                Value::Null,
+            )
+        } else {
+            (
+                "keep",
+                "end_rule",
+                "Undecided when the campaign was closed: its end rule is to keep.",
+                false,
+                false,
+                Value::Null,
+            )
+        };
+        let detail = match result.as_str() {
+            Some("verified") => json!(format!(
+                "Provisioning task {task_id} removed the access; verified in the tenant at {verified_at}"
+            )),
+            Some(_) => item["revocation"]["detail"].clone(),
+            None => Value::Null,
+        };
+        json!({
+            "item_id": iid,
+            "resource_type": "group",
+            "resource": item["access"]["resource"],
+            "entitlement": item["access"]["entitlement"],
+            "principal_type": "user",
+            "principal": item["principal"]["display_name"],
+            "principal_upn": item["principal"]["upn"],
+            "guest": item["principal"]["guest"],
+            "how": "direct",
+            "granted_since": item["evidence"]["since"],
+            "sign_in_known": true,
+            "last_sign_in": item["evidence"]["last_sign_in"],
+            "granted_through_latchkey": null,
+            "recommendation": item["evidence"]["recommendation"]["decision"],
+            "recommendation_reason": item["evidence"]["recommendation"]["reason"],
+            "reviewer": item["reviewer"]["email"],
+            "decision": decision,
+            "decided_by": by,
+            "decided_at": item["decision"]["decided_at"],
+            "comment": comment,
+            "bulk": bulk,
+            "evidence_viewed": viewed,
+            "provisioning_result": result,
+            "provisioning_detail": detail,
+        })
+    };
+    let mut expected: BTreeMap<String, Value> = BTreeMap::new();
+    for i in &items {
+        expected.insert(id(i), expect(i));
+    }
+    for r in rows {
+        let iid = r["item_id"].as_str().unwrap();
+        assert_eq!(r, &expected[iid], "report row of {iid}");
+        assert!(r["decided_at"].is_string());
+    }
+    for (iid, who) in [
+        (id(keep1), "alice@contoso.example"),
+        (id(own), "bob@contoso.example"),
+    ] {
+        let r = rows.iter().find(|r| r["item_id"] == iid.as_str()).unwrap();
+        assert_eq!(r["reviewer"], who);
+    }
+
+    // The same rows as CSV, in the same order.
+    let r = env
+        .app
+        .api()
+        .get(
+            env.app
+                .url(&format!("/api/v1/review-campaigns/{cid}/report?format=csv")),
+        )
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "text/csv; charset=utf-8");
+    let csv = r.text().await.unwrap();
+    let mut want = String::from(
+        "item_id,resource_type,resource,entitlement,principal_type,principal,principal_upn,guest,how,granted_since,last_sign_in,granted_through_latchkey,recommendation,recommendation_reason,reviewer,decision,decided_by,decided_at,comment,bulk,evidence_viewed,provisioning_result,provisioning_detail\r\n",
+    );
+    let s = |v: &Value| v.as_str().unwrap_or("").to_string();
+    let yn = |v: &Value| if v == &json!(true) { "yes" } else { "no" }.to_string();
+    for r in rows {
+        let cells = [
+            s(&r["item_id"]),
+            s(&r["resource_type"]),
+            s(&r["resource"]),
+            s(&r["entitlement"]),
+            s(&r["principal_type"]),
+            s(&r["principal"]),
+            s(&r["principal_upn"]),
+            yn(&r["guest"]),
+            s(&r["how"]),
+            s(&r["granted_since"]),
+            r["last_sign_in"].as_str().unwrap_or("never").to_string(),
+            s(&r["granted_through_latchkey"]),
+            s(&r["recommendation"]),
+            s(&r["recommendation_reason"]),
+            s(&r["reviewer"]),
+            s(&r["decision"]),
+            s(&r["decided_by"]),
+            s(&r["decided_at"]),
+            s(&r["comment"]),
+            yn(&r["bulk"]),
+            yn(&r["evidence_viewed"]),
+            s(&r["provisioning_result"]),
+            s(&r["provisioning_detail"]),
+        ];
+        want.push_str(&cells.iter().map(|c| quote(c)).collect::<Vec<_>>().join(","));
+        want.push_str("\r\n");
+    }
+    assert_eq!(csv, want);
+    assert!(csv.contains("\"Still needed, says \"\"finance\"\"\""));
+
+    // Approver-quality signals: Alice kept two items in bulk without opening them, within
+    // seconds of each other; Bob looked first. The end rule is nobody's decision.
+    let signals = report["signals"].as_array().unwrap();
+    assert_eq!(signals.len(), 2, "{signals:?}");
+    let sa = signals
+        .iter()
+        .find(|s| s["decided_by"] == alice_tag.as_str())
+        .unwrap();
+    assert_eq!(sa["reviewer"], "alice@contoso.example");
+    assert_eq!(sa["decisions"], 4);
+    assert_eq!(sa["kept"], 2);
+    assert_eq!(sa["revoked"], 2);
+    assert_eq!(sa["kept_without_evidence"], 2);
+    assert_eq!(sa["kept_without_evidence_pct"], 100);
+    assert_eq!(sa["rapid_decisions"], 1);
+    assert_eq!(sa["bulk_decisions"], 2);
+    assert!(sa["median_seconds_to_decide"].as_i64().unwrap() >= 0);
+    assert_eq!(
+        sa["flags"],
+        json!(["Kept 2 of 2 item(s) without opening their evidence (100%)."])
+    );
+    let sb = signals
+        .iter()
+        .find(|s| s["decided_by"] == bob_tag.as_str())
+        .unwrap();
+    assert_eq!(sb["decisions"], 1);
+    assert_eq!(sb["kept_without_evidence"], 0);
+    assert_eq!(sb["rapid_decisions"], 0);
+    assert_eq!(sb["flags"], json!([]));
+
+    // The report page and its downloads for administrators.
+    let (s, html) = admin_b
+        .get_text(&format!("/reviews/campaigns/{cid}/report"))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(html.contains("Approver quality") && html.contains("Left the team"));
+    let r = admin_b
+        .get(&format!("/reviews/campaigns/{cid}/report.csv"))
+        .await;
+    assert_eq!(r.text().await.unwrap(), csv);
+    let (s, _) = a
+        .get_text(&format!("/reviews/campaigns/{cid}/report"))
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "reviewers do not see the report");
+
+    // Every decision, reassignment attempt aside, is in the audit trail.
+    let mut tx = env.app.store().org_tx(org).await.unwrap();
+    let events = latchkey_store::audit::list(
+        &mut tx,
+        &latchkey_store::audit::Filter {
+            target_kind: None,
+            target_id: None,
+            action_prefix: Some("review_".into()),
+        },
+        None,
+        200,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let actions: Vec<&str> = events.items.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| **a == "review_item.decided")
+            .count(),
+        5
+    );
+    for a in [
+        "review_campaign.created",
+        "review_campaign.closed",
+        "review_manual_task.completed",
+    ] {
+        assert!(actions.contains(&a), "{a} in {actions:?}");
+    }
+
+    // Another organization sees none of it.
+    let (org_b, _) = env.app.org("fabrikam").await;
+    let (_, _, token_b) = env.app.api_token(org_b, Role::SuperAdmin).await;
+    for path in [
+        format!("/api/v1/review-campaigns/{cid}"),
+        format!("/api/v1/review-campaigns/{cid}/items"),
+        format!("/api/v1/review-campaigns/{cid}/report?format=csv"),
+    ] {
+        let (s, _) = env.get(&token_b, &path).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{path}");
+    }
+    let (s, _) = env
+        .post(
+            &token_b,
+            &format!("/api/v1/review-campaigns/{cid}/close"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = env
+        .post(
+            &token_b,
+            &format!("/api/v1/review-campaigns/{cid}/items"),
+            json!({"decisions": [{"item_id": id(keep1), "decision": "keep"}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (_, list) = env.get(&token_b, "/api/v1/review-campaigns").await;
+    assert_eq!(list["items"], json!([]));
+    let (s, _) = env
+        .post(
+            &token_b,
+            "/api/v1/review-campaigns",
+            json!({"name": "theirs", "scope": {"connector_ids": [c]}, "reviewers": {"strategy": "app_owner"},
+                   "deadline": "2100-01-01T00:00:00Z", "end_rule": "keep"}),
+        )
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "another organization's connector"
+    );
+    let other = env.signed_in("admin@fabrikam.example").await;
+    for path in [
+        format!("/reviews/campaigns/{cid}"),
+        format!("/reviews/campaigns/{cid}/report.csv"),
+        format!("/reviews/items/{}", id(keep1)),
+    ] {
+        let (s, _) = other.get_text(&path).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn the_deadline_revokes_what_nobody_decided_and_templates_repeat() {
+    let env = Env::start(43).await;
+    let (org, admin) = env.app.org("contoso").await;
+    let (_, _, token) = env.app.api_token(org, Role::SuperAdmin).await;
+    let alice = env
+        .app
+        .person(org, "alice@contoso.example", Role::Member)
+        .await;
+    let c = env.synced_connector(&token, alice).await;
+    let m365 = env.group_of(GroupKind::Microsoft365);
+    let users = env.user_members(m365);
+    assert!(!users.is_empty());
+    let ent = env.members_entitlement(&token, &c, m365).await;
+
+    // Reviewed by the app's owner; undecided access is revoked at the deadline, in seconds.
+    let deadline = time::OffsetDateTime::now_utc() + time::Duration::seconds(4);
+    let (s, campaign) = env
+        .post(
+            &token,
+            "/api/v1/review-campaigns",
+            json!({"name": "M365 membership", "scope": {"connector_ids": [c], "entitlement_ids": [ent],
+                    "principal_types": ["user"], "include_inherited": false},
+                   "reviewers": {"strategy": "app_owner", "fallback_user_id": admin.0},
+                   "deadline": deadline.format(&time::format_description::well_known::Rfc3339).unwrap(),
+                   "end_rule": "revoke", "reminder_hours_before": [], "repeat_every_days": 1}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{campaign}");
+    let cid = id(&campaign);
+    let template = campaign["template_id"].as_str().unwrap().to_string();
+    assert_eq!(campaign["counts"]["items"], users.len() as i64);
+    for i in env.items(&token, &cid).await {
+        assert_eq!(i["reviewer"]["id"], alice.0.to_string());
+        assert_eq!(i["reviewer"]["source"], "app_owner");
+    }
+
+    let wait = Instant::now() + Duration::from_secs(60);
+    let closed = loop {
+        let (_, v) = env
+            .get(&token, &format!("/api/v1/review-campaigns/{cid}"))
+            .await;
+        if v["status"] == "closed" {
+            break v;
+        }
+        assert!(Instant::now() < wait, "the deadline never applied: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(closed["closed_reason"], "deadline");
+    assert_eq!(closed["counts"]["revoked"], users.len() as i64);
+    let items = env
+        .until_items(&token, &cid, "every revoke verified", |items| {
+            items
+                .iter()
+                .all(|i| i["revocation"]["result"] == "verified")
+        })
+        .await;
+    for i in &items {
+        assert_eq!(i["decision"]["decided_by"], "end_rule");
+        assert_eq!(
+            i["decision"]["comment"],
+            "Undecided when the campaign reached its deadline: its end rule is to revoke."
+        );
+    }
+    let left = env.user_members(m365);
+    for u in &users {
+        assert!(!left.contains(u), "{u} still a member in the tenant");
+    }
+
+    // Reminders: an hour before a deadline an hour and a few seconds away.
+    let deadline = time::OffsetDateTime::now_utc() + time::Duration::seconds(3603);
+    let sec = env.group_of(GroupKind::Security);
+    let sec_ent = env.members_entitlement(&token, &c, sec).await;
+    let (s, v) = env
+        .post(
+            &token,
+            "/api/v1/review-campaigns",
+            json!({"name": "Security group", "scope": {"connector_ids": [c], "entitlement_ids": [sec_ent]},
+                   "reviewers": {"strategy": "app_owner"},
+                   "deadline": deadline.format(&time::format_description::well_known::Rfc3339).unwrap(),
+                   "end_rule": "keep", "reminder_hours_before": [1]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let wait = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut tx = env.app.store().org_tx(org).await.unwrap();
+        let mail = latchkey_store::outbox::recent(&mut tx, 50).await.unwrap();
+        tx.commit().await.unwrap();
+        let to_alice: Vec<_> = mail
+            .iter()
+            .filter(|m| m.to_address == "alice@contoso.example")
+            .collect();
+        assert!(
+            to_alice
+                .iter()
+                .any(|m| m.subject == "Access review: Security group"),
+            "reviewers are told when the campaign starts"
+        );
+        if to_alice.iter().any(|m| {
+            m.subject
+                .starts_with("Reminder: access review Security group")
+        }) {
+            break;
+        }
+        assert!(Instant::now() < wait, "no reminder");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The template starts the next campaign when its schedule comes round (made due now).
+    sqlx::query("UPDATE job_schedules SET next_run_at = now() WHERE name = $1")
+        .bind(format!("review_template:{template}"))
+        .execute(env.app.store().system())
+        .await
+        .unwrap();
+    let wait = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, list) = env.get(&token, "/api/v1/review-campaigns").await;
+        let next: Vec<&Value> = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["template_id"] == template.as_str() && c["id"] != cid.as_str())
+            .collect();
+        if let Some(n) = next.first() {
+            assert_eq!(n["status"], "active");
+            assert!(n["name"].as_str().unwrap().starts_with("M365 membership ("));
+            assert_eq!(n["end_rule"], "revoke");
+            assert_eq!(n["spec"], campaign["spec"]);
+            // Its snapshot is of today's tenant: the revoked members are gone.
+            assert_eq!(n["counts"]["items"], 0);
+            break;
+        }
+        assert!(
+            Instant::now() < wait,
+            "the template never started a campaign: {list}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
