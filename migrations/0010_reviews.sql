@@ -74,6 +74,9 @@ CREATE TABLE review_items (
     -- The Latchkey provisioning task that granted it, and who asked for it.
     granted_by_task_id     uuid,
     granted_by             text,
+    -- The just-in-time request the access came from (open when the campaign started), if any.
+    access_request_id      uuid,
+    access_request_expires_at timestamptz,
     -- 'revoke' or 'keep' with the reason, e.g. 'No sign-in for 120 days'; NULL: no advice.
     recommendation         text CHECK (recommendation IN ('keep', 'revoke')),
     recommendation_reason  text,

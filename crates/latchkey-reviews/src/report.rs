@@ -85,6 +85,8 @@ pub struct ReportRow {
     pub last_sign_in: Option<String>,
     /// Who asked Latchkey for this grant (`user:<id>`, ...), when it granted it.
     pub granted_through_latchkey: Option<String>,
+    /// The just-in-time request the access came from.
+    pub jit_request: Option<Uuid>,
     pub recommendation: Option<String>,
     pub recommendation_reason: Option<String>,
     pub reviewer: Option<String>,
@@ -115,6 +117,7 @@ impl ReportRow {
             sign_in_known: i.sign_in_known,
             last_sign_in: i.last_sign_in.map(ts),
             granted_through_latchkey: i.granted_by.clone(),
+            jit_request: i.access_request_id,
             recommendation: i.recommendation.clone(),
             recommendation_reason: i.recommendation_reason.clone(),
             reviewer: i.reviewer_email.clone(),
@@ -149,6 +152,7 @@ impl ReportRow {
                 "unknown".into()
             },
             o(&self.granted_through_latchkey),
+            self.jit_request.map(|r| r.to_string()).unwrap_or_default(),
             o(&self.recommendation),
             o(&self.recommendation_reason),
             o(&self.reviewer),
@@ -178,6 +182,7 @@ pub const CSV_COLUMNS: &[&str] = &[
     "granted_since",
     "last_sign_in",
     "granted_through_latchkey",
+    "jit_request",
     "recommendation",
     "recommendation_reason",
     "reviewer",
@@ -398,6 +403,8 @@ mod tests {
             last_sign_in: None,
             granted_by_task_id: None,
             granted_by: None,
+            access_request_id: None,
+            access_request_expires_at: None,
             recommendation: None,
             recommendation_reason: None,
             reviewer_id: user,

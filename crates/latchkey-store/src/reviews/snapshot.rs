@@ -27,7 +27,8 @@ pub async fn snapshot_items(tx: &mut OrgTx, campaign: Uuid, scope: &SnapshotScop
         "INSERT INTO review_items (id, org_id, campaign_id, connector_id, grant_id, entitlement_id, principal_id, resource_id,
              principal_type, principal_name, principal_external_id, principal_upn, principal_guest, principal_enabled,
              subject_user_id, resource_type, resource_name, entitlement_slug, entitlement_name, grant_kind, source,
-             granted_since, sign_in_known, last_sign_in, granted_by_task_id, granted_by)
+             granted_since, sign_in_known, last_sign_in, granted_by_task_id, granted_by,
+             access_request_id, access_request_expires_at)
          SELECT md5($2::text || ':' || g.id::text)::uuid, $1, $2, g.connector_id, g.id, g.entitlement_id, g.principal_id, r.id,
                 p.type, p.display_name, p.external_id,
                 coalesce(p.profile->>'user_principal_name', p.profile->>'mail'),
@@ -38,7 +39,7 @@ pub async fn snapshot_items(tx: &mut OrgTx, campaign: Uuid, scope: &SnapshotScop
                     AND ui.object_id = lower(p.external_id)),
                 r.type, r.display_name, e.slug, e.display_name, g.kind, g.source, g.first_seen_at,
                 p.profile ? 'last_sign_in', (p.profile->>'last_sign_in')::timestamptz,
-                t.id, t.requested_by
+                t.id, t.requested_by, jr.id, jr.expires_at
            FROM grants g
            JOIN connectors c ON c.id = g.connector_id AND c.org_id = $1
            JOIN entitlements e ON e.id = g.entitlement_id AND e.org_id = $1 AND e.deleted_at IS NULL
@@ -50,6 +51,12 @@ pub async fn snapshot_items(tx: &mut OrgTx, campaign: Uuid, scope: &SnapshotScop
                    AND pt.principal_id = g.principal_id AND pt.operation = 'grant' AND pt.status = 'succeeded'
                    AND NOT g.expanded
                  ORDER BY pt.verified_at DESC NULLS LAST LIMIT 1) t ON true
+           LEFT JOIN LATERAL (
+                SELECT ar.id, ar.expires_at FROM access_requests ar
+                 WHERE ar.org_id = $1 AND ar.connector_id = g.connector_id AND ar.entitlement_id = g.entitlement_id
+                   AND ar.principal_id = g.principal_id AND ar.state IN ('provisioning', 'active')
+                   AND NOT g.expanded
+                 ORDER BY ar.created_at DESC LIMIT 1) jr ON true
           WHERE g.org_id = $1 AND g.connector_id = ANY($3) AND g.deleted_at IS NULL
             AND (cardinality($4::uuid[]) = 0 OR g.entitlement_id = ANY($4))
             AND (cardinality($5::text[]) = 0 OR r.type = ANY($5))
@@ -173,8 +180,9 @@ pub async fn assign_reviewers(
     .await? as u64)
 }
 
-/// Sets each item's recommendation from its evidence: revoke when the account is disabled,
-/// never signed in, or has not signed in for `inactive_after_days`; keep when it signed in
+/// Sets each item's recommendation from its evidence: revoke when the account is disabled;
+/// keep when the access came from a just-in-time request (it ends by itself); revoke when it
+/// never signed in or has not signed in for `inactive_after_days`; keep when it signed in
 /// since; no advice when the tenant does not report sign-ins.
 pub async fn recommend(tx: &mut OrgTx, campaign: Uuid, inactive_after_days: i64) -> Result<()> {
     let org = tx.org();
@@ -182,12 +190,16 @@ pub async fn recommend(tx: &mut OrgTx, campaign: Uuid, inactive_after_days: i64)
         "UPDATE review_items SET
              recommendation = CASE
                  WHEN principal_enabled IS FALSE THEN 'revoke'
+                 WHEN access_request_id IS NOT NULL THEN 'keep'
                  WHEN principal_type <> 'user' OR NOT sign_in_known THEN NULL
                  WHEN last_sign_in IS NULL THEN 'revoke'
                  WHEN last_sign_in < now() - make_interval(days => $3::int) THEN 'revoke'
                  ELSE 'keep' END,
              recommendation_reason = CASE
                  WHEN principal_enabled IS FALSE THEN 'The account is disabled'
+                 WHEN access_request_id IS NOT NULL
+                     THEN 'Just-in-time access from an approved request; it ends by itself'
+                          || coalesce(' on ' || to_char(access_request_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD'), '')
                  WHEN principal_type <> 'user' OR NOT sign_in_known THEN NULL
                  WHEN last_sign_in IS NULL THEN 'Never signed in'
                  WHEN last_sign_in < now() - make_interval(days => $3::int)

@@ -428,7 +428,7 @@ fn review_schemas(page: &dyn Fn(&str) -> Value) -> Value {
         "ReviewCampaignPage": page("ReviewCampaign"),
         "ReviewItem": {"type": "object", "properties": {
             "id": {"type": "string", "format": "uuid"}, "principal": {"type": "object"}, "access": {"type": "object"},
-            "evidence": {"type": "object", "description": "how (direct or group path), since, sign_in_known, last_sign_in, granted_through_latchkey, recommendation"},
+            "evidence": {"type": "object", "description": "how (direct or group path), since, sign_in_known, last_sign_in, granted_through_latchkey, jit_request (the just-in-time request it came from), recommendation"},
             "reviewer": {"type": ["object", "null"]}, "decision": {"type": ["object", "null"]},
             "revocation": {"type": ["object", "null"], "description": "result: pending, verified, failed, manual_task_open, manual_task_done, not_needed"}}},
         "ReviewItemPage": page("ReviewItem"),

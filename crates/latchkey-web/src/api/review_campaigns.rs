@@ -128,6 +128,7 @@ pub fn item_view(i: &Item) -> Value {
             "sign_in_known": i.sign_in_known,
             "last_sign_in": i.last_sign_in.map(rfc),
             "granted_through_latchkey": i.granted_by_task_id.map(|t| json!({"task_id": t, "requested_by": i.granted_by})),
+            "jit_request": i.access_request_id.map(|r| json!({"id": r, "expires_at": i.access_request_expires_at.map(rfc)})),
             "recommendation": i.recommendation.as_ref().map(|r| json!({"decision": r, "reason": i.recommendation_reason})),
         },
         "reviewer": i.reviewer_id.map(|r| json!({"id": r, "name": i.reviewer_name, "email": i.reviewer_email, "source": i.reviewer_source})),

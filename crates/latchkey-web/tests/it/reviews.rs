@@ -6,6 +6,8 @@
 //! organization seeing none of it.
 
 use crate::support::{Browser, PASSWORD, TestApp};
+use latchkey_access::policy::{ApproverRule, Stage};
+use latchkey_access::{Access, AccessConfig, AdvanceHandler, Caller, NewAsk, Policy, SweepHandler};
 use latchkey_core::{OrgId, Role, UserId};
 use latchkey_entra::OutboundPolicy;
 use latchkey_entra::onboarding::ConnectionTestHandler;
@@ -20,6 +22,14 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
+
+fn access_config() -> AccessConfig {
+    AccessConfig {
+        min_duration_seconds: 1,
+        sweep_every: Duration::from_secs(1),
+        ..AccessConfig::default()
+    }
+}
 
 struct Env {
     app: TestApp,
@@ -69,6 +79,8 @@ impl Env {
                     },
                 ),
             )
+            .with(AdvanceHandler::new(access_config()))
+            .with(SweepHandler::new(access_config()))
             .with(DeadlineHandler)
             .with(ReminderHandler)
             .with(TemplateHandler);
@@ -361,6 +373,7 @@ async fn a_campaign_over_a_synced_app_decided_by_two_reviewers() {
         assert!(i["evidence"]["since"].is_string());
         assert_eq!(i["evidence"]["sign_in_known"], true, "{i}");
         assert!(i["evidence"]["granted_through_latchkey"].is_null());
+        assert!(i["evidence"]["jit_request"].is_null());
         // The recommendation follows the last sign-in.
         let rec = &i["evidence"]["recommendation"];
         let enabled = i["principal"]["enabled"] != false;
@@ -653,6 +666,7 @@ async fn a_campaign_over_a_synced_app_decided_by_two_reviewers() {
             "sign_in_known": true,
             "last_sign_in": item["evidence"]["last_sign_in"],
             "granted_through_latchkey": null,
+            "jit_request": null,
             "recommendation": item["evidence"]["recommendation"]["decision"],
             "recommendation_reason": item["evidence"]["recommendation"]["reason"],
             "reviewer": item["reviewer"]["email"],
@@ -699,7 +713,7 @@ async fn a_campaign_over_a_synced_app_decided_by_two_reviewers() {
     assert_eq!(r.headers()["content-type"], "text/csv; charset=utf-8");
     let csv = r.text().await.unwrap();
     let mut want = String::from(
-        "item_id,resource_type,resource,entitlement,principal_type,principal,principal_upn,guest,how,granted_since,last_sign_in,granted_through_latchkey,recommendation,recommendation_reason,reviewer,decision,decided_by,decided_at,comment,bulk,evidence_viewed,provisioning_result,provisioning_detail\r\n",
+        "item_id,resource_type,resource,entitlement,principal_type,principal,principal_upn,guest,how,granted_since,last_sign_in,granted_through_latchkey,jit_request,recommendation,recommendation_reason,reviewer,decision,decided_by,decided_at,comment,bulk,evidence_viewed,provisioning_result,provisioning_detail\r\n",
     );
     let s = |v: &Value| v.as_str().unwrap_or("").to_string();
     let yn = |v: &Value| if v == &json!(true) { "yes" } else { "no" }.to_string();
@@ -717,6 +731,7 @@ async fn a_campaign_over_a_synced_app_decided_by_two_reviewers() {
             s(&r["granted_since"]),
             r["last_sign_in"].as_str().unwrap_or("never").to_string(),
             s(&r["granted_through_latchkey"]),
+            s(&r["jit_request"]),
             s(&r["recommendation"]),
             s(&r["recommendation_reason"]),
             s(&r["reviewer"]),
@@ -933,10 +948,81 @@ async fn the_deadline_revokes_what_nobody_decided_and_templates_repeat() {
         assert!(!left.contains(u), "{u} still a member in the tenant");
     }
 
-    // Reminders: an hour before a deadline an hour and a few seconds away.
-    let deadline = time::OffsetDateTime::now_utc() + time::Duration::seconds(3603);
+    // Access that came from a just-in-time request: asked, approved, granted in the tenant.
     let sec = env.group_of(GroupKind::Security);
     let sec_ent = env.members_entitlement(&token, &c, sec).await;
+    let members = env.sim.group_members(sec).unwrap();
+    let outsider = env
+        .sim
+        .truth_users()
+        .into_iter()
+        .find(|u| u.user_type == "Member" && u.account_enabled && !members.contains(&u.id))
+        .unwrap()
+        .id;
+    let requester = env
+        .app
+        .person(org, "requester@contoso.example", Role::Member)
+        .await;
+    env.link(org, requester, outsider).await;
+    let access = Access::new(env.app.store().clone(), access_config());
+    let admin_caller = Caller::person(admin, "admin@contoso.example", Role::SuperAdmin);
+    let sec_ent_id = Uuid::parse_str(&sec_ent).unwrap();
+    access
+        .put_policy(
+            org,
+            &admin_caller,
+            sec_ent_id,
+            &Policy {
+                requestable: true,
+                max_duration_seconds: 7200,
+                default_duration_seconds: 7200,
+                decision_timeout_seconds: 600,
+                reminder_before_seconds: 0,
+                approval_stages: vec![Stage {
+                    approvers: vec![ApproverRule::User { user_id: admin.0 }],
+                    required: 1,
+                }],
+                ..Policy::default()
+            },
+        )
+        .await
+        .unwrap();
+    let asked = access
+        .ask(
+            org,
+            &Caller::person(requester, "requester@contoso.example", Role::Member),
+            NewAsk {
+                entitlement_id: sec_ent_id,
+                duration_seconds: Some(7200),
+                justification: "OPS-7 incident".into(),
+                ..NewAsk::default()
+            },
+        )
+        .await
+        .unwrap();
+    let jit = asked.request.id;
+    access.approve(org, &admin_caller, jit, "ok").await.unwrap();
+    let wait = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut tx = env.app.store().org_tx(org).await.unwrap();
+        let r = latchkey_store::access_requests::get(&mut tx, jit)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        if r.state == "active" {
+            break;
+        }
+        assert!(
+            Instant::now() < wait,
+            "the request never became active: {}",
+            r.state
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(env.sim.group_members(sec).unwrap().contains(&outsider));
+
+    // Reminders: an hour before a deadline an hour and a few seconds away.
+    let deadline = time::OffsetDateTime::now_utc() + time::Duration::seconds(3603);
     let (s, v) = env
         .post(
             &token,
@@ -948,6 +1034,34 @@ async fn the_deadline_revokes_what_nobody_decided_and_templates_repeat() {
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
+    // The requested access says where it came from, and is not recommended for removal.
+    let items = env.items(&token, &id(&v)).await;
+    // (It may also hold the group through nested groups: that inherited item is not the request's.)
+    let from_jit = items
+        .iter()
+        .find(|i| {
+            i["principal"]["external_id"] == outsider.to_string()
+                && i["access"]["entitlement_id"] == sec_ent
+                && i["evidence"]["how"] == "direct"
+        })
+        .unwrap();
+    assert_eq!(
+        from_jit["evidence"]["jit_request"]["id"],
+        jit.to_string(),
+        "{from_jit}"
+    );
+    assert!(from_jit["evidence"]["jit_request"]["expires_at"].is_string());
+    assert_eq!(from_jit["evidence"]["recommendation"]["decision"], "keep");
+    assert!(
+        from_jit["evidence"]["recommendation"]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("Just-in-time access from an approved request; it ends by itself on "),
+        "{from_jit}"
+    );
+    for i in items.iter().filter(|i| i["id"] != from_jit["id"]) {
+        assert!(i["evidence"]["jit_request"].is_null(), "{i}");
+    }
     let wait = Instant::now() + Duration::from_secs(60);
     loop {
         let mut tx = env.app.store().org_tx(org).await.unwrap();

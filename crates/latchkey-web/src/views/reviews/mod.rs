@@ -187,8 +187,16 @@ pub fn row(i: &Item, names: &HashMap<String, String>, me: Option<uuid::Uuid>) ->
                 None => "Never".into(),
             }
         },
-        from_latchkey: match (&i.granted_by_task_id, &i.granted_by) {
-            (Some(t), Some(by)) => format!("Granted through Latchkey (task {t}, asked by {by})"),
+        from_latchkey: match (&i.access_request_id, &i.granted_by_task_id, &i.granted_by) {
+            (Some(r), _, _) => format!(
+                "Yes: just-in-time request {r}{}",
+                i.access_request_expires_at
+                    .map(|t| format!(", ends {}", when(t)))
+                    .unwrap_or_default()
+            ),
+            (None, Some(t), Some(by)) => {
+                format!("Granted through Latchkey (task {t}, asked by {by}), not a request")
+            }
             _ => "No: granted outside Latchkey".into(),
         },
         recommendation: match (&i.recommendation, &i.recommendation_reason) {
