@@ -1021,6 +1021,57 @@ async fn the_deadline_revokes_what_nobody_decided_and_templates_repeat() {
     }
     assert!(env.sim.group_members(sec).unwrap().contains(&outsider));
 
+    // Reviewed by each user's manager in Entra (when the manager is a Latchkey user), else the
+    // fallback.
+    let truth = env.sim.truth_users();
+    let manager_of = |u: &str| {
+        truth
+            .iter()
+            .find(|t| t.id.to_string() == u)
+            .and_then(|t| t.manager_id)
+    };
+    let sec_members = env.user_members(sec);
+    let boss = sec_members
+        .iter()
+        .find_map(|u| manager_of(&u.to_string()))
+        .expect("a member with a manager");
+    let manager = env
+        .app
+        .person(org, "manager@contoso.example", Role::Member)
+        .await;
+    env.link(org, manager, boss).await;
+    let (s, v) = env
+        .post(
+            &token,
+            "/api/v1/review-campaigns",
+            json!({"name": "By manager", "scope": {"connector_ids": [c], "entitlement_ids": [sec_ent],
+                    "principal_types": ["user"]},
+                   "reviewers": {"strategy": "manager", "fallback_user_id": admin.0},
+                   "deadline": "2100-01-01T00:00:00Z", "end_rule": "keep"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let items = env.items(&token, &id(&v)).await;
+    assert!(!items.is_empty());
+    // The people linked to Entra accounts so far: the manager, and the requester above.
+    let linked = [(boss, manager), (outsider, requester)];
+    let mut managed = 0;
+    for i in &items {
+        let principal = i["principal"]["external_id"].as_str().unwrap();
+        let by_manager = manager_of(principal)
+            .and_then(|m| linked.iter().find(|(account, _)| *account == m))
+            .map(|(_, person)| *person);
+        if let Some(person) = by_manager {
+            managed += usize::from(person == manager);
+            assert_eq!(i["reviewer"]["id"], person.0.to_string(), "{i}");
+            assert_eq!(i["reviewer"]["source"], "manager");
+        } else {
+            assert_eq!(i["reviewer"]["id"], admin.0.to_string(), "{i}");
+            assert_eq!(i["reviewer"]["source"], "fallback");
+        }
+    }
+    assert!(managed > 0, "some items went to the manager");
+
     // Reminders: an hour before a deadline an hour and a few seconds away.
     let deadline = time::OffsetDateTime::now_utc() + time::Duration::seconds(3603);
     let (s, v) = env
