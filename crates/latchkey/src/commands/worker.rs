@@ -20,9 +20,12 @@ pub async fn run(global: &GlobalArgs, args: WorkerArgs) -> anyhow::Result<()> {
         expected: "numbers".into(),
     })?;
     worker_config = worker_config.concurrency(args.concurrency.max(1));
+    // Listen for SIGTERM before migrating: a stop asked for during migrations (which grow with
+    // every release) must still end with a clean "worker stopped", not the default signal death.
+    let stop = shutdown::on_signal();
     let store =
         super::connect_and_migrate(&config::database_url(global.database_url.clone())?).await?;
-    run_until(store, wiring, worker_config, shutdown::on_signal()).await?;
+    run_until(store, wiring, worker_config, stop).await?;
     tracing::info!("worker stopped");
     Ok(())
 }
