@@ -222,8 +222,12 @@ async fn provisioned(
     step: &Step,
     applied: &Applied,
 ) -> Result<(), StoreError> {
-    provisioning::set_provisioned(tx, task.id, &json!({"step": step, "already": applied.already}))
-        .await?;
+    provisioning::set_provisioned(
+        tx,
+        task.id,
+        &json!({"step": step, "already": applied.already}),
+    )
+    .await?;
     let note = if applied.already {
         "Microsoft Graph reports it was already so"
     } else {

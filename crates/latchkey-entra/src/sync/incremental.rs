@@ -337,9 +337,7 @@ pub(super) async fn run(run: &Run<'_>, c: Cursors) -> Result<Option<Cursors>, Sy
                 .map(|link| run.cp().users_delta = link)
             }
             2 => {
-                run
-                    .info("Reading changed groups and memberships")
-                    .await?;
+                run.info("Reading changed groups and memberships").await?;
                 let skip = super::skipped_members(run).await?;
                 let mut tx = run.tx().await?;
                 let licensing = resources::licensing_groups(&mut tx, run.connector)
@@ -422,8 +420,7 @@ fn audit_of(run: &Run<'_>) -> Option<AuditChanges> {
 async fn apps_and_roles(run: &Run<'_>, phase: u32) -> Result<(), SyncError> {
     match audit_of(run) {
         None => {
-            run
-                .info("Reading enterprise applications and directory roles")
+            run.info("Reading enterprise applications and directory roles")
                 .await?;
             let first = format!(
                 "servicePrincipals?$select={}&$expand=owners($select=id)&$top=999",
@@ -452,12 +449,11 @@ async fn apps_and_roles(run: &Run<'_>, phase: u32) -> Result<(), SyncError> {
         }
         Some(AuditChanges { sps, roles, .. }) => {
             if !sps.is_empty() {
-                run
-                    .info(format!(
-                        "Rereading {} changed enterprise application(s)",
-                        sps.len()
-                    ))
-                    .await?;
+                run.info(format!(
+                    "Rereading {} changed enterprise application(s)",
+                    sps.len()
+                ))
+                .await?;
                 let ids: Vec<String> = sps.into_iter().collect();
                 let rels = ids
                     .iter()

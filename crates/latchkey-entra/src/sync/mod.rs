@@ -694,16 +694,7 @@ pub async fn record_success(
     warnings: &[String],
     cursors: Option<&Value>,
 ) -> Result<String, StoreError> {
-    sync_runs::finish(
-        tx,
-        run,
-        "succeeded",
-        stats,
-        &json!(warnings),
-        None,
-        cursors,
-    )
-    .await?;
+    sync_runs::finish(tx, run, "succeeded", stats, &json!(warnings), None, cursors).await?;
     let summary = resources::summary(tx, connector).await?;
     let n = |t: &str| summary.resources.get(t).copied().unwrap_or(0);
     let mut reason = format!(
