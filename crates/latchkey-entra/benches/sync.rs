@@ -8,6 +8,7 @@
 //! 3. incremental sync after 1 % of the directory changed: requests and time against the full sync.
 //!
 //! Without `--bench` (as `cargo test --all-targets` runs it) a small tenant keeps it quick.
+//! `LATCHKEY_BENCH_SKIP=floor,incremental,latency` leaves parts out (the full sync always runs).
 //! Needs PostgreSQL like the tests (`LATCHKEY_TEST_DATABASE_URL`).
 
 use futures::TryStreamExt;
@@ -289,6 +290,14 @@ fn main() {
     rt.block_on(run(full));
 }
 
+/// Whether `LATCHKEY_BENCH_SKIP` leaves out `part`.
+fn skip(part: &str) -> bool {
+    std::env::var("LATCHKEY_BENCH_SKIP")
+        .unwrap_or_default()
+        .split(',')
+        .any(|p| p.trim() == part)
+}
+
 async fn run(full: bool) {
     let cfg = if full {
         SimConfig::large(1)
@@ -349,14 +358,26 @@ async fn run(full: bool) {
         peak / 1024,
         peak.saturating_sub(base_rss) / 1024
     );
-    let (rows, floor) = b.copy_floor(a).await;
-    println!(
-        "floor: COPY of the same {rows} rows into the same tables: {:.1} s; sync / floor = {:.2}×",
-        floor.as_secs_f64(),
-        took.as_secs_f64() / floor.as_secs_f64()
-    );
+    if !skip("floor") {
+        let (rows, floor) = b.copy_floor(a).await;
+        println!(
+            "floor: COPY of the same {rows} rows into the same tables: {:.1} s; sync / floor = {:.2}×",
+            floor.as_secs_f64(),
+            took.as_secs_f64() / floor.as_secs_f64()
+        );
+    }
 
     // 3. Incremental after 1 % changed (zero latency), against the full sync above.
+    if !skip("incremental") {
+        incremental(&b, a, requests, took).await;
+    }
+    if !skip("latency") {
+        latency(&mut b).await;
+    }
+    b.db.drop_it().await;
+}
+
+async fn incremental(b: &Bench, a: Uuid, requests: u64, took: Duration) {
     let changed = change_one_percent(&b.sim);
     let (inc, inc_took) = b.sync(a, SyncKind::Incremental).await;
     let inc_requests = inc.stats["requests"].as_u64().unwrap_or(0);
@@ -366,7 +387,25 @@ async fn run(full: bool) {
         100.0 * inc_requests as f64 / requests.max(1) as f64,
         100.0 * inc_took.as_secs_f64() / took.as_secs_f64()
     );
+    let mut tx = b.store().org_tx(b.org).await.unwrap();
+    let logs = latchkey_store::jobs::logs(
+        &mut tx,
+        latchkey_store::jobs::JobId(inc.id),
+        None,
+        Some(1000),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    for l in logs
+        .iter()
+        .filter(|l| l.message.contains("expanded grants"))
+    {
+        println!("  {}", l.message);
+    }
+}
 
+async fn latency(b: &mut Bench) {
     // 2. 50 ms per request and Graph's throttling model.
     b.sim.update_faults(|f| {
         f.latency_ms = 50;
@@ -385,5 +424,4 @@ async fn run(full: bool) {
         slow_took.as_secs_f64() / ideal,
         slow_requests as f64 * 0.05
     );
-    b.db.drop_it().await;
 }

@@ -19,6 +19,7 @@ pub mod api_clients;
 pub mod apps;
 pub mod audit;
 pub mod connectors;
+pub mod expansion;
 pub mod identities;
 pub mod invitations;
 pub mod jobs;

@@ -298,23 +298,46 @@ pub async fn sso_apps(tx: &mut OrgTx, connector: Uuid) -> Result<Vec<(String, St
 }
 
 /// Marks resources deleted by key (an incremental sync saw them removed), with their
-/// entitlements and every grant they hold or offer.
+/// entitlements and every direct grant they hold or offer (by index: a page of removals does
+/// not look at every grant).
 pub async fn delete_resources(tx: &mut OrgTx, connector: Uuid, keys: &[String]) -> Result<u64> {
     if keys.is_empty() {
         return Ok(0);
     }
-    let n = sqlx::query(
+    let org = tx.org();
+    let ids: Vec<Uuid> = sqlx::query_scalar(
         "UPDATE resources SET deleted_at = now()
-          WHERE org_id = app_current_org() AND connector_id = $1 AND deleted_at IS NULL
-            AND id IN (SELECT sync_resource_id($1, k) FROM unnest($2::text[]) AS k)",
+          WHERE org_id = $1 AND connector_id = $2 AND deleted_at IS NULL
+            AND id IN (SELECT sync_resource_id($2, k) FROM unnest($3::text[]) AS k)
+          RETURNING id",
     )
+    .bind(org.0)
     .bind(connector)
     .bind(keys)
+    .fetch_all(tx.conn())
+    .await?;
+    let ents: Vec<Uuid> = sqlx::query_scalar(
+        "UPDATE entitlements SET deleted_at = now()
+          WHERE org_id = $1 AND connector_id = $2 AND deleted_at IS NULL AND resource_id = ANY($3)
+          RETURNING id",
+    )
+    .bind(org.0)
+    .bind(connector)
+    .bind(&ids)
+    .fetch_all(tx.conn())
+    .await?;
+    sqlx::query(
+        "UPDATE grants SET deleted_at = now()
+          WHERE org_id = $1 AND connector_id = $2 AND deleted_at IS NULL AND NOT expanded
+            AND (principal_id = ANY($3) OR entitlement_id = ANY($4))",
+    )
+    .bind(org.0)
+    .bind(connector)
+    .bind(&ids)
+    .bind(&ents)
     .execute(tx.conn())
-    .await?
-    .rows_affected();
-    drop_dangling(tx, connector).await?;
-    Ok(n)
+    .await?;
+    Ok(ids.len() as u64)
 }
 
 /// Marks grants deleted: those of `resource_key`'s `slug` entitlement to the given principals
@@ -400,15 +423,29 @@ pub async fn sweep_principal_grants(
 /// Groups that license their members (`group:<id>` sources of licence grants): object ids.
 pub async fn licensing_groups(tx: &mut OrgTx, connector: Uuid) -> Result<Vec<String>> {
     let org = tx.org();
+    // Through the licences' entitlements (by index), not over every grant of the connector.
     Ok(sqlx::query_scalar(
-        "SELECT DISTINCT substr(source, 7) FROM grants
-          WHERE org_id = $1 AND connector_id = $2 AND kind = 'license_assigned'
-            AND deleted_at IS NULL AND source LIKE 'group:%'",
+        "SELECT DISTINCT substr(g.source, 7) FROM grants g
+          WHERE g.org_id = $1 AND g.connector_id = $2 AND g.kind = 'license_assigned'
+            AND g.deleted_at IS NULL AND g.source LIKE 'group:%'
+            AND g.entitlement_id IN (SELECT e.id FROM entitlements e JOIN resources r ON r.id = e.resource_id
+                                      WHERE e.org_id = $1 AND e.connector_id = $2
+                                        AND r.org_id = $1 AND r.connector_id = $2 AND r.type = 'license')",
     )
     .bind(org.0)
     .bind(connector)
     .fetch_all(tx.conn())
     .await?)
+}
+
+/// The resource type whose entitlements grants of `kind` are on.
+fn resource_type_of(kind: &str) -> &'static str {
+    match kind {
+        "group_members" | "group_owners" => "group",
+        "app_role_assignments" | "app_owners" => "enterprise_application",
+        "role_assigned" | "role_eligible" => "role",
+        _ => "license",
+    }
 }
 
 /// Marks deleted every direct grant of `kinds` not seen by `run` (an incremental sync
@@ -419,14 +456,21 @@ pub async fn sweep_grant_kinds(
     run: Uuid,
     kinds: &[&str],
 ) -> Result<u64> {
+    // Through the entitlements of the resource types those kinds are on (by index), not over
+    // every grant of the connector.
+    let types: Vec<&str> = kinds.iter().map(|k| resource_type_of(k)).collect();
     Ok(sqlx::query(
         "UPDATE grants SET deleted_at = now()
           WHERE org_id = app_current_org() AND connector_id = $1 AND deleted_at IS NULL AND NOT expanded
-            AND kind = ANY($3) AND last_seen_run <> $2",
+            AND kind = ANY($3) AND last_seen_run <> $2
+            AND entitlement_id IN (SELECT e.id FROM entitlements e JOIN resources r ON r.id = e.resource_id
+                                    WHERE e.org_id = app_current_org() AND e.connector_id = $1
+                                      AND r.org_id = app_current_org() AND r.connector_id = $1 AND r.type = ANY($4))",
     )
     .bind(connector)
     .bind(run)
     .bind(kinds)
+    .bind(&types)
     .execute(tx.conn())
     .await?
     .rows_affected())

@@ -45,6 +45,20 @@ pub async fn start(tx: &mut OrgTx, id: Uuid, connector: Uuid, kind: &str) -> Res
     get(tx, id).await
 }
 
+/// When the connector's last successful sync ended (what an incremental one changes is what
+/// came after it).
+pub async fn last_success_at(tx: &mut OrgTx, connector: Uuid) -> Result<Option<OffsetDateTime>> {
+    let org = tx.org();
+    Ok(sqlx::query_scalar(
+        "SELECT max(finished_at) FROM sync_runs
+          WHERE org_id = $1 AND connector_id = $2 AND status = 'succeeded'",
+    )
+    .bind(org.0)
+    .bind(connector)
+    .fetch_one(tx.conn())
+    .await?)
+}
+
 pub async fn get(tx: &mut OrgTx, id: Uuid) -> Result<SyncRun> {
     let org = tx.org();
     sqlx::query_as(sqlx::AssertSqlSafe(format!(

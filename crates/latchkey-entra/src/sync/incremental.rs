@@ -10,7 +10,9 @@ use super::{
 };
 use crate::graph::{ApiVersion, GraphError};
 use latchkey_jobs::LogLevel;
+use latchkey_store::expansion;
 use latchkey_store::resources::{self, GrantRow, ResourceRow};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::{BTreeSet, HashSet};
 
@@ -92,6 +94,7 @@ impl AsyncPageFn for GroupDeltaPages {
             let mut removed_groups = Vec::new();
             let mut removals: Vec<(String, Vec<String>)> = Vec::new();
             let mut changed = BTreeSet::new();
+            let mut members_changed = Vec::new();
             let mut relicense = BTreeSet::new();
             for v in &items {
                 let Some(g) = map::id_of(v) else { continue };
@@ -105,6 +108,9 @@ impl AsyncPageFn for GroupDeltaPages {
                 }
                 changed.insert(g.to_string());
                 let (added, gone) = member_changes(v);
+                if !added.is_empty() || !gone.is_empty() {
+                    members_changed.push(g.to_string());
+                }
                 if self.licensing.contains(g) {
                     relicense.extend(added.iter().cloned());
                     relicense.extend(gone.iter().cloned());
@@ -171,6 +177,9 @@ impl AsyncPageFn for GroupDeltaPages {
             let deleted =
                 resources::delete_resources(&mut tx, run.connector, &removed_groups).await?;
             tx.commit().await?;
+            run.cp()
+                .touched
+                .groups(members_changed.into_iter().chain(removed_groups));
             run.advance(phase, next, |c| {
                 c.add(&res, &ents, &grants);
                 c.deleted += deleted;
@@ -389,18 +398,7 @@ pub(super) async fn run(run: &Run<'_>, c: Cursors) -> Result<Option<Cursors>, Sy
             Err(e) => return Err(e),
         }
     }
-    let mut tx = run.tx().await?;
-    resources::allow_long_statements(&mut tx, super::LONG_STATEMENTS).await?;
-    let dangling = resources::drop_dangling(&mut tx, run.connector).await?;
-    let expanded = resources::expand(&mut tx, run.connector, run.run).await?;
-    tx.commit().await?;
-    run
-        .log(
-            LogLevel::Info,
-            format!("{dangling} grants name objects that are not principals here; {expanded} expanded grants through groups."),
-            json!({"dangling": dangling, "expanded": expanded}),
-        )
-        .await?;
+    finish(run).await?;
     let mut tx = run.tx().await?;
     super::discovered_apps(&mut tx, run.connector).await?;
     tx.commit().await?;
@@ -410,6 +408,90 @@ pub(super) async fn run(run: &Run<'_>, c: Cursors) -> Result<Option<Cursors>, Sy
         groups_delta: cp.groups_delta.unwrap_or(c.groups_delta),
         audit_since: cp.audit_since,
     }))
+}
+
+/// Groups with more membership changes than this in one run are re-expanded whole (the list
+/// lives in the checkpoint).
+const MAX_TOUCHED_GROUPS: usize = 5_000;
+
+/// What an incremental run touched beyond single rows: the finishing step drops grants that
+/// became dangling and re-expands grants through groups for these only.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(super) struct Touched {
+    /// Groups whose membership changed or that were removed (object ids).
+    groups: BTreeSet<String>,
+    /// Too many groups changed: re-expand everything.
+    all: bool,
+    /// Service principals reread one by one (object ids).
+    resources: BTreeSet<String>,
+    /// Resource types reread whole.
+    types: BTreeSet<String>,
+}
+
+impl Touched {
+    fn groups(&mut self, ids: impl IntoIterator<Item = String>) {
+        if self.all {
+            return;
+        }
+        self.groups.extend(ids);
+        if self.groups.len() > MAX_TOUCHED_GROUPS {
+            self.all = true;
+            self.groups.clear();
+        }
+    }
+
+    fn types(&mut self, types: &[&str]) {
+        self.types.extend(types.iter().map(|t| t.to_string()));
+    }
+}
+
+/// The end of an incremental run: grants that now name nothing are dropped and expanded grants
+/// are brought up to date, both only where the run changed something (by index); everything
+/// when there is no successful run to count changes from or too much changed.
+async fn finish(run: &Run<'_>) -> Result<(), SyncError> {
+    let touched = run.cp().touched.clone();
+    let mut tx = run.tx().await?;
+    resources::allow_long_statements(&mut tx, super::LONG_STATEMENTS).await?;
+    let since = latchkey_store::sync_runs::last_success_at(&mut tx, run.connector).await?;
+    let (message, fields) = match since.filter(|_| !touched.all) {
+        Some(since) => {
+            let mut keys: Vec<String> = touched.groups.iter().cloned().collect();
+            keys.extend(touched.resources.iter().cloned());
+            let types: Vec<&str> = touched.types.iter().map(String::as_str).collect();
+            let dangling = expansion::drop_dangling_changes(
+                &mut tx,
+                run.connector,
+                run.run,
+                since,
+                &keys,
+                &types,
+            )
+            .await?;
+            let groups: Vec<String> = touched.groups.into_iter().collect();
+            let x =
+                expansion::expand_changes(&mut tx, run.connector, run.run, since, &groups).await?;
+            (
+                format!(
+                    "{dangling} grants name objects that are not principals here; expanded grants through {} changed memberships and {} changed grants to groups: {} removed, {} added.",
+                    x.hops, x.group_grants, x.deleted, x.inserted
+                ),
+                json!({"dangling": dangling, "expansion": x}),
+            )
+        }
+        None => {
+            let dangling = resources::drop_dangling(&mut tx, run.connector).await?;
+            let expanded = resources::expand(&mut tx, run.connector, run.run).await?;
+            (
+                format!(
+                    "{dangling} grants name objects that are not principals here; {expanded} expanded grants through groups."
+                ),
+                json!({"dangling": dangling, "expanded": expanded}),
+            )
+        }
+    };
+    tx.commit().await?;
+    run.log(LogLevel::Info, message, fields).await?;
+    Ok(())
 }
 
 /// The audit changes read in phase 0 (`None`: feed off or unavailable).
@@ -445,7 +527,11 @@ async fn apps_and_roles(run: &Run<'_>, phase: u32) -> Result<(), SyncError> {
             .await?;
             tx.commit().await?;
             super::roles(run, phase).await?;
-            sweep_roles(run).await
+            sweep_roles(run).await?;
+            run.cp()
+                .touched
+                .types(&["enterprise_application", "managed_identity", "role"]);
+            Ok(())
         }
         Some(AuditChanges { sps, roles, .. }) => {
             if !sps.is_empty() {
@@ -481,11 +567,13 @@ async fn apps_and_roles(run: &Run<'_>, phase: u32) -> Result<(), SyncError> {
                     .await?;
                 }
                 tx.commit().await?;
+                run.cp().touched.resources.extend(ids);
             }
             if roles {
                 run.info("Rereading directory roles").await?;
                 super::roles(run, phase).await?;
                 sweep_roles(run).await?;
+                run.cp().touched.types(&["role"]);
             }
             Ok(())
         }

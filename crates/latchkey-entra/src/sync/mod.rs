@@ -248,6 +248,10 @@ struct Checkpoint {
     /// Incremental runs: what the audit feed said changed (outer `None`: not read yet; inner
     /// `None`: the feed is off or unavailable).
     audit: Option<Option<incremental::AuditChanges>>,
+    /// Incremental runs: what the finishing step rechecks and re-expands (see
+    /// [`incremental::Touched`]).
+    #[serde(default)]
+    touched: incremental::Touched,
 }
 
 /// The delta links and audit position a successful run leaves for the next incremental one.

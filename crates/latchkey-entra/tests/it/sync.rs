@@ -565,6 +565,22 @@ async fn no_premium_licence_skip_ad_groups_and_audit_feed_off_degrade_with_warni
     assert!(conn.status_reason.unwrap().contains("warning"));
 }
 
+/// Nests a few groups with members (a chain, a cycle and a second parent), so that changes to
+/// nesting have something to change.
+fn nest(sim: &SimHandle) {
+    let mut groups = sim.truth_groups();
+    groups.sort_by_key(|g| std::cmp::Reverse(g.members));
+    // The largest stays out: the changes below add to it.
+    let g: Vec<Uuid> = groups.iter().skip(1).take(4).map(|g| g.id).collect();
+    for (parent, child) in [(g[0], g[1]), (g[1], g[2]), (g[2], g[0]), (g[3], g[1])] {
+        sim.apply(Change::AddMember {
+            group_id: parent,
+            member_id: child,
+        })
+        .unwrap();
+    }
+}
+
 /// About 1% of the small tenant (and at least one of every kind of change) made out of band.
 fn mutate(sim: &SimHandle) {
     let users = sim.truth_users();
@@ -650,6 +666,50 @@ fn mutate(sim: &SimHandle) {
     for c in changes {
         sim.apply(c).unwrap();
     }
+    // Nesting: a nested group leaves its parent, another group (with members) joins the big
+    // one, and a group nested somewhere is deleted.
+    let group_ids: BTreeSet<Uuid> = sim.truth_groups().iter().map(|g| g.id).collect();
+    let nested: Vec<(Uuid, Uuid)> = sim
+        .truth_groups()
+        .iter()
+        .flat_map(|g| {
+            sim.group_members(g.id)
+                .unwrap()
+                .into_iter()
+                .filter(|m| group_ids.contains(m))
+                .map(move |m| (g.id, m))
+        })
+        .collect();
+    assert!(
+        nested.len() >= 2,
+        "the small tenant nests groups: {nested:?}"
+    );
+    let (parent, child) = nested[0];
+    sim.apply(Change::RemoveMember {
+        group_id: parent,
+        member_id: child,
+    })
+    .unwrap();
+    let joiner = sim
+        .truth_groups()
+        .into_iter()
+        .filter(|g| {
+            g.id != big && g.members > 0 && !sim.group_members(big).unwrap().contains(&g.id)
+        })
+        .max_by_key(|g| g.members)
+        .unwrap()
+        .id;
+    sim.apply(Change::AddMember {
+        group_id: big,
+        member_id: joiner,
+    })
+    .unwrap();
+    let doomed = nested
+        .iter()
+        .map(|n| n.1)
+        .find(|g| *g != child && *g != joiner && *g != big)
+        .unwrap();
+    sim.apply(Change::DeleteGroup { id: doomed }).unwrap();
 }
 
 /// Changes to apps, roles and licences, which Graph's delta queries do not carry.
@@ -682,10 +742,31 @@ async fn mutate_apps_roles_licences(env: &Env) {
         .flat_map(|u| u.licenses.clone())
         .next()
         .unwrap();
+    // A grant to a group with members (its members inherit it).
+    let group = env
+        .sim
+        .truth_groups()
+        .into_iter()
+        .filter(|g| {
+            g.members > 0
+                && !detail["assignments"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|a| a["principal_id"] == g.id.to_string())
+        })
+        .max_by_key(|g| g.members)
+        .unwrap()
+        .id;
     for c in [
         Change::AssignAppRole {
             service_principal_id: app_id,
             principal_id: user,
+            app_role_id: None,
+        },
+        Change::AssignAppRole {
+            service_principal_id: app_id,
+            principal_id: group,
             app_role_id: None,
         },
         Change::RemoveAppRoleAssignment {
@@ -730,6 +811,7 @@ async fn incremental_sync_after_changes_equals_a_fresh_full_sync() {
         sign_in: false,
         ..Tweaks::default()
     };
+    nest(&env.sim);
     let a = env.connector(&tweaks).await;
     env.sim.clear_requests();
     let full = env.sync(a, SyncKind::Full).await;
@@ -743,6 +825,23 @@ async fn incremental_sync_after_changes_equals_a_fresh_full_sync() {
     assert_eq!(inc.status, "succeeded", "{inc:?}");
     assert_eq!(inc.kind, "incremental");
     let inc_requests = graph_requests(&env).await;
+    // It re-expanded only what changed.
+    let mut tx = env.store().org_tx(env.org).await.unwrap();
+    let logs = latchkey_store::jobs::logs(
+        &mut tx,
+        latchkey_store::jobs::JobId(inc.id),
+        None,
+        Some(1000),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert!(
+        logs.iter()
+            .any(|l| l.message.contains("changed memberships")),
+        "{:?}",
+        logs.iter().map(|l| &l.message).collect::<Vec<_>>()
+    );
     // On a tenant this small a full sync is already a handful of requests; what matters is
     // that the incremental one does not grow with the tenant: one audit read, one page of each
     // delta, and the objects the audit feed names (the ratio at scale is in the benchmark).
