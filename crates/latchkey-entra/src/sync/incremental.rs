@@ -306,7 +306,7 @@ async fn audit_changes(
     Ok(Some(out))
 }
 
-const PHASES: u32 = 5;
+const PHASES: u32 = 6;
 
 pub(super) async fn run(run: &Run<'_>, c: Cursors) -> Result<Option<Cursors>, SyncError> {
     {
@@ -317,6 +317,7 @@ pub(super) async fn run(run: &Run<'_>, c: Cursors) -> Result<Option<Cursors>, Sy
             } else {
                 Some(now_rfc3339())
             };
+            cp.sign_in_since = run.settings.fetch_sign_in_activity.then(now_rfc3339);
         }
     }
     let delta_page = run.options.delta_page;
@@ -374,6 +375,11 @@ pub(super) async fn run(run: &Run<'_>, c: Cursors) -> Result<Option<Cursors>, Sy
                 run.info("Reading licences").await?;
                 super::licences(run, phase).await
             }
+            5 => {
+                // Graph records sign-ins with a delay: look back a while before the last run.
+                let since = c.sign_in_since.as_deref().and_then(|t| sign_in_window(t));
+                super::sign_in_activity(run, phase, since.as_deref()).await
+            }
             _ => unreachable!("bounded by PHASES"),
         };
         match result {
@@ -407,6 +413,7 @@ pub(super) async fn run(run: &Run<'_>, c: Cursors) -> Result<Option<Cursors>, Sy
         users_delta: cp.users_delta.unwrap_or(c.users_delta),
         groups_delta: cp.groups_delta.unwrap_or(c.groups_delta),
         audit_since: cp.audit_since,
+        sign_in_since: cp.sign_in_since,
     }))
 }
 
@@ -492,6 +499,17 @@ async fn finish(run: &Run<'_>) -> Result<(), SyncError> {
     tx.commit().await?;
     run.log(LogLevel::Info, message, fields).await?;
     Ok(())
+}
+
+/// How far before the last run's start an incremental run looks for sign-ins (Graph records
+/// them with a delay of up to a few hours).
+const SIGN_IN_LOOKBACK: time::Duration = time::Duration::hours(6);
+
+/// The start of the sign-in window: `since` (RFC 3339) minus the look-back.
+fn sign_in_window(since: &str) -> Option<String> {
+    use time::format_description::well_known::Rfc3339;
+    let t = time::OffsetDateTime::parse(since, &Rfc3339).ok()? - SIGN_IN_LOOKBACK;
+    t.format(&Rfc3339).ok()
 }
 
 /// The audit changes read in phase 0 (`None`: feed off or unavailable).

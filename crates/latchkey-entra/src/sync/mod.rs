@@ -252,6 +252,10 @@ struct Checkpoint {
     /// [`incremental::Touched`]).
     #[serde(default)]
     touched: incremental::Touched,
+    /// When this run started reading sign-in activity's window (the next incremental run reads
+    /// sign-ins from then on).
+    #[serde(default)]
+    sign_in_since: Option<String>,
 }
 
 /// The delta links and audit position a successful run leaves for the next incremental one.
@@ -260,6 +264,9 @@ struct Cursors {
     users_delta: String,
     groups_delta: String,
     audit_since: Option<String>,
+    /// Sign-ins from then on are the next incremental run's business.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sign_in_since: Option<String>,
 }
 
 /// Where a sync's writes, logs and checkpoints go.
@@ -1152,6 +1159,33 @@ fn select(fields: &[&str]) -> String {
     fields.join(",")
 }
 
+/// Last sign-in dates (when the option is on), of every user or, with `since`, of those who
+/// signed in since then; without P1 a warning instead.
+async fn sign_in_activity(run: &Run<'_>, phase: u32, since: Option<&str>) -> Result<(), SyncError> {
+    if !run.settings.fetch_sign_in_activity {
+        return Ok(());
+    }
+    let first = match since {
+        Some(t) => format!(
+            "users?$filter=signInActivity/lastSignInDateTime%20ge%20{t}&$select=id,signInActivity&$top=500"
+        ),
+        None => "users?$select=id,signInActivity&$top=500".to_string(),
+    };
+    match run
+        .pages(phase, ApiVersion::V1, first, None, SignInPages)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(SyncError::Graph(e @ GraphError::NotPremium { .. })) => {
+            run.warn(format!(
+                "{e} Last sign-in dates were not read; everything else was synced."
+            ))
+            .await
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// One phase of the full sync, unless a previous attempt finished it.
 async fn full_phase(run: &Run<'_>, phase: u32) -> Result<(), SyncError> {
     if run.is_done(phase) {
@@ -1180,24 +1214,7 @@ async fn full_phase(run: &Run<'_>, phase: u32) -> Result<(), SyncError> {
                 .await?;
             run.cp().users_delta = link;
         }
-        2 => {
-            if run.settings.fetch_sign_in_activity {
-                let first = "users?$select=id,signInActivity&$top=500".to_string();
-                match run
-                    .pages(phase, ApiVersion::V1, first, None, SignInPages)
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(SyncError::Graph(e @ GraphError::NotPremium { .. })) => {
-                        run.warn(format!(
-                            "{e} Last sign-in dates were not read; everything else was synced."
-                        ))
-                        .await?;
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-        }
+        2 => sign_in_activity(run, phase, None).await?,
         3 => {
             let first = format!(
                 "groups?$select={}&$expand=owners($select=id)&$top=999",
@@ -1243,6 +1260,9 @@ async fn full(run: &Run<'_>) -> Result<Option<Cursors>, SyncError> {
             // Changes from now on are the next incremental run's business.
             cp.audit_since = Some(now_rfc3339());
         }
+        if cp.sign_in_since.is_none() && run.settings.fetch_sign_in_activity {
+            cp.sign_in_since = Some(now_rfc3339());
+        }
     }
     // Skipping on-premises members needs the users first.
     let (users, members): (&[u32], &[u32]) = if run.settings.skip_ad_groups {
@@ -1273,6 +1293,7 @@ async fn full(run: &Run<'_>) -> Result<Option<Cursors>, SyncError> {
             users_delta: u,
             groups_delta: g,
             audit_since: cp.audit_since,
+            sign_in_since: cp.sign_in_since,
         }),
         _ => None,
     })

@@ -890,6 +890,52 @@ async fn incremental_sync_after_changes_equals_a_fresh_full_sync() {
 }
 
 #[tokio::test]
+async fn incremental_syncs_refresh_sign_in_activity_when_the_option_is_on() {
+    let env = Env::new(SimConfig::small(17)).await;
+    let c = env.connector(&Tweaks::default()).await;
+    assert_eq!(env.sync(c, SyncKind::Full).await.status, "succeeded");
+    let user = env.sim.truth_users()[5].id;
+    let last_sign_in = |env: &Env, c: Uuid| {
+        let store = env.store().clone();
+        let org = env.org;
+        async move {
+            let mut tx = store.org_tx(org).await.unwrap();
+            let (res, _) = resources::snapshot(&mut tx, c).await.unwrap();
+            tx.commit().await.unwrap();
+            res.into_iter()
+                .find(|r| r.0 == "user" && r.1 == user.to_string())
+                .map(|r| r.3["last_sign_in"].clone())
+                .unwrap()
+        }
+    };
+    let before = last_sign_in(&env, c).await;
+    env.sim.apply(Change::RecordSignIn { id: user }).unwrap();
+    env.sim.clear_requests();
+    let inc = env.sync(c, SyncKind::Incremental).await;
+    assert_eq!(inc.status, "succeeded", "{inc:?}");
+    assert_eq!(inc.kind, "incremental");
+    let after = last_sign_in(&env, c).await;
+    assert_ne!(after, before, "the new sign-in was read");
+    // Only recent sign-ins were asked for.
+    assert!(
+        env.sim.requests().iter().any(|r| r.path.contains("users")
+            && r.query
+                .as_deref()
+                .is_some_and(|q| q.contains("lastSignInDateTime"))),
+        "{:?}",
+        env.sim
+            .requests()
+            .iter()
+            .map(|r| format!("{} {:?}", r.path, r.query))
+            .collect::<Vec<_>>()
+    );
+    // The same as a fresh full sync reads.
+    let fresh = env.connector(&Tweaks::default()).await;
+    assert_eq!(env.sync(fresh, SyncKind::Full).await.status, "succeeded");
+    assert_eq!(last_sign_in(&env, fresh).await, after);
+}
+
+#[tokio::test]
 async fn an_incremental_sync_without_a_previous_full_sync_runs_as_a_full_one() {
     let env = Env::new(SimConfig::small(15)).await;
     let c = env.connector(&Tweaks::default()).await;
