@@ -377,7 +377,7 @@ pub(super) async fn run(run: &Run<'_>, c: Cursors) -> Result<Option<Cursors>, Sy
             }
             5 => {
                 // Graph records sign-ins with a delay: look back a while before the last run.
-                let since = c.sign_in_since.as_deref().and_then(|t| sign_in_window(t));
+                let since = c.sign_in_since.as_deref().and_then(sign_in_window);
                 super::sign_in_activity(run, phase, since.as_deref()).await
             }
             _ => unreachable!("bounded by PHASES"),
