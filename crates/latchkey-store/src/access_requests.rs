@@ -692,3 +692,33 @@ pub async fn resource_type(tx: &mut OrgTx, id: Uuid) -> Result<Option<String>> {
     .fetch_optional(tx.conn())
     .await?)
 }
+
+/// The person who created an API client (an API client acts for them on requests), and the
+/// client's name.
+pub async fn api_client_creator(tx: &mut OrgTx, client: Uuid) -> Result<(Option<Uuid>, String)> {
+    let org = tx.org();
+    sqlx::query_as(
+        "SELECT u.id, c.name FROM api_clients c
+           LEFT JOIN users u ON u.org_id = c.org_id AND u.id = c.created_by AND u.disabled_at IS NULL
+          WHERE c.org_id = $1 AND c.id = $2",
+    )
+    .bind(org.0)
+    .bind(client)
+    .fetch_optional(tx.conn())
+    .await?
+    .map(|(by, name): (Option<Uuid>, String)| (by, name))
+    .ok_or(StoreError::NotFound)
+}
+
+/// Whether the user may decide (or did decide) any stage of the request.
+pub async fn is_approver(tx: &mut OrgTx, request: Uuid, user: Uuid) -> Result<bool> {
+    let org = tx.org();
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM access_request_approvers WHERE org_id = $1 AND request_id = $2 AND user_id = $3)",
+    )
+    .bind(org.0)
+    .bind(request)
+    .bind(user)
+    .fetch_one(tx.conn())
+    .await?)
+}

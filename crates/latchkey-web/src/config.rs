@@ -30,12 +30,14 @@ pub struct WebConfig {
     pub default_graph_domain: Option<String>,
     /// Show the email outbox page (the demo has no SMTP server).
     pub show_outbox: bool,
+    /// JIT access requests: links in emails, the shortest duration a policy may set.
+    pub access: latchkey_access::AccessConfig,
 }
 
 impl WebConfig {
     pub fn new(public_url: Url) -> Self {
         Self {
-            public_url,
+            public_url: public_url.clone(),
             session_idle: Duration::from_secs(60 * 60),
             session_absolute: Duration::from_secs(12 * 60 * 60),
             api_token_lifetime: Duration::from_secs(15 * 60),
@@ -47,6 +49,10 @@ impl WebConfig {
             entra_login_authority: None,
             default_graph_domain: None,
             show_outbox: false,
+            access: latchkey_access::AccessConfig {
+                public_url: public_url.clone(),
+                ..latchkey_access::AccessConfig::default()
+            },
         }
     }
 

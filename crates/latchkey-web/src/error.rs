@@ -153,6 +153,27 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<latchkey_access::AccessError> for ApiError {
+    fn from(e: latchkey_access::AccessError) -> Self {
+        use latchkey_access::AccessError as A;
+        match e {
+            A::NotFound => ApiError::not_found(),
+            A::Forbidden(m) => ApiError::forbidden(m),
+            A::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+            A::Invalid(problems) => ApiError::validation(
+                problems
+                    .into_iter()
+                    .map(|p| FieldError {
+                        field: p.field,
+                        message: p.message,
+                    })
+                    .collect(),
+            ),
+            A::Store(e) => e.into(),
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct ErrorBody<'a> {
     error: ErrorDetail<'a>,

@@ -207,6 +207,42 @@ pub fn router(state: AppState) -> Router {
             "/review-campaigns/{id}/report",
             get(api::review_campaigns::report),
         )
+        .route(
+            "/access-requests",
+            get(api::access_requests::list).post(api::access_requests::create),
+        )
+        .route("/access-requests/{id}", get(api::access_requests::get))
+        .route(
+            "/access-requests/{id}/approve",
+            post(api::access_requests::approve),
+        )
+        .route(
+            "/access-requests/{id}/deny",
+            post(api::access_requests::deny),
+        )
+        .route(
+            "/access-requests/{id}/cancel",
+            post(api::access_requests::cancel),
+        )
+        .route(
+            "/access-requests/{id}/release",
+            post(api::access_requests::release),
+        )
+        .route(
+            "/access-requests/{id}/extend",
+            post(api::access_requests::extend),
+        )
+        .route(
+            "/access-requests/{id}/review",
+            post(api::access_requests::review),
+        )
+        .route(
+            "/entitlements/{id}/policy",
+            get(api::policies::get).put(api::policies::put),
+        )
+        .route("/audit-events", get(api::audit::list))
+        .route("/audit-events/verify", get(api::audit::verify))
+        .route("/audit-events/export", get(api::audit::export))
         .route("/jobs/{id}", get(api::jobs::get))
         .route("/jobs/{id}/logs", get(api::jobs::logs))
         .route("/openapi.json", get(api::openapi::document))

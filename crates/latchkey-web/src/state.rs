@@ -52,6 +52,13 @@ impl AppState {
     }
 }
 
+impl AppState {
+    /// The access request commands, with this deployment's settings.
+    pub fn access(&self) -> latchkey_access::Access {
+        latchkey_access::Access::new(self.store.clone(), self.config.access.clone())
+    }
+}
+
 impl std::ops::Deref for AppState {
     type Target = Inner;
     fn deref(&self) -> &Inner {

@@ -50,6 +50,9 @@ pub enum Command {
     /// Manage API clients (OAuth2 client credentials)
     #[command(subcommand, name = "api-clients")]
     ApiClients(ApiClientsCommand),
+    /// Check the audit trail
+    #[command(subcommand)]
+    Audit(AuditCommand),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -86,6 +89,17 @@ pub struct EntraArgs {
     pub allow_insecure_connector_urls: Option<String>,
 }
 
+/// JIT access requests.
+#[derive(Args, Debug, Clone)]
+pub struct AccessArgs {
+    /// Shortest duration (and decision timeout), in seconds, an access policy may set [default: 300]
+    #[arg(long, env = "LATCHKEY_ACCESS_MIN_DURATION_SECS")]
+    pub access_min_duration_secs: Option<String>,
+    /// How often, in seconds, workers look for overdue expiries, timeouts and reminders [default: 30]
+    #[arg(long, env = "LATCHKEY_ACCESS_SWEEP_SECS")]
+    pub access_sweep_secs: Option<String>,
+}
+
 /// Outgoing email.
 #[derive(Args, Debug, Clone)]
 pub struct MailArgs {
@@ -105,6 +119,8 @@ pub struct ServeArgs {
     pub keys: KeyArgs,
     #[command(flatten)]
     pub entra: EntraArgs,
+    #[command(flatten)]
+    pub access: AccessArgs,
 }
 
 #[derive(Args, Debug)]
@@ -118,6 +134,11 @@ pub struct WorkerArgs {
     /// Jobs this process runs at once
     #[arg(long, env = "LATCHKEY_WORKER_CONCURRENCY", default_value_t = 4)]
     pub concurrency: usize,
+    #[command(flatten)]
+    pub access: AccessArgs,
+    /// URL people use to reach Latchkey, for links in emails [default: http://127.0.0.1:8080/]
+    #[arg(long, env = "LATCHKEY_PUBLIC_URL")]
+    pub public_url: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -129,6 +150,8 @@ pub struct DemoArgs {
     /// Port of the simulated Entra tenant [default: a free port]
     #[arg(long, env = "LATCHKEY_DEMO_SIM_PORT")]
     pub sim_port: Option<u16>,
+    #[command(flatten)]
+    pub access: AccessArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -176,5 +199,16 @@ pub enum ApiClientsCommand {
         /// super_admin, connector_admin or member
         #[arg(long)]
         role: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Recompute an organization's audit hash chain; prints {"org_id", "events", "intact",
+    /// "broken_at"} and exits with 1 when a row was changed, removed or reordered
+    Verify {
+        /// Organization id
+        #[arg(long)]
+        org: String,
     },
 }

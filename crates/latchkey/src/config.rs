@@ -114,6 +114,39 @@ pub fn public_url(flag: Option<String>, listen: SocketAddr) -> Result<Url, Confi
     }
 }
 
+/// The JIT access settings (`LATCHKEY_ACCESS_*`), with links in emails to `public_url`.
+pub fn access(
+    public_url: Url,
+    args: &crate::cli::AccessArgs,
+) -> Result<latchkey_access::AccessConfig, ConfigError> {
+    fn secs(var: &'static str, raw: Option<&String>, default: u64) -> Result<u64, ConfigError> {
+        match raw {
+            None => Ok(default),
+            Some(r) => r
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|n| (1..=86_400).contains(n))
+                .ok_or_else(|| {
+                    ConfigError::invalid(var, r, "a whole number of seconds from 1 to 86400")
+                }),
+        }
+    }
+    Ok(latchkey_access::AccessConfig {
+        public_url,
+        min_duration_seconds: secs(
+            "LATCHKEY_ACCESS_MIN_DURATION_SECS",
+            args.access_min_duration_secs.as_ref(),
+            300,
+        )? as i64,
+        sweep_every: std::time::Duration::from_secs(secs(
+            "LATCHKEY_ACCESS_SWEEP_SECS",
+            args.access_sweep_secs.as_ref(),
+            30,
+        )?),
+    })
+}
+
 pub fn master_keys(flag: Option<String>) -> Result<KeyRing, ConfigError> {
     let raw = flag.ok_or_else(|| {
         ConfigError::missing(

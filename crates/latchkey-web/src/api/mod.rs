@@ -3,11 +3,14 @@
 //! and `cursor` and answer `{"items": [...], "next_cursor": ...}`; another organization's
 //! objects are 404, never 403.
 
+pub mod access_requests;
 pub mod api_clients;
+pub mod audit;
 pub mod connectors;
 pub mod jobs;
 pub mod me;
 pub mod openapi;
+pub mod policies;
 pub mod provisioning;
 pub mod review_campaigns;
 pub mod sync;

@@ -267,6 +267,118 @@ const ENDPOINTS: &[Endpoint] = &[
         "ReviewReport",
     ),
     (
+        "post",
+        "/access-requests",
+        "Ask for an entitlement for a while (201); access already held through a request is extended instead (200)",
+        Some("AccessRequestCreate"),
+        201,
+        "AccessRequestDetail",
+    ),
+    (
+        "get",
+        "/access-requests",
+        "Access requests (state=, requester_id=, entitlement_id=, connector_id=, awaiting_me=, emergency=, q=, cursor=); non-administrators see their own",
+        None,
+        200,
+        "AccessRequestPage",
+    ),
+    (
+        "get",
+        "/access-requests/{id}",
+        "One access request with its transitions, approvers and decisions",
+        None,
+        200,
+        "AccessRequestDetail",
+    ),
+    (
+        "post",
+        "/access-requests/{id}/approve",
+        "Approve the pending decision (the request or its extension) as an approver of the current stage",
+        Some("Comment"),
+        200,
+        "AccessRequestDetail",
+    ),
+    (
+        "post",
+        "/access-requests/{id}/deny",
+        "Deny the pending decision",
+        Some("Comment"),
+        200,
+        "AccessRequestDetail",
+    ),
+    (
+        "post",
+        "/access-requests/{id}/cancel",
+        "Withdraw a request (or an extension) before it is decided",
+        Some("Comment"),
+        200,
+        "AccessRequestDetail",
+    ),
+    (
+        "post",
+        "/access-requests/{id}/release",
+        "End active access early (the holder releases it; administrators and connector owners revoke it)",
+        Some("Comment"),
+        200,
+        "AccessRequestDetail",
+    ),
+    (
+        "post",
+        "/access-requests/{id}/extend",
+        "Ask for more time before expiry; the current policy applies again",
+        Some("AccessRequestExtend"),
+        200,
+        "AccessRequestDetail",
+    ),
+    (
+        "post",
+        "/access-requests/{id}/review",
+        "Mark emergency (break-glass) access as reviewed (administrators)",
+        Some("Comment"),
+        200,
+        "AccessRequestDetail",
+    ),
+    (
+        "get",
+        "/entitlements/{id}/policy",
+        "The entitlement's access policy (the default, not requestable, until one is saved)",
+        None,
+        200,
+        "AccessPolicyView",
+    ),
+    (
+        "put",
+        "/entitlements/{id}/policy",
+        "Replace the entitlement's access policy (administrators and the connector's owners); an audit event",
+        Some("AccessPolicy"),
+        200,
+        "AccessPolicyView",
+    ),
+    (
+        "get",
+        "/audit-events",
+        "Audit events, newest first (cursor=, target_kind=, target_id=, action= prefix); Super Administrators",
+        None,
+        200,
+        "AuditEventPage",
+    ),
+    (
+        "get",
+        "/audit-events/verify",
+        "Recompute the organization's audit hash chain: events, intact, broken_at (first changed row)",
+        None,
+        200,
+        "AuditChain",
+    ),
+    (
+        "get",
+        "/audit-events/export",
+        "Every audit event, oldest first, as NDJSON (application/x-ndjson)",
+        None,
+        200,
+        "AuditEvent",
+    ),
+    (
         "get",
         "/openapi.json",
         "This document",
@@ -392,6 +504,9 @@ fn schemas() -> Value {
     if let (Some(all), Value::Object(more)) = (all.as_object_mut(), review_schemas(&page)) {
         all.extend(more);
     }
+    if let (Some(all), Value::Object(more)) = (all.as_object_mut(), access_schemas()) {
+        all.extend(more);
+    }
     all
 }
 
@@ -497,4 +612,71 @@ pub fn spec() -> Value {
 
 pub async fn document() -> Json<Value> {
     Json(spec())
+}
+
+/// JIT access requests, policies and the audit trail (a `json!` of its own: one macro call
+/// with every schema would exceed the macro recursion limit).
+fn access_schemas() -> Value {
+    let page = |item: &str| {
+        json!({"type": "object", "required": ["items", "next_cursor"], "properties": {
+            "items": {"type": "array", "items": {"$ref": format!("#/components/schemas/{item}")}},
+            "next_cursor": {"type": ["string", "null"]}}})
+    };
+    let request = json!({"type": "object", "required": ["id", "state", "requester", "entitlement_id", "connector_id", "principal_id", "duration_seconds"], "properties": {
+        "id": {"type": "string", "format": "uuid"},
+        "state": {"enum": ["pending", "approved", "provisioning", "active", "expired", "revoked", "denied", "cancelled", "timed_out", "failed"]},
+        "state_label": {"type": "string"},
+        "requester": {"type": "object", "properties": {"id": {"type": "string"}, "email": {"type": "string"}, "display_name": {"type": "string"}}},
+        "entitlement_id": {"type": "string", "format": "uuid"}, "entitlement_name": {"type": "string"}, "slug": {"type": "string"},
+        "resource_name": {"type": "string"}, "resource_type": {"type": "string"},
+        "connector_id": {"type": "string", "format": "uuid"}, "connector_name": {"type": "string"},
+        "principal_id": {"type": "string", "format": "uuid", "description": "The requester's synced account the access goes to"},
+        "risk": {"enum": ["low", "medium", "high"]}, "justification": {"type": "string"}, "duration_seconds": {"type": "integer"},
+        "emergency": {"type": "boolean"}, "needs_review": {"type": "boolean"}, "round": {"type": "integer"}, "stage": {"type": "integer"},
+        "decide_by": {"type": ["string", "null"]},
+        "extension": {"type": ["object", "null"], "properties": {"duration_seconds": {"type": "integer"}, "justification": {"type": "string"}, "requested_at": {"type": "string"}}},
+        "provision_task_id": {"type": ["string", "null"]}, "revoke_task_id": {"type": ["string", "null"]},
+        "end_reason": {"enum": ["expired", "released", "revoked", null]},
+        "granted_at": {"type": ["string", "null"], "description": "verified in the tenant: the window starts here"},
+        "expires_at": {"type": ["string", "null"]}, "ended_at": {"type": ["string", "null"]},
+        "policy_version": {"type": "integer"}, "created_at": {"type": "string"}, "updated_at": {"type": "string"}}});
+    let detail = json!({"allOf": [{"$ref": "#/components/schemas/AccessRequest"}, {"type": "object", "properties": {
+        "transitions": {"type": "array", "items": {"type": "object", "properties": {"at": {"type": "string"}, "from_state": {"type": ["string", "null"]}, "to_state": {"type": "string"}, "event": {"type": "string"}, "actor_kind": {"type": "string"}, "actor_label": {"type": "string"}, "reason": {"type": ["string", "null"]}}}},
+        "approvers": {"type": "array", "items": {"type": "object", "properties": {"round": {"type": "integer"}, "stage": {"type": "integer"}, "user_id": {"type": "string"}, "why": {"type": "string"}, "email": {"type": "string"}}}},
+        "decisions": {"type": "array", "items": {"type": "object", "properties": {"round": {"type": "integer"}, "stage": {"type": "integer"}, "approver_id": {"type": "string"}, "decision": {"enum": ["approved", "denied"]}, "comment": {"type": "string"}, "at": {"type": "string"}}}}}}]});
+    let policy = json!({"type": "object", "properties": {
+        "requestable": {"type": "boolean"}, "risk": {"enum": ["low", "medium", "high"]},
+        "max_duration_seconds": {"type": "integer"}, "default_duration_seconds": {"type": "integer"},
+        "justification_required": {"type": "boolean"}, "justification_pattern": {"type": ["string", "null"], "description": "a regular expression, e.g. a ticket id"},
+        "requesters": {"type": "object", "properties": {"mode": {"enum": ["everyone", "groups"]}, "group_ids": {"type": "array", "items": {"type": "string", "format": "uuid"}}}},
+        "approval_stages": {"type": "array", "minItems": 1, "maxItems": 3, "items": {"type": "object", "required": ["approvers"], "properties": {
+            "approvers": {"type": "array", "items": {"type": "object", "required": ["type"], "properties": {
+                "type": {"enum": ["user", "app_owners", "connector_owners", "manager", "group"]},
+                "user_id": {"type": "string", "format": "uuid"}, "group_id": {"type": "string", "format": "uuid"}}}},
+            "required": {"type": "integer", "minimum": 1, "maximum": 10, "description": "how many must approve (any one: 1)"}}}},
+        "auto_approve": {"type": "object", "properties": {"requester_group_ids": {"type": "array", "items": {"type": "string", "format": "uuid"}}, "when_low_risk": {"type": "boolean"}}},
+        "allow_self_approval": {"type": "boolean"}, "decision_timeout_seconds": {"type": "integer"}, "reminder_before_seconds": {"type": "integer"},
+        "emergency": {"type": "object", "properties": {"enabled": {"type": "boolean"}, "max_duration_seconds": {"type": ["integer", "null"]}}}}});
+    let event = json!({"type": "object", "properties": {"id": {"type": "string"}, "seq": {"type": "integer"}, "occurred_at": {"type": "string"},
+        "actor": {"type": "object", "properties": {"kind": {"enum": ["user", "api_client", "system", "connector"]}, "id": {"type": ["string", "null"]}, "label": {"type": "string"}}},
+        "action": {"type": "string"}, "target_kind": {"type": "string"}, "target_id": {"type": ["string", "null"]}, "details": {"type": "object"}, "hash": {"type": "string"}}});
+    json!({
+        "Comment": {"type": "object", "properties": {"comment": {"type": "string", "maxLength": 2000}}, "description": "The body may be empty"},
+        "AccessRequestCreate": {"type": "object", "required": ["entitlement_id"], "properties": {
+            "entitlement_id": {"type": "string", "format": "uuid"},
+            "duration_seconds": {"type": "integer", "description": "default: the policy's default; at most its maximum"},
+            "justification": {"type": "string", "description": "required unless the policy says otherwise; may have to match the policy's pattern"},
+            "emergency": {"type": "boolean", "description": "break-glass: granted at once where the policy allows it"},
+            "requester_user_id": {"type": "string", "format": "uuid", "description": "administrators' clients: ask for someone; default: the person who created the API client"}}},
+        "AccessRequestExtend": {"type": "object", "properties": {"duration_seconds": {"type": "integer"}, "justification": {"type": "string"}}},
+        "AccessRequest": request,
+        "AccessRequestPage": page("AccessRequest"),
+        "AccessRequestDetail": detail,
+        "AccessPolicy": policy,
+        "AccessPolicyView": {"type": "object", "properties": {"entitlement_id": {"type": "string"}, "connector_id": {"type": "string"}, "version": {"type": "integer"},
+            "updated_at": {"type": ["string", "null"]}, "updated_by": {"type": ["string", "null"]}, "policy": {"$ref": "#/components/schemas/AccessPolicy"}}},
+        "AuditEvent": event,
+        "AuditEventPage": page("AuditEvent"),
+        "AuditChain": {"type": "object", "properties": {"intact": {"type": "boolean"}, "events": {"type": "integer"}, "broken_at": {"type": ["integer", "null"]}}},
+    })
 }

@@ -1,6 +1,7 @@
 //! Web integration tests: the real server on a random port, a fresh database per test,
 //! a real HTTP client with a cookie jar.
 
+mod access;
 mod api_tokens;
 mod csrf;
 mod headers;

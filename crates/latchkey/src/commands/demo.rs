@@ -73,6 +73,7 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
     let mut web_config = super::serve::web_config(public_url.clone(), &entra)?;
     web_config.show_outbox = true;
     web_config.default_graph_domain = Some(sim.base_url().to_string());
+    web_config.access = config::access(public_url.clone(), &args.access)?;
     let wiring = super::worker::wiring(
         keys.clone(),
         &entra,
@@ -80,6 +81,7 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
             smtp_url: None,
             email_from: None,
         },
+        web_config.access.clone(),
     )?;
     let worker_config = WorkerConfig::new(WorkerConfig::default_worker_id()).concurrency(4);
 

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 mod api_clients;
+mod audit;
 mod demo;
 mod keys;
 mod orgs;
@@ -29,6 +30,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(cmd) => keys::run(&cli.global, cmd).await,
         Command::Orgs(cmd) => orgs::run(&cli.global, cmd).await,
         Command::ApiClients(cmd) => api_clients::run(&cli.global, cmd).await,
+        Command::Audit(cmd) => audit::run(&cli.global, cmd).await,
     }
 }
 

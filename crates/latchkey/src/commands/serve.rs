@@ -12,7 +12,8 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     let listen = config::listen(args.web.listen.clone())?;
     let public_url = config::public_url(args.web.public_url.clone(), listen)?;
     let keys = config::master_keys(args.keys.master_keys.clone())?;
-    let web_config = web_config(public_url, &args.entra)?;
+    let mut web_config = web_config(public_url.clone(), &args.entra)?;
+    web_config.access = config::access(public_url, &args.access)?;
     let store =
         super::connect_and_migrate(&config::database_url(global.database_url.clone())?).await?;
     serve_until(

@@ -13,7 +13,13 @@ use tokio_util::sync::CancellationToken;
 
 pub async fn run(global: &GlobalArgs, args: WorkerArgs) -> anyhow::Result<()> {
     let keys = Arc::new(config::master_keys(args.keys.master_keys.clone())?);
-    let wiring = wiring(keys, &args.entra, &args.mail)?;
+    let public_url = config::public_url(args.public_url.clone(), config::listen(None)?)?;
+    let wiring = wiring(
+        keys,
+        &args.entra,
+        &args.mail,
+        config::access(public_url, &args.access)?,
+    )?;
     let mut worker_config = WorkerConfig::from_environment().map_err(|e| config::ConfigError {
         var: "LATCHKEY_WORKER_*",
         problem: e,
@@ -31,7 +37,12 @@ pub async fn run(global: &GlobalArgs, args: WorkerArgs) -> anyhow::Result<()> {
 }
 
 /// Reads the handlers' configuration (shared with `demo`).
-pub fn wiring(keys: Arc<KeyRing>, entra: &EntraArgs, mail: &MailArgs) -> anyhow::Result<Wiring> {
+pub fn wiring(
+    keys: Arc<KeyRing>,
+    entra: &EntraArgs,
+    mail: &MailArgs,
+    access: latchkey_access::AccessConfig,
+) -> anyhow::Result<Wiring> {
     Ok(Wiring {
         keys,
         entra_app: config::entra_app(
@@ -40,6 +51,7 @@ pub fn wiring(keys: Arc<KeyRing>, entra: &EntraArgs, mail: &MailArgs) -> anyhow:
         )?,
         outbound: config::outbound_policy(entra.allow_insecure_connector_urls.clone())?,
         mailer: Mailer::from_args(mail)?,
+        access,
     })
 }
 
@@ -50,6 +62,7 @@ pub async fn run_until(
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     HousekeepingHandler::install_schedule(&store).await?;
+    latchkey_access::SweepHandler::install_schedule(&store, &wiring.access).await?;
     if !wiring.mailer.is_configured() {
         tracing::info!("no SMTP server configured (LATCHKEY_SMTP_URL): emails stay in the outbox");
     }

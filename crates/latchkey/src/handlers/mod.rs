@@ -15,6 +15,7 @@ pub struct Wiring {
     pub entra_app: Option<LatchkeyApp>,
     pub outbound: OutboundPolicy,
     pub mailer: Mailer,
+    pub access: latchkey_access::AccessConfig,
 }
 
 pub fn registry(w: Wiring) -> Registry {
@@ -31,6 +32,8 @@ pub fn registry(w: Wiring) -> Registry {
             w.entra_app.clone(),
             w.outbound,
         ))
+        .with(latchkey_access::AdvanceHandler::new(w.access.clone()))
+        .with(latchkey_access::SweepHandler::new(w.access.clone()))
         .with(ConnectionTestHandler::new(w.keys, w.entra_app, w.outbound))
         .with(EmailDeliveryHandler::new(w.mailer))
         .with(latchkey_reviews::jobs::DeadlineHandler)
