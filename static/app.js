@@ -46,3 +46,28 @@
   }
   setTimeout(poll, 1000);
 })();
+
+// Progressive enhancement: access that ends soon counts down (My access, a request's page).
+(function () {
+  'use strict';
+  var clocks = document.querySelectorAll('time.countdown[datetime]');
+  if (!clocks.length) return;
+  function left(ms) {
+    if (ms <= 0) return 'ending now';
+    var s = Math.floor(ms / 1000), d = Math.floor(s / 86400), h = Math.floor(s % 86400 / 3600), m = Math.floor(s % 3600 / 60);
+    var parts = [];
+    if (d) parts.push(d + ' d');
+    if (h) parts.push(h + ' h');
+    if (m) parts.push(m + ' min');
+    if (!d && !h) parts.push(s % 60 + ' s');
+    return parts.join(' ') + ' left';
+  }
+  function tick() {
+    clocks.forEach(function (c) {
+      var end = Date.parse(c.getAttribute('datetime'));
+      if (!isNaN(end)) c.textContent = left(end - Date.now());
+    });
+  }
+  tick();
+  setInterval(tick, 1000);
+})();

@@ -64,9 +64,9 @@ export async function startApp() {
 
 /**
  * Starts `latchkey demo` (web + worker + simulated tenant in one process) on a fresh
- * database; returns { base, sim, creds, stop() } where `sim` is the simulated tenant's URL.
+ * database (`env` adds or overrides variables, e.g. LATCHKEY_ACCESS_*); returns { base, sim, creds, stop() } where `sim` is the simulated tenant's URL.
  */
-export async function startDemo() {
+export async function startDemo({ env: extraEnv = {} } = {}) {
   const port = await freePort();
   const simPort = await freePort();
   const db = `lk_test_browser_${Date.now()}_${Math.floor(Math.random() * 1e6)}`;
@@ -78,6 +78,7 @@ export async function startDemo() {
     LATCHKEY_MASTER_KEYS: execFileSync(bin, ['keys', 'generate'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim(),
     RUST_LOG: 'info',
     LATCHKEY_LOG_FORMAT: 'json',
+    ...extraEnv,
   };
   const child = spawn(bin, ['demo'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';

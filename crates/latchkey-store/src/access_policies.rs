@@ -150,3 +150,41 @@ pub async fn entitlement_info(tx: &mut OrgTx, entitlement: Uuid) -> Result<Entit
     .await?
     .ok_or(crate::StoreError::NotFound)
 }
+
+/// An entitlement and its policy status, for the policies list.
+#[derive(Debug, Clone, FromRow, Serialize, PartialEq)]
+pub struct PolicyRow {
+    pub entitlement_id: Uuid,
+    pub entitlement_name: String,
+    pub resource_name: String,
+    pub resource_type: String,
+    pub connector_name: String,
+    pub requestable: bool,
+    pub risk: String,
+    pub version: i32,
+}
+
+/// Entitlements (of every connector) matching `q`, requestable ones first.
+pub async fn entitlements(tx: &mut OrgTx, q: Option<&str>, limit: i64) -> Result<Vec<PolicyRow>> {
+    let org = tx.org();
+    let q = crate::resources::contains_pattern(q);
+    Ok(sqlx::query_as(
+        "SELECT e.id AS entitlement_id, e.display_name AS entitlement_name, r.display_name AS resource_name,
+                r.type AS resource_type, c.display_name AS connector_name,
+                coalesce(p.requestable, false) AS requestable, coalesce(p.risk, 'medium') AS risk,
+                coalesce(p.version, 0) AS version
+           FROM entitlements e
+           JOIN resources r ON r.org_id = e.org_id AND r.id = e.resource_id AND r.deleted_at IS NULL
+           JOIN connectors c ON c.org_id = e.org_id AND c.id = e.connector_id
+           LEFT JOIN access_policies p ON p.org_id = e.org_id AND p.entitlement_id = e.id
+          WHERE e.org_id = $1 AND e.deleted_at IS NULL
+            AND ($2::text IS NULL OR e.display_name ILIKE $2 OR r.display_name ILIKE $2)
+          ORDER BY coalesce(p.requestable, false) DESC, r.display_name, e.display_name
+          LIMIT $3",
+    )
+    .bind(org.0)
+    .bind(q)
+    .bind(limit)
+    .fetch_all(tx.conn())
+    .await?)
+}

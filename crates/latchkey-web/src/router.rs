@@ -147,6 +147,25 @@ pub fn router(state: AppState) -> Router {
             "/reviews/campaigns/{id}/report.json",
             get(views::reviews::report::json),
         )
+        .route("/access", get(views::access::catalog::show))
+        .route(
+            "/access/request/{id}",
+            get(views::access::catalog::new).post(views::access::catalog::submit),
+        )
+        .route("/access/mine", get(views::access::requests::mine))
+        .route("/access/approvals", get(views::access::requests::approvals))
+        .route("/access/requests", get(views::access::requests::all))
+        .route("/access/requests/{id}", get(views::access::requests::show))
+        .route(
+            "/access/requests/{id}/{action}",
+            post(views::access::requests::act),
+        )
+        .route("/access/policies", get(views::access::policy::list))
+        .route(
+            "/access/policies/{id}",
+            get(views::access::policy::show).post(views::access::policy::save),
+        )
+        .route("/audit", get(views::access::audit::show))
         .layer(csrf);
 
     // The API authenticates with bearer tokens, never cookies, so it is not a CSRF target.

@@ -1,5 +1,6 @@
 //! Server-rendered pages, one module per page, each with its own template in `templates/`.
 
+pub mod access;
 pub mod api_clients;
 pub mod apps;
 pub mod connectors;
@@ -22,6 +23,8 @@ pub struct Nav {
     pub role_label: &'static str,
     pub csrf_token: String,
     pub is_super_admin: bool,
+    /// Super or Connector Administrator: sees everyone's requests and the policies.
+    pub is_admin: bool,
     /// Which section is current, for `aria-current`.
     pub section: &'static str,
 }
@@ -34,6 +37,7 @@ impl Nav {
             role_label: who.role.label(),
             csrf_token: who.csrf_token.clone(),
             is_super_admin: who.role.can_manage_people(),
+            is_admin: who.role.can_manage_connectors(),
             section,
         }
     }
