@@ -373,6 +373,9 @@ pub(crate) struct Directory {
     pub license_groups: Vec<u32>,
     pub seq: u64,
     pub rng: Rng,
+    /// The tenant's password policy: at least this many characters (Entra's default is 8; a
+    /// test raises it to see Graph refuse a password as not complex enough).
+    pub password_min_length: usize,
 }
 
 pub(crate) const MICROSOFT_TENANT: Uuid = Uuid::from_u128(0xf8cdef31_a31e_4b4a_93e4_5f571e91255a);

@@ -472,6 +472,24 @@ impl SimHandle {
                 .collect(),
         )
     }
+    /// Ground truth of a user's manager (object id), `None` for no such user or no manager.
+    pub fn user_manager(&self, user_id: Uuid) -> Option<Uuid> {
+        let d = self.state.read();
+        let ui = d.find_user(&user_id.to_string())?;
+        d.users[ui].manager.map(|m| d.users[m as usize].id)
+    }
+    /// When the user's sign-in sessions were last revoked (`signInSessionsValidFromDateTime`,
+    /// Unix seconds), `None` for no such user.
+    pub fn user_sessions_valid_from(&self, user_id: Uuid) -> Option<i64> {
+        let d = self.state.read();
+        let ui = d.find_user(&user_id.to_string())?;
+        Some(d.users[ui].sessions_valid_from)
+    }
+    /// Makes the tenant's password policy stricter: passwords shorter than `chars` are refused
+    /// as not complex enough (Graph's answer to a weak password).
+    pub fn set_password_min_length(&self, chars: usize) {
+        self.state.write().password_min_length = chars;
+    }
     /// `provisionOnDemand` calls received so far.
     pub fn provision_on_demand_calls(&self) -> Vec<crate::model::ProvisionOnDemandCall> {
         self.state.read().provision_calls.clone()

@@ -381,6 +381,7 @@ pub(crate) fn generate(cfg: &SimConfig) -> Generated {
         license_groups: Vec::new(),
         seq: 1,
         rng: root.fork(99),
+        password_min_length: 8,
     };
 
     // SKUs.

@@ -135,6 +135,7 @@ impl Bench {
             fetch_sign_in_activity: false,
             schedule_scim_provisioning: false,
             disable_audit_feed: false,
+            allow_account_deletion: false,
         };
         connectors::set_settings(&mut tx, c.id, &serde_json::to_value(&settings).unwrap())
             .await

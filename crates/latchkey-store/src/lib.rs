@@ -35,6 +35,7 @@ pub mod sessions;
 pub mod signin;
 pub mod sync_runs;
 pub mod users;
+pub mod vault;
 
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -1,6 +1,9 @@
-//! Provisioning tasks (one grant or revoke each, with the timestamps of its life), their
-//! append-only event trail, and the immediate update of stored grants once a change is verified.
+//! Provisioning tasks (one grant, revoke, account creation or deprovisioning each, with the
+//! timestamps of its life), their append-only event trail mirrored into the audit trail, and
+//! the immediate update of stored grants once a change is verified.
 
+use crate::audit::{self, Actor, NewEvent};
+use crate::page::{Cursor, Page};
 use crate::{OrgTx, Result, StoreError};
 use serde::Serialize;
 use serde_json::Value;
@@ -14,10 +17,12 @@ pub struct NewTask<'a> {
     pub id: Uuid,
     pub connector_id: Uuid,
     pub job_id: Option<Uuid>,
-    /// `grant` or `revoke`.
+    /// `grant`, `revoke`, `create_account` or `deprovision_account`.
     pub operation: &'a str,
-    pub entitlement_id: Uuid,
-    pub principal_id: Uuid,
+    /// Set for `grant` and `revoke`.
+    pub entitlement_id: Option<Uuid>,
+    /// The grantee, or the account to deprovision; none for `create_account` (until created).
+    pub principal_id: Option<Uuid>,
     pub grant_id: Option<Uuid>,
     /// `user:<id>` or `api_client:<id>`.
     pub requested_by: &'a str,
@@ -31,9 +36,11 @@ pub struct Task {
     pub connector_id: Uuid,
     pub job_id: Option<Uuid>,
     pub operation: String,
-    pub entitlement_id: Uuid,
-    pub principal_id: Uuid,
+    pub entitlement_id: Option<Uuid>,
+    pub principal_id: Option<Uuid>,
     pub grant_id: Option<Uuid>,
+    /// The created account's one-time password, for `create_account`.
+    pub vault_item_id: Option<Uuid>,
     pub status: String,
     pub error: Option<String>,
     pub verification_failed: Option<String>,
@@ -62,7 +69,7 @@ impl Task {
 }
 
 const TASK_COLUMNS: &str = "t.id, t.connector_id, t.job_id, t.operation, t.entitlement_id, t.principal_id, t.grant_id,
-    t.status, t.error, t.verification_failed, t.details, t.requested_by, t.requested_at, t.started_at,
+    t.vault_item_id, t.status, t.error, t.verification_failed, t.details, t.requested_by, t.requested_at, t.started_at,
     t.provisioned_at, t.verified_at, t.finished_at, j.status AS job_status, j.last_error AS job_error";
 
 /// Records a new task (status `queued`) and its `requested` event.
@@ -84,17 +91,12 @@ pub async fn create_task(tx: &mut OrgTx, new: &NewTask<'_>) -> Result<()> {
     .bind(&new.details)
     .execute(tx.conn())
     .await?;
-    add_event(
-        tx,
-        new.id,
-        new.requested_by,
-        "requested",
-        Some(&format!(
-            "{} of entitlement {} to principal {}",
-            new.operation, new.entitlement_id, new.principal_id
-        )),
-    )
-    .await
+    let what = match (new.operation, new.entitlement_id, new.principal_id) {
+        (op, Some(e), Some(p)) => format!("{op} of entitlement {e} to principal {p}"),
+        ("deprovision_account", _, Some(p)) => format!("deprovision account {p}"),
+        (op, ..) => op.replace('_', " "),
+    };
+    add_event(tx, new.id, new.requested_by, "requested", Some(&what)).await
 }
 
 pub async fn set_job(tx: &mut OrgTx, task: Uuid, job: Uuid) -> Result<()> {
@@ -104,6 +106,29 @@ pub async fn set_job(tx: &mut OrgTx, task: Uuid, job: Uuid) -> Result<()> {
         .execute(tx.conn())
         .await?;
     Ok(())
+}
+
+/// A connector's tasks, newest first.
+pub async fn list_tasks(
+    tx: &mut OrgTx,
+    connector: Uuid,
+    after: Option<Cursor>,
+    limit: i64,
+) -> Result<Page<Task>> {
+    let org = tx.org();
+    // Task ids are UUIDv7: ordered by the time they were asked for.
+    let rows: Vec<Task> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {TASK_COLUMNS} FROM provisioning_tasks t LEFT JOIN jobs j ON j.id = t.job_id AND j.org_id = t.org_id
+          WHERE t.org_id = $1 AND t.connector_id = $2 AND ($3::uuid IS NULL OR t.id < $3)
+          ORDER BY t.id DESC LIMIT $4"
+    )))
+    .bind(org.0)
+    .bind(connector)
+    .bind(after.map(|c| c.0))
+    .bind(limit + 1)
+    .fetch_all(tx.conn())
+    .await?;
+    Ok(Page::from_rows(rows, limit, |t| t.id))
 }
 
 pub async fn get_task(tx: &mut OrgTx, id: Uuid) -> Result<Task> {
@@ -117,6 +142,26 @@ pub async fn get_task(tx: &mut OrgTx, id: Uuid) -> Result<Task> {
     .fetch_optional(tx.conn())
     .await?
     .ok_or(StoreError::NotFound)
+}
+
+/// The created account's password is in the vault.
+pub async fn set_vault_item(tx: &mut OrgTx, task: Uuid, item: Uuid) -> Result<()> {
+    sqlx::query("UPDATE provisioning_tasks SET vault_item_id = $2 WHERE id = $1")
+        .bind(task)
+        .bind(item)
+        .execute(tx.conn())
+        .await?;
+    Ok(())
+}
+
+/// The account a `create_account` task made, once it is stored as a resource.
+pub async fn set_principal(tx: &mut OrgTx, task: Uuid, principal: Uuid) -> Result<()> {
+    sqlx::query("UPDATE provisioning_tasks SET principal_id = $2 WHERE id = $1")
+        .bind(task)
+        .bind(principal)
+        .execute(tx.conn())
+        .await?;
+    Ok(())
 }
 
 /// The job picked the task up (again).
@@ -203,7 +248,9 @@ pub struct Event {
     pub detail: Option<String>,
 }
 
-/// Appends to the task's trail (who, what, result).
+/// Appends to the task's trail (who, what, result). The steps that matter to an auditor
+/// (requested, refused, provisioned, verified, verification_failed, failed) also go to the
+/// organization's audit trail, in the same transaction.
 pub async fn add_event(
     tx: &mut OrgTx,
     task: Uuid,
@@ -222,7 +269,119 @@ pub async fn add_event(
     .bind(detail)
     .execute(tx.conn())
     .await?;
+    let result = match event {
+        "requested" | "refused" | "verified" | "verification_failed" | "failed" => event,
+        // Graph accepted the write: the audit trail's "succeeded" (verification follows).
+        "provisioned" => "succeeded",
+        _ => return Ok(()),
+    };
+    audit_task(tx, task, result, detail).await
+}
+
+#[derive(FromRow)]
+struct AuditFacts {
+    connector_id: Uuid,
+    operation: String,
+    entitlement_id: Option<Uuid>,
+    principal_id: Option<Uuid>,
+    grant_id: Option<Uuid>,
+    vault_item_id: Option<Uuid>,
+    requested_by: String,
+    details: Value,
+}
+
+/// The audit action of a task's step: `provisioning.grant_requested`,
+/// `provisioning.account_create_verified`, ...
+pub fn audit_action(operation: &str, result: &str) -> String {
+    let op = match operation {
+        "create_account" => "account_create",
+        "deprovision_account" => "account_deprovision",
+        other => other,
+    };
+    format!("provisioning.{op}_{result}")
+}
+
+async fn audit_task(tx: &mut OrgTx, task: Uuid, result: &str, detail: Option<&str>) -> Result<()> {
+    let org = tx.org();
+    let f: AuditFacts = sqlx::query_as(
+        "SELECT connector_id, operation, entitlement_id, principal_id, grant_id, vault_item_id, requested_by, details
+           FROM provisioning_tasks WHERE org_id = $1 AND id = $2",
+    )
+    .bind(org.0)
+    .bind(task)
+    .fetch_one(tx.conn())
+    .await?;
+    // Who asked does the asking; what follows is Latchkey's worker acting for them.
+    let actor = if result == "requested" {
+        actor_for(tx, &f.requested_by).await?
+    } else {
+        Actor::system("provisioning")
+    };
+    let mut details = serde_json::Map::new();
+    let mut put = |k: &str, v: Option<String>| {
+        if let Some(v) = v {
+            details.insert(k.to_string(), Value::String(v));
+        }
+    };
+    put("result", Some(result.to_string()));
+    put("requested_by", Some(f.requested_by.clone()));
+    put("connector_id", Some(f.connector_id.to_string()));
+    put("entitlement_id", f.entitlement_id.map(|u| u.to_string()));
+    put("principal_id", f.principal_id.map(|u| u.to_string()));
+    put("grant_id", f.grant_id.map(|u| u.to_string()));
+    put("vault_item_id", f.vault_item_id.map(|u| u.to_string()));
+    put("detail", detail.map(str::to_string));
+    for k in ["until", "user_principal_name"] {
+        put(
+            k,
+            f.details.get(k).and_then(Value::as_str).map(str::to_string),
+        );
+    }
+    if let Some(d) = f.details.get("delete").and_then(Value::as_bool) {
+        details.insert("delete".into(), Value::Bool(d));
+    }
+    audit::append(
+        tx,
+        &NewEvent {
+            actor: &actor,
+            action: &audit_action(&f.operation, result),
+            target_kind: "provisioning_task",
+            target_id: Some(task.to_string()),
+            details: Value::Object(details),
+        },
+    )
+    .await?;
     Ok(())
+}
+
+/// The audit actor for a `requested_by` value (`user:<id>`, `api_client:<id>`, anything else
+/// is Latchkey itself, e.g. an expiry), labelled with the person's email or the client's name.
+pub async fn actor_for(tx: &mut OrgTx, requested_by: &str) -> Result<Actor> {
+    let org = tx.org();
+    let parsed = requested_by
+        .split_once(':')
+        .and_then(|(k, id)| Uuid::parse_str(id).ok().map(|id| (k, id)));
+    Ok(match parsed {
+        Some(("user", id)) => {
+            let label: Option<String> =
+                sqlx::query_scalar("SELECT email FROM users WHERE org_id = $1 AND id = $2")
+                    .bind(org.0)
+                    .bind(id)
+                    .fetch_optional(tx.conn())
+                    .await?;
+            Actor::user(id, label.unwrap_or_else(|| requested_by.to_string()))
+        }
+        Some(("api_client", id)) => {
+            let label: Option<String> =
+                sqlx::query_scalar("SELECT name FROM api_clients WHERE org_id = $1 AND id = $2")
+                    .bind(org.0)
+                    .bind(id)
+                    .fetch_optional(tx.conn())
+                    .await?;
+            Actor::api_client(id, label.unwrap_or_else(|| requested_by.to_string()))
+        }
+        _ => Actor::system(requested_by),
+    })
 }
 
 pub async fn events(tx: &mut OrgTx, task: Uuid) -> Result<Vec<Event>> {
@@ -327,4 +486,60 @@ pub async fn remove_grant(
     .execute(tx.conn())
     .await?
     .rows_affected())
+}
+
+/// A deprovisioned account, at once: sign-in disabled; or, when deleted, the account and every
+/// grant it held marked deleted.
+pub async fn record_deprovisioned(
+    tx: &mut OrgTx,
+    connector: Uuid,
+    account: Uuid,
+    deleted: bool,
+) -> Result<()> {
+    let org = tx.org();
+    if deleted {
+        sqlx::query(
+            "UPDATE resources SET deleted_at = coalesce(deleted_at, now())
+              WHERE org_id = $1 AND connector_id = $2 AND id = $3",
+        )
+        .bind(org.0)
+        .bind(connector)
+        .bind(account)
+        .execute(tx.conn())
+        .await?;
+        sqlx::query(
+            "UPDATE grants SET deleted_at = now()
+              WHERE org_id = $1 AND connector_id = $2 AND principal_id = $3 AND deleted_at IS NULL",
+        )
+        .bind(org.0)
+        .bind(connector)
+        .bind(account)
+        .execute(tx.conn())
+        .await?;
+    } else {
+        sqlx::query(
+            "UPDATE resources SET profile = profile || '{\"account_enabled\": false}'::jsonb
+              WHERE org_id = $1 AND connector_id = $2 AND id = $3",
+        )
+        .bind(org.0)
+        .bind(connector)
+        .bind(account)
+        .execute(tx.conn())
+        .await?;
+    }
+    Ok(())
+}
+
+/// The stored id of a `user` resource by its object id (after [`crate::resources::upsert_resources`]).
+pub async fn user_resource_id(tx: &mut OrgTx, connector: Uuid, object_id: &str) -> Result<Uuid> {
+    let org = tx.org();
+    sqlx::query_scalar(
+        "SELECT id FROM resources WHERE org_id = $1 AND connector_id = $2 AND type = 'user' AND external_id = $3",
+    )
+    .bind(org.0)
+    .bind(connector)
+    .bind(object_id)
+    .fetch_optional(tx.conn())
+    .await?
+    .ok_or(StoreError::NotFound)
 }

@@ -11,6 +11,7 @@ mod error;
 pub(crate) mod headers;
 mod metrics;
 mod ops;
+pub mod provisioning;
 mod router;
 mod state;
 pub mod views;

@@ -262,6 +262,16 @@ pub fn router(state: AppState) -> Router {
         .route("/audit-events", get(api::audit::list))
         .route("/audit-events/verify", get(api::audit::verify))
         .route("/audit-events/export", get(api::audit::export))
+        .route(
+            "/connectors/{id}/accounts",
+            post(api::provisioning::create_account),
+        )
+        .route(
+            "/connectors/{id}/accounts/{resource_id}/deprovision",
+            post(api::provisioning::deprovision),
+        )
+        .route("/connectors/{id}/tasks", get(api::provisioning::list))
+        .route("/vault/{id}/reveal", post(api::provisioning::reveal))
         .route("/jobs/{id}", get(api::jobs::get))
         .route("/jobs/{id}/logs", get(api::jobs::logs))
         .route("/openapi.json", get(api::openapi::document))

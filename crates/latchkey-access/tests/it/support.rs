@@ -113,6 +113,7 @@ impl Env {
             fetch_sign_in_activity: false,
             schedule_scim_provisioning: false,
             disable_audit_feed: false,
+            allow_account_deletion: false,
         };
         connectors::set_settings(&mut tx, c.id, &serde_json::to_value(&settings).unwrap())
             .await

@@ -2,6 +2,7 @@
 
 mod batch;
 mod delta;
+mod manager;
 mod misc;
 mod out;
 mod read;
@@ -506,6 +507,7 @@ fn dispatch(st: &State, r: &GReq) -> GResult {
         ["users", id, "memberOf"] if get => read::member_of(st, r, id),
         ["users", id, "appRoleAssignments"] if get => read::user_app_role_assignments(st, r, id),
         ["users", id, "manager"] if get => read::manager(st, r, id),
+        ["users", id, "manager", "$ref"] if *m == Method::PUT => manager::set_manager(st, r, id),
         ["users", id, "licenseDetails"] if get => misc::license_details(st, r, id),
         ["groups"] if get => read::list_groups(st, r),
         ["groups", "$count"] if get => read::count(st, r, "groups"),

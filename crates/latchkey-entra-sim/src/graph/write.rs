@@ -66,7 +66,7 @@ pub(crate) fn create_user(st: &State, r: &GReq) -> GResult {
             "Invalid value specified for property 'passwordProfile' of resource 'User'.",
         ));
     };
-    if !password_ok(pw) {
+    if !password_ok(pw) || pw.chars().count() < st.read().password_min_length {
         return Err(GraphError::bad_request(
             "The specified password does not comply with password complexity requirements. Please provide a different password.",
         ));
@@ -375,7 +375,7 @@ pub(crate) fn assign_license(st: &State, r: &GReq, id: &str) -> GResult {
 }
 
 /// The object id at the end of an `@odata.id` reference.
-fn ref_target(body: &Value) -> Result<String, GraphError> {
+pub(super) fn ref_target(body: &Value) -> Result<String, GraphError> {
     let raw = body
         .get("@odata.id")
         .and_then(Value::as_str)

@@ -43,6 +43,10 @@ pub struct EntraSettings {
     pub schedule_scim_provisioning: bool,
     #[serde(default)]
     pub disable_audit_feed: bool,
+    /// Deprovisioning may also delete the account when asked to (off: it only disables
+    /// sign-in and revokes sessions). Needs provisioning.
+    #[serde(default)]
+    pub allow_account_deletion: bool,
 }
 
 impl EntraSettings {
@@ -87,6 +91,8 @@ pub struct SettingsInput {
     pub schedule_scim_provisioning: Option<bool>,
     #[serde(default)]
     pub disable_audit_feed: Option<bool>,
+    #[serde(default)]
+    pub allow_account_deletion: Option<bool>,
 }
 
 #[derive(Clone, Default, Deserialize)]
@@ -195,6 +201,13 @@ pub fn validate(
         c.schedule_scim_provisioning
     });
     let disable_audit_feed = flag(input.disable_audit_feed, |c| c.disable_audit_feed);
+    let allow_account_deletion = flag(input.allow_account_deletion, |c| c.allow_account_deletion);
+    if allow_account_deletion && !provisioning {
+        errors.push(problem(
+            "allow_account_deletion",
+            "deleting accounts is part of provisioning: turn on Provisioning too, or leave this off",
+        ));
+    }
 
     let mut client_id = None;
     let mut new_secret = None;
@@ -283,6 +296,7 @@ pub fn validate(
             fetch_sign_in_activity,
             schedule_scim_provisioning,
             disable_audit_feed,
+            allow_account_deletion,
         },
         new_secret,
     })
@@ -389,6 +403,39 @@ mod tests {
             validate(&bad, None, false, OutboundPolicy::STRICT).unwrap_err()[0].field,
             "auth.tenant_id"
         );
+    }
+
+    #[test]
+    fn account_deletion_is_off_by_default_and_needs_provisioning() {
+        let v = validate(
+            &secret_input(GUID, GUID, Some("s")),
+            None,
+            false,
+            OutboundPolicy::STRICT,
+        )
+        .unwrap();
+        assert!(!v.settings.allow_account_deletion);
+        let mut input = secret_input(GUID, GUID, Some("s"));
+        input.allow_account_deletion = Some(true);
+        let errs = validate(&input, None, false, OutboundPolicy::STRICT).unwrap_err();
+        assert_eq!(errs[0].field, "allow_account_deletion");
+        assert!(errs[0].message.contains("Provisioning"), "{errs:?}");
+        input.provisioning = Some(true);
+        let v = validate(&input, None, false, OutboundPolicy::STRICT).unwrap();
+        assert!(v.settings.allow_account_deletion);
+        // A patch keeps it, and turning provisioning off while it is on is refused.
+        let off = SettingsInput {
+            provisioning: Some(false),
+            ..Default::default()
+        };
+        assert!(validate(&off, Some(&v.settings), true, OutboundPolicy::STRICT).is_err());
+        let both_off = SettingsInput {
+            provisioning: Some(false),
+            allow_account_deletion: Some(false),
+            ..Default::default()
+        };
+        let v = validate(&both_off, Some(&v.settings), true, OutboundPolicy::STRICT).unwrap();
+        assert!(!v.settings.allow_account_deletion);
     }
 
     #[test]

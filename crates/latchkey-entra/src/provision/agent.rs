@@ -295,8 +295,8 @@ pub async fn record(
                     provisioning::record_grant(
                         tx,
                         connector,
-                        task.entitlement_id,
-                        task.principal_id,
+                        task.entitlement_id.unwrap_or_default(),
+                        task.principal_id.unwrap_or_default(),
                         grant_kind(step),
                         external_id.as_deref().unwrap_or(""),
                         task.id,
@@ -307,8 +307,8 @@ pub async fn record(
                     provisioning::remove_grant(
                         tx,
                         connector,
-                        task.entitlement_id,
-                        task.principal_id,
+                        task.entitlement_id.unwrap_or_default(),
+                        task.principal_id.unwrap_or_default(),
                     )
                     .await?;
                 }

@@ -57,18 +57,43 @@ pub async fn request_until(
     until: Option<time::OffsetDateTime>,
 ) -> Result<Uuid, StoreError> {
     let details = match until {
-        Some(t) => json!({"until": t
-            .format(&time::format_description::well_known::Rfc3339)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?}),
+        Some(t) => json!({"until": rfc3339(t)?}),
         None => json!({}),
     };
-    let row = connectors::get(tx, connector).await?;
-    // A self-hosted connector carries out its tasks itself (`agent::AGENT_PROVISION_JOB`).
-    let kind = if row.kind == "self_hosted" {
-        super::agent::AGENT_PROVISION_JOB
-    } else {
-        PROVISION_JOB
-    };
+    request_with(tx, connector, ask, requested_by, details, None).await
+}
+
+/// A grant that ends by itself at `until` (the REST API's `expires_at`): like
+/// [`request_until`], and once verified, grants that Entra does not end itself (everything
+/// but PIM schedules) get a revoke task queued to run at `until`.
+pub async fn request_expiring(
+    tx: &mut OrgTx,
+    connector: Uuid,
+    ask: Ask,
+    requested_by: &str,
+    until: time::OffsetDateTime,
+) -> Result<Uuid, StoreError> {
+    let details = json!({"until": rfc3339(until)?, "revoke_at_end": true});
+    request_with(tx, connector, ask, requested_by, details, None).await
+}
+
+/// Who asks for the revoke that ends a time-bound grant.
+pub const EXPIRY: &str = "expiry";
+
+fn rfc3339(t: time::OffsetDateTime) -> Result<String, StoreError> {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+async fn request_with(
+    tx: &mut OrgTx,
+    connector: Uuid,
+    ask: Ask,
+    requested_by: &str,
+    details: serde_json::Value,
+    run_at: Option<time::OffsetDateTime>,
+) -> Result<Uuid, StoreError> {
+    connectors::get(tx, connector).await?;
     let (operation, entitlement, principal, grant) = match ask {
         Ask::Grant {
             entitlement,
@@ -88,6 +113,46 @@ pub async fn request_until(
             )
         }
     };
+    enqueue_task(
+        tx,
+        connector,
+        NewTaskSpec {
+            operation: operation.as_str(),
+            entitlement: Some(entitlement),
+            principal: Some(principal),
+            grant,
+            details,
+            run_at,
+        },
+        requested_by,
+    )
+    .await
+}
+
+pub(super) struct NewTaskSpec<'a> {
+    pub operation: &'a str,
+    pub entitlement: Option<Uuid>,
+    pub principal: Option<Uuid>,
+    pub grant: Option<Uuid>,
+    pub details: serde_json::Value,
+    pub run_at: Option<time::OffsetDateTime>,
+}
+
+/// Records the task (and its `requested` event, in the audit trail too) and its job.
+pub(super) async fn enqueue_task(
+    tx: &mut OrgTx,
+    connector: Uuid,
+    spec: NewTaskSpec<'_>,
+    requested_by: &str,
+) -> Result<Uuid, StoreError> {
+    let row = connectors::get(tx, connector).await?;
+    // A self-hosted connector carries out its grants and revokes itself
+    // (`agent::AGENT_PROVISION_JOB`); account tasks run here (the agent has no account support).
+    let kind = if row.kind == "self_hosted" && matches!(spec.operation, "grant" | "revoke") {
+        super::agent::AGENT_PROVISION_JOB
+    } else {
+        PROVISION_JOB
+    };
     let task = Uuid::now_v7();
     provisioning::create_task(
         tx,
@@ -95,33 +160,33 @@ pub async fn request_until(
             id: task,
             connector_id: connector,
             job_id: None,
-            operation: operation.as_str(),
-            entitlement_id: entitlement,
-            principal_id: principal,
-            grant_id: grant,
+            operation: spec.operation,
+            entitlement_id: spec.entitlement,
+            principal_id: spec.principal,
+            grant_id: spec.grant,
             requested_by,
-            details,
+            details: spec.details,
         },
     )
     .await?;
-    let job = queue::enqueue(
-        tx,
-        &NewJob::new(kind, json!(ProvisionPayload { task_id: task }))
-            .class(JobClass::Provision)
-            .connector(connector)
-            .dedupe_key(format!("provision:{task}")),
-    )
-    .await?;
+    let mut job = NewJob::new(kind, json!(ProvisionPayload { task_id: task }))
+        .class(JobClass::Provision)
+        .connector(connector)
+        .dedupe_key(format!("provision:{task}"));
+    if let Some(at) = spec.run_at {
+        job = job.run_at(at);
+    }
+    let job = queue::enqueue(tx, &job).await?;
     provisioning::set_job(tx, task, job.job.id.as_uuid()).await?;
     Ok(task)
 }
 
 /// Runs `entra.provision` jobs.
 pub struct ProvisionHandler {
-    keys: Arc<KeyRing>,
-    app: Option<LatchkeyApp>,
-    policy: OutboundPolicy,
-    verify: VerifyPolicy,
+    pub(super) keys: Arc<KeyRing>,
+    pub(super) app: Option<LatchkeyApp>,
+    pub(super) policy: OutboundPolicy,
+    pub(super) verify: VerifyPolicy,
 }
 
 impl ProvisionHandler {
@@ -141,9 +206,9 @@ impl ProvisionHandler {
     }
 }
 
-const WORKER: &str = "worker";
+pub(super) const WORKER: &str = "worker";
 
-fn db(e: StoreError) -> JobError {
+pub(super) fn db(e: StoreError) -> JobError {
     JobError::from(e)
 }
 
@@ -199,7 +264,13 @@ pub(super) async fn build_request(
         Some("unlicensed") => Some(false),
         _ => None,
     };
-    let ent = match resources::get_entitlement(tx, connector, task.entitlement_id).await {
+    let (Some(entitlement_id), Some(principal_id)) = (task.entitlement_id, task.principal_id)
+    else {
+        return Err(Prep::Refused(
+            "This task names no entitlement or principal; nothing was changed.".into(),
+        ));
+    };
+    let ent = match resources::get_entitlement(tx, connector, entitlement_id).await {
         Err(StoreError::NotFound) => return Err(gone("entitlement")),
         r => r?,
     };
@@ -207,7 +278,7 @@ pub(super) async fn build_request(
         Err(StoreError::NotFound) => return Err(gone("resource")),
         r => r?,
     };
-    let principal = match resources::get_resource(tx, connector, task.principal_id).await {
+    let principal = match resources::get_resource(tx, connector, principal_id).await {
         Err(StoreError::NotFound) => return Err(gone("principal")),
         r => r?,
     };
@@ -266,7 +337,7 @@ pub(super) fn grant_kind(step: &Step) -> &'static str {
 }
 
 impl ProvisionHandler {
-    async fn fail(
+    pub(super) async fn fail(
         &self,
         ctx: &JobContext,
         task: &Task,
@@ -289,7 +360,7 @@ impl ProvisionHandler {
         Err(JobError::permanent(error.to_string()))
     }
 
-    async fn graph_failed(
+    pub(super) async fn graph_failed(
         &self,
         ctx: &JobContext,
         task: &Task,
@@ -343,6 +414,17 @@ impl JobHandler for ProvisionHandler {
         provisioning::set_running(&mut tx, task.id)
             .await
             .map_err(db)?;
+        match task.operation.as_str() {
+            "create_account" => {
+                tx.commit().await.map_err(db)?;
+                return super::account_job::create(self, ctx, connector, &task).await;
+            }
+            "deprovision_account" => {
+                tx.commit().await.map_err(db)?;
+                return super::account_job::deprovision(self, ctx, connector, &task).await;
+            }
+            _ => {}
+        }
         let prepared = build_request(&mut tx, connector, &task).await;
         tx.commit().await.map_err(db)?;
         let (req, enabled, scim) = match prepared {
@@ -438,29 +520,63 @@ impl JobHandler for ProvisionHandler {
                     None
                 };
                 let mut tx = store.org_tx(org).await.map_err(db)?;
+                let (entitlement, principal) = (
+                    task.entitlement_id.unwrap_or_default(),
+                    task.principal_id.unwrap_or_default(),
+                );
                 match req.operation {
                     Operation::Grant => {
-                        provisioning::record_grant(
+                        let grant = provisioning::record_grant(
                             &mut tx,
                             connector,
-                            task.entitlement_id,
-                            task.principal_id,
+                            entitlement,
+                            principal,
                             grant_kind(&step),
                             external_id.as_deref().unwrap_or(""),
                             task.id,
                         )
                         .await
                         .map_err(db)?;
+                        // Entra ends PIM schedules itself; anything else gets its revoke now.
+                        let pim = matches!(step, Step::AssignRole { via_pim: true, .. });
+                        if !pim
+                            && task.details.get("revoke_at_end") == Some(&json!(true))
+                            && let Some(end) = req.end.as_deref().and_then(|e| {
+                                time::OffsetDateTime::parse(
+                                    e,
+                                    &time::format_description::well_known::Rfc3339,
+                                )
+                                .ok()
+                            })
+                        {
+                            let revoke = request_with(
+                                &mut tx,
+                                connector,
+                                Ask::Revoke { grant },
+                                EXPIRY,
+                                json!({"ends_task": task.id.to_string()}),
+                                Some(end),
+                            )
+                            .await
+                            .map_err(db)?;
+                            provisioning::add_event(
+                                &mut tx,
+                                task.id,
+                                WORKER,
+                                "revoke_scheduled",
+                                Some(&format!(
+                                    "revoke task {revoke} runs at {}",
+                                    rfc3339(end).map_err(db)?
+                                )),
+                            )
+                            .await
+                            .map_err(db)?;
+                        }
                     }
                     Operation::Revoke => {
-                        provisioning::remove_grant(
-                            &mut tx,
-                            connector,
-                            task.entitlement_id,
-                            task.principal_id,
-                        )
-                        .await
-                        .map_err(db)?;
+                        provisioning::remove_grant(&mut tx, connector, entitlement, principal)
+                            .await
+                            .map_err(db)?;
                     }
                 }
                 provisioning::set_verified(&mut tx, task.id)

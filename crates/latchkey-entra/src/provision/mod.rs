@@ -20,6 +20,11 @@
 //! by [`provision_on_demand`] (or the app's provisioning job is started); an app without a job
 //! gets a warning on the task, not a failure.
 //!
+//! Accounts ([`accounts`], run as tasks by [`request_account`] / [`request_deprovision`]):
+//! creating one puts its first password in the vault (`latchkey_store::vault`), readable once;
+//! deprovisioning disables sign-in and revokes sessions, deleting only when asked and allowed.
+//! Every task's steps are also audit events (`provisioning.<operation>_<result>`).
+//!
 //! Supported so far: group `members` and `owners`; enterprise application
 //! `assignment:<appRoleId>` (the role's allowed member types are read before the write) and
 //! `owners`; licence `assigned` (`assignLicense`; the user's usage location and the seats left
@@ -27,6 +32,7 @@
 //! when the last connection test found PIM, else role assignments; eligible without P2 is
 //! refused).
 
+mod account_job;
 pub mod accounts;
 pub mod agent;
 mod job;
@@ -34,7 +40,10 @@ mod plan;
 mod scim;
 mod write;
 
-pub use job::{Ask, ProvisionHandler, ProvisionPayload, request, request_until};
+pub use account_job::{request_account, request_deprovision};
+pub use job::{
+    Ask, EXPIRY, ProvisionHandler, ProvisionPayload, request, request_expiring, request_until,
+};
 pub use plan::{GroupRel, Object, Operation, Refusal, Request, Step, plan, refusal_from_graph};
 pub use scim::{ScimOutcome, provision_on_demand};
 pub use write::{

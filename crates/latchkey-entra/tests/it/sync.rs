@@ -103,6 +103,7 @@ impl Env {
             fetch_sign_in_activity: t.sign_in,
             schedule_scim_provisioning: false,
             disable_audit_feed: t.disable_audit_feed,
+            allow_account_deletion: false,
         };
         connectors::set_settings(&mut tx, c.id, &serde_json::to_value(&settings).unwrap())
             .await

@@ -205,7 +205,7 @@ const ENDPOINTS: &[Endpoint] = &[
     (
         "get",
         "/tasks/{id}",
-        "A provisioning task: status, reason, requested/provisioned/verified times",
+        "A provisioning task: status, reason, requested/provisioned/verified times, vault_item_id for a created account",
         None,
         200,
         "Task",
@@ -380,6 +380,38 @@ const ENDPOINTS: &[Endpoint] = &[
     ),
     (
         "get",
+        "/connectors/{id}/tasks",
+        "The connector's provisioning tasks, newest first (limit, cursor)",
+        None,
+        200,
+        "TaskPage",
+    ),
+    (
+        "post",
+        "/connectors/{id}/accounts",
+        "Create an Entra account with a one-time password in the vault (a provisioning task; its vault_item_id is revealed once)",
+        Some("AccountRequest"),
+        202,
+        "TaskStarted",
+    ),
+    (
+        "post",
+        "/connectors/{id}/accounts/{resource_id}/deprovision",
+        "Deprovision a stored user account: disable sign-in and revoke sessions; delete only with delete=true and the connector's allow_account_deletion (a provisioning task)",
+        Some("DeprovisionRequest"),
+        202,
+        "TaskStarted",
+    ),
+    (
+        "post",
+        "/vault/{id}/reveal",
+        "Reveal a vault item (a created account's password) once, to the client that asked for the account; 410 once revealed",
+        None,
+        200,
+        "VaultRevealed",
+    ),
+    (
+        "get",
         "/openapi.json",
         "This document",
         None,
@@ -414,15 +446,30 @@ fn schemas() -> Value {
         "graph_domain": {"type": "string", "description": "graph.microsoft.com, graph.microsoft.us, dod-graph.microsoft.us, microsoftgraph.chinacloudapi.cn, or a custom https host"},
         "login_authority": {"type": "string", "format": "uri"},
         "provisioning": {"type": "boolean"}, "skip_ad_groups": {"type": "boolean"}, "fetch_sign_in_activity": {"type": "boolean"},
-        "schedule_scim_provisioning": {"type": "boolean"}, "disable_audit_feed": {"type": "boolean"}}});
+        "schedule_scim_provisioning": {"type": "boolean"}, "disable_audit_feed": {"type": "boolean"},
+        "allow_account_deletion": {"type": "boolean", "description": "Deprovisioning may delete accounts when asked (default false; needs provisioning)"}}});
     // Provisioning (kept apart: one json! of every schema exceeds the macro recursion limit).
     let grant_request = json!({"type": "object", "required": ["entitlement_id", "principal_id"], "properties": {
-            "entitlement_id": {"type": "string", "format": "uuid"}, "principal_id": {"type": "string", "format": "uuid", "description": "A resource id (user, group, service principal) of the same connector"}}});
+            "entitlement_id": {"type": "string", "format": "uuid"}, "principal_id": {"type": "string", "format": "uuid", "description": "A resource id (user, group, service principal) of the same connector"},
+            "expires_at": {"type": "string", "format": "date-time", "description": "Optional end (RFC 3339, 1 minute to 366 days ahead, else 422): the end of a PIM schedule for directory roles, a scheduled revoke task otherwise"}}});
+    let account_request = json!({"type": "object", "required": ["user_principal_name", "display_name", "mail_nickname"], "properties": {
+            "user_principal_name": {"type": "string", "description": "name@<one of the tenant's verified domains>"},
+            "display_name": {"type": "string"}, "mail_nickname": {"type": "string"},
+            "given_name": {"type": "string"}, "surname": {"type": "string"}, "department": {"type": "string"}, "job_title": {"type": "string"},
+            "employee_id": {"type": "string"}, "usage_location": {"type": "string", "description": "Two-letter country code"},
+            "manager_id": {"type": "string", "format": "uuid", "description": "A stored user resource of the same connector"}}});
+    let deprovision_request = json!({"type": "object", "properties": {"delete": {"type": "boolean", "default": false,
+            "description": "Also delete the account; refused unless the connector's allow_account_deletion is on"}}});
+    let vault_revealed = json!({"type": "object", "required": ["vault_item_id", "password"], "properties": {
+            "vault_item_id": {"type": "string", "format": "uuid"}, "account_id": {"type": "string"}, "user_principal_name": {"type": "string"},
+            "password": {"type": "string", "description": "Shown this once; must be changed at first sign-in"}, "revealed_at": {"type": "string"}}});
     let task_started = json!({"type": "object", "required": ["task_id"], "properties": {"task_id": {"type": "string", "format": "uuid"}}});
     let task = json!({"type": "object", "required": ["id", "status", "operation", "error", "requested_at", "provisioned_at", "verified_at"], "properties": {
             "id": {"type": "string", "format": "uuid"}, "connector_id": {"type": "string", "format": "uuid"},
-            "status": {"enum": ["queued", "running", "succeeded", "failed"]}, "operation": {"enum": ["grant", "revoke"]},
-            "entitlement_id": {"type": "string", "format": "uuid"}, "principal_id": {"type": "string", "format": "uuid"}, "grant_id": {"type": ["string", "null"]},
+            "status": {"enum": ["queued", "running", "succeeded", "failed"]}, "operation": {"enum": ["grant", "revoke", "create_account", "deprovision_account"]},
+            "entitlement_id": {"type": ["string", "null"], "format": "uuid"}, "principal_id": {"type": ["string", "null"], "format": "uuid"}, "grant_id": {"type": ["string", "null"]},
+            "vault_item_id": {"type": "string", "format": "uuid", "description": "Present for a created account: POST /vault/{id}/reveal"},
+            "requested_by": {"type": "string"}, "expires_at": {"type": ["string", "null"]},
             "error": {"type": ["string", "null"], "description": "Why it was refused or failed, in words"},
             "verification_failed": {"type": ["string", "null"], "description": "Graph accepted the change but reading it back did not show it in time"},
             "requested_at": {"type": "string"}, "provisioned_at": {"type": ["string", "null"]}, "verified_at": {"type": ["string", "null"]},
@@ -498,6 +545,10 @@ fn schemas() -> Value {
         "GrantPage": page("Grant"),
         "GrantRequest": grant_request,
         "TaskStarted": task_started,
+        "TaskPage": page("Task"),
+        "AccountRequest": account_request,
+        "DeprovisionRequest": deprovision_request,
+        "VaultRevealed": vault_revealed,
         "Task": task,
         "OpenApi": {"type": "object"},
     });

@@ -65,6 +65,12 @@ pub fn problem<'a>(errors: &'a [FieldProblem], field: &str) -> Option<&'a str> {
         .map(|p| p.message.as_str())
 }
 
+/// A time as pages show it: `2030-01-31 18:00 UTC`.
+pub fn when(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!("{} {:02}:{:02} UTC", t.date(), t.hour(), t.minute())
+}
+
 /// Only same-site relative paths are allowed as a post-sign-in destination.
 pub fn safe_next(next: Option<&str>) -> String {
     match next {

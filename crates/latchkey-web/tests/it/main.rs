@@ -2,6 +2,7 @@
 //! a real HTTP client with a cookie jar.
 
 mod access;
+mod accounts_api;
 mod api_tokens;
 mod csrf;
 mod headers;

@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-struct Env {
-    app: TestApp,
-    sim: SimHandle,
+pub struct Env {
+    pub app: TestApp,
+    pub sim: SimHandle,
     stop: CancellationToken,
 }
 
@@ -30,7 +30,7 @@ impl Drop for Env {
 }
 
 impl Env {
-    async fn start() -> Env {
+    pub async fn start() -> Env {
         let sim = SimServer::start(SimConfig::small(31)).await.unwrap();
         let db = latchkey_store::testing::TestDb::new().await;
         let keys = std::sync::Arc::new(
@@ -68,7 +68,7 @@ impl Env {
         Env { app, sim, stop }
     }
 
-    async fn call(
+    pub async fn call(
         &self,
         method: reqwest::Method,
         token: &str,
@@ -88,12 +88,12 @@ impl Env {
         (s, r.json().await.unwrap_or(Value::Null))
     }
 
-    async fn get(&self, token: &str, path: &str) -> (StatusCode, Value) {
+    pub async fn get(&self, token: &str, path: &str) -> (StatusCode, Value) {
         self.call(reqwest::Method::GET, token, path, None).await
     }
 
     /// A connector with provisioning on (or off), after its first sync succeeded.
-    async fn synced_connector(&self, token: &str, provisioning: bool) -> String {
+    pub async fn synced_connector(&self, token: &str, provisioning: bool) -> String {
         let c = self.sim.customer_app();
         let (s, body) = self
             .call(
@@ -125,7 +125,7 @@ impl Env {
     }
 
     /// The stored resource id of a directory object.
-    async fn resource(&self, token: &str, c: &str, rtype: &str, external: Uuid) -> String {
+    pub async fn resource(&self, token: &str, c: &str, rtype: &str, external: Uuid) -> String {
         let mut cursor = String::new();
         loop {
             let (s, page) = self
@@ -147,7 +147,7 @@ impl Env {
         }
     }
 
-    async fn entitlement(&self, token: &str, c: &str, resource: &str, slug: &str) -> String {
+    pub async fn entitlement(&self, token: &str, c: &str, resource: &str, slug: &str) -> String {
         let (_, page) = self
             .get(
                 token,
@@ -165,7 +165,7 @@ impl Env {
             .to_string()
     }
 
-    async fn grant(&self, token: &str, c: &str, ent: &str, principal: &str) -> String {
+    pub async fn grant(&self, token: &str, c: &str, ent: &str, principal: &str) -> String {
         let (s, v) = self
             .call(
                 reqwest::Method::POST,
@@ -179,7 +179,7 @@ impl Env {
     }
 
     /// Polls `GET /tasks/{id}` until it is final.
-    async fn finished(&self, token: &str, task: &str) -> Value {
+    pub async fn finished(&self, token: &str, task: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let (s, v) = self.get(token, &format!("/api/v1/tasks/{task}")).await;
@@ -197,7 +197,7 @@ impl Env {
         }
     }
 
-    fn group_of(&self, kind: GroupKind) -> Uuid {
+    pub fn group_of(&self, kind: GroupKind) -> Uuid {
         self.sim
             .truth_groups()
             .into_iter()
@@ -206,7 +206,7 @@ impl Env {
             .id
     }
 
-    fn graph_writes(&self) -> Vec<String> {
+    pub fn graph_writes(&self) -> Vec<String> {
         self.sim
             .requests()
             .into_iter()

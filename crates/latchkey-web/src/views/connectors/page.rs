@@ -161,6 +161,7 @@ fn setting_lines(settings: &Value) -> Vec<(&'static str, String)> {
             "Schedule SCIM provisioning",
             b("schedule_scim_provisioning"),
         ),
+        ("Allow deleting accounts", b("allow_account_deletion")),
         (
             "Resource-changed event feed",
             if settings

@@ -40,6 +40,7 @@ pub struct SettingsPage {
     fetch_sign_in_activity: bool,
     schedule_scim_provisioning: bool,
     disable_audit_feed: bool,
+    allow_account_deletion: bool,
     errors: Vec<FieldProblem>,
 }
 
@@ -101,6 +102,7 @@ async fn load(state: &AppState, who: &SignedIn, id: Uuid) -> Result<SettingsPage
         fetch_sign_in_activity: s.as_ref().is_some_and(|s| s.fetch_sign_in_activity),
         schedule_scim_provisioning: s.as_ref().is_some_and(|s| s.schedule_scim_provisioning),
         disable_audit_feed: s.as_ref().is_some_and(|s| s.disable_audit_feed),
+        allow_account_deletion: s.as_ref().is_some_and(|s| s.allow_account_deletion),
         errors: vec![],
     })
 }
@@ -137,6 +139,7 @@ pub struct SettingsForm {
     fetch_sign_in_activity: Option<String>,
     schedule_scim_provisioning: Option<String>,
     disable_audit_feed: Option<String>,
+    allow_account_deletion: Option<String>,
 }
 
 impl SettingsForm {
@@ -158,6 +161,7 @@ impl SettingsForm {
             fetch_sign_in_activity: Some(self.fetch_sign_in_activity.is_some()),
             schedule_scim_provisioning: Some(self.schedule_scim_provisioning.is_some()),
             disable_audit_feed: Some(self.disable_audit_feed.is_some()),
+            allow_account_deletion: Some(self.allow_account_deletion.is_some()),
         }
     }
 }
@@ -188,6 +192,7 @@ pub async fn save(
             page.fetch_sign_in_activity = form.fetch_sign_in_activity.is_some();
             page.schedule_scim_provisioning = form.schedule_scim_provisioning.is_some();
             page.disable_audit_feed = form.disable_audit_feed.is_some();
+            page.allow_account_deletion = form.allow_account_deletion.is_some();
             page.errors = fields
                 .into_iter()
                 .map(|f| FieldProblem {
@@ -198,6 +203,7 @@ pub async fn save(
                         "auth.client_secret" => "client_secret",
                         "graph_domain" => "graph_domain",
                         "login_authority" => "login_authority",
+                        "allow_account_deletion" => "allow_account_deletion",
                         _ => "form",
                     },
                     message: f.message,
