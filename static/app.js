@@ -70,4 +70,22 @@
   }
   tick();
   setInterval(tick, 1000);
+// Copy buttons for values shown once (hidden without JavaScript: the field can be selected).
+(function () {
+  'use strict';
+  Array.prototype.forEach.call(document.querySelectorAll('[data-copy-target]'), function (b) {
+    var field = document.getElementById(b.getAttribute('data-copy-target'));
+    if (!field) return;
+    b.hidden = false;
+    b.addEventListener('click', function () {
+      field.select();
+      var done = function () { b.textContent = 'Copied'; };
+      if (navigator.clipboard) {
+        navigator.clipboard.writeText(field.value).then(done, function () { document.execCommand('copy'); done(); });
+      } else {
+        document.execCommand('copy');
+        done();
+      }
+    });
+  });
 })();

@@ -166,6 +166,23 @@ pub fn router(state: AppState) -> Router {
             get(views::access::policy::show).post(views::access::policy::save),
         )
         .route("/audit", get(views::access::audit::show))
+        .route("/connectors/{id}/tasks", get(views::tasks::list))
+        .route("/connectors/{id}/tasks/{task}", get(views::tasks::show))
+        .route("/connectors/{id}/grants", post(views::grants::grant))
+        .route(
+            "/connectors/{id}/grants/{grant}/revoke",
+            post(views::grants::revoke),
+        )
+        .route(
+            "/connectors/{id}/accounts/new",
+            get(views::grants::new_account).post(views::grants::create_account),
+        )
+        .route(
+            "/connectors/{id}/accounts/{account}/deprovision",
+            post(views::grants::deprovision),
+        )
+        .route("/vault/{id}", get(views::vault::show))
+        .route("/vault/{id}/reveal", post(views::vault::submit))
         .layer(csrf);
 
     // The API authenticates with bearer tokens, never cookies, so it is not a CSRF target.

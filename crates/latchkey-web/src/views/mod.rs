@@ -5,12 +5,15 @@ pub mod api_clients;
 pub mod apps;
 pub mod connectors;
 pub mod dashboard;
+pub mod grants;
 pub mod invite;
 pub mod login;
 pub mod outbox;
 pub mod people;
 pub mod reviews;
 pub mod signup;
+pub mod tasks;
+pub mod vault;
 
 use crate::auth::SignedIn;
 use askama::Template;

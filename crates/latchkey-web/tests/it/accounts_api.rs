@@ -536,3 +536,92 @@ async fn time_bound_grants_are_validated_audited_and_revoked_at_their_end() {
     assert_eq!(ended.1, "system");
     assert_eq!(ended.2["requested_by"], "expiry");
 }
+
+#[tokio::test]
+async fn pages_offer_provisioning_to_owners_and_admins_only_with_csrf() {
+    use crate::support::{PASSWORD, csrf_token};
+    let env = Env::start().await;
+    let (org, _) = env.app.org("contoso").await;
+    let (_, _, token) = env.app.api_token(org, Role::ConnectorAdmin).await;
+    let c = env.synced_connector(&token, true).await;
+    let (_, conn) = env.get(&token, &format!("/api/v1/connectors/{c}")).await;
+    let app = conn["app"]["id"].as_str().unwrap().to_string();
+    let gid = env.group_of(GroupKind::Security);
+    let group = env.resource(&token, &c, "group", gid).await;
+    let ent = env.entitlement(&token, &c, &group, "members").await;
+    let user = env
+        .resource(&token, &c, "user", env.sim.truth_users()[0].id)
+        .await;
+
+    // A member sees no buttons and may not post.
+    env.app
+        .person(org, "mia@contoso.example", Role::Member)
+        .await;
+    let member = env.app.browser();
+    member.login("mia@contoso.example", PASSWORD).await;
+    let (s, html) = member
+        .get_text(&format!("/apps/{app}/entitlements/{ent}?who=a"))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(!html.contains("Grant access"));
+    let (_, html) = member.get_text(&format!("/apps/{app}?tab=accounts")).await;
+    assert!(!html.contains("Create account") && !html.contains("Deprovision"));
+    let r = member
+        .submit(
+            &format!("/apps/{app}"),
+            &format!("/connectors/{c}/grants"),
+            &[("entitlement_id", &ent), ("principal_id", &user)],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let (s, _) = member
+        .get_text(&format!("/connectors/{c}/accounts/new"))
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+
+    // The admin sees them; a post without the session's token is refused.
+    let admin = env.app.browser();
+    admin.login("admin@contoso.example", PASSWORD).await;
+    let (_, html) = admin
+        .get_text(&format!("/apps/{app}/entitlements/{ent}?who=a"))
+        .await;
+    assert!(html.contains("Grant access"), "admins get the grant form");
+    assert!(csrf_token(&html).is_some());
+    let r = admin
+        .post(
+            &format!("/connectors/{c}/grants"),
+            &[("entitlement_id", &ent), ("principal_id", &user), ("csrf_token", "forged")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let (_, tasks) = env.get(&token, &format!("/api/v1/connectors/{c}/tasks")).await;
+    assert!(tasks["items"].as_array().unwrap().is_empty(), "{tasks}");
+    let r = admin
+        .submit(
+            &format!("/apps/{app}"),
+            &format!("/connectors/{c}/grants"),
+            &[("entitlement_id", &ent), ("principal_id", &user), ("expires_at", "")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let task_page = crate::support::location(&r);
+    assert!(task_page.starts_with(&format!("/connectors/{c}/tasks/")));
+    let (s, html) = admin.get_text(&format!("/connectors/{c}/tasks")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(html.contains("admin@contoso.example"), "who asked");
+
+    // Another organization's person gets 404s.
+    let (other, _) = env.app.org("fabrikam").await;
+    let _ = other;
+    let intruder = env.app.browser();
+    intruder.login("admin@fabrikam.example", PASSWORD).await;
+    for path in [
+        format!("/connectors/{c}/tasks"),
+        task_page.clone(),
+        format!("/connectors/{c}/accounts/new"),
+        format!("/vault/{}", Uuid::new_v4()),
+    ] {
+        let (s, _) = intruder.get_text(&path).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{path}");
+    }
+}

@@ -6,6 +6,7 @@ use crate::api::PageQuery;
 use crate::api::sync::{SyncView, list_for};
 use crate::auth::SignedIn;
 use crate::error::WebError;
+use crate::provisioning::{Asker, may_provision};
 use crate::state::AppState;
 use crate::views::Nav;
 use crate::views::connectors::{status_class, status_label};
@@ -105,6 +106,10 @@ pub struct AppPage {
     entitlements: Vec<Entitlement>,
     next_cursor: Option<String>,
     syncs: Vec<SyncView>,
+    /// Owners and admins may grant, revoke, create and deprovision accounts.
+    can_provision: bool,
+    /// The connector lets deprovisioning delete accounts.
+    allow_delete: bool,
 }
 
 impl AppPage {
@@ -209,6 +214,19 @@ pub async fn show(
             next_cursor = page.next_cursor;
         }
     }
+    let mut can_provision = false;
+    let mut allow_delete = false;
+    if let Some(c) = &connector {
+        can_provision = may_provision(&mut tx, &asker(&who), c.id)
+            .await
+            .map_err(WebError::from)?;
+        allow_delete = c
+            .settings
+            .as_ref()
+            .and_then(|s| s.get("allow_account_deletion"))
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
+    }
     tx.commit().await?;
     let syncs = match &connector {
         Some(c) => {
@@ -240,11 +258,19 @@ pub async fn show(
         entitlements,
         next_cursor,
         syncs,
+        can_provision,
+        allow_delete,
     })
+}
+
+fn asker(who: &SignedIn) -> Asker {
+    Asker::user(who.org_id, who.user_id, who.role)
 }
 
 #[derive(Deserialize, Default)]
 pub struct GrantQuery {
+    /// Search for a principal to grant to.
+    who: Option<String>,
     q: Option<String>,
     expanded: Option<String>,
     cursor: Option<String>,
@@ -261,9 +287,29 @@ pub struct EntitlementPage {
     q: String,
     expanded: bool,
     next_cursor: Option<String>,
+    connector_id: Uuid,
+    can_provision: bool,
+    who: String,
+    /// Principals matching `who`, to grant to.
+    candidates: Vec<Resource>,
 }
 
 impl EntitlementPage {
+    fn kind_of(&self, r: &Resource) -> &'static str {
+        match r.rtype.as_str() {
+            "user" => "User",
+            "group" => "Group",
+            "managed_identity" => "Managed identity",
+            _ => "Service principal",
+        }
+    }
+    fn upn(&self, r: &Resource) -> String {
+        r.profile
+            .get("user_principal_name")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string()
+    }
     fn how(&self, g: &Grant) -> String {
         if g.source == "direct" {
             "Direct".into()
@@ -319,8 +365,40 @@ pub async fn entitlement(
         PAGE,
     )
     .await?;
+    let can_provision = may_provision(&mut tx, &asker(&who), connector.id)
+        .await
+        .map_err(WebError::from)?;
+    let who_q = q.who.clone().unwrap_or_default();
+    let candidates = if can_provision && !who_q.trim().is_empty() {
+        resources::list_resources(
+            &mut tx,
+            connector.id,
+            &ResourceFilter {
+                types: [
+                    "user",
+                    "group",
+                    "enterprise_application",
+                    "managed_identity",
+                ]
+                .map(String::from)
+                .to_vec(),
+                q: Some(who_q.trim().to_string()),
+                ..Default::default()
+            },
+            None,
+            20,
+        )
+        .await?
+        .items
+    } else {
+        Vec::new()
+    };
     tx.commit().await?;
     Ok(EntitlementPage {
+        connector_id: connector.id,
+        can_provision,
+        who: who_q,
+        candidates,
         nav: Nav::new(&who, "apps"),
         app,
         resource,
