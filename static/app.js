@@ -70,6 +70,8 @@
   }
   tick();
   setInterval(tick, 1000);
+})();
+
 // Copy buttons for values shown once (hidden without JavaScript: the field can be selected).
 (function () {
   'use strict';
