@@ -590,17 +590,27 @@ async fn pages_offer_provisioning_to_owners_and_admins_only_with_csrf() {
     let r = admin
         .post(
             &format!("/connectors/{c}/grants"),
-            &[("entitlement_id", &ent), ("principal_id", &user), ("csrf_token", "forged")],
+            &[
+                ("entitlement_id", &ent),
+                ("principal_id", &user),
+                ("csrf_token", "forged"),
+            ],
         )
         .await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    let (_, tasks) = env.get(&token, &format!("/api/v1/connectors/{c}/tasks")).await;
+    let (_, tasks) = env
+        .get(&token, &format!("/api/v1/connectors/{c}/tasks"))
+        .await;
     assert!(tasks["items"].as_array().unwrap().is_empty(), "{tasks}");
     let r = admin
         .submit(
             &format!("/apps/{app}"),
             &format!("/connectors/{c}/grants"),
-            &[("entitlement_id", &ent), ("principal_id", &user), ("expires_at", "")],
+            &[
+                ("entitlement_id", &ent),
+                ("principal_id", &user),
+                ("expires_at", ""),
+            ],
         )
         .await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
