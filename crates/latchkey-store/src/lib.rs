@@ -18,6 +18,7 @@ pub mod access_requests;
 pub mod api_clients;
 pub mod apps;
 pub mod audit;
+pub mod connector_agents;
 pub mod connectors;
 pub mod expansion;
 pub mod identities;

@@ -32,6 +32,10 @@ pub struct WebConfig {
     pub show_outbox: bool,
     /// JIT access requests: links in emails, the shortest duration a policy may set.
     pub access: latchkey_access::AccessConfig,
+    /// Self-hosted connectors: how long rotated-out credentials keep working.
+    pub agent_rotation_grace: Duration,
+    /// Self-hosted connectors: how long a claimed task stays theirs without a heartbeat.
+    pub agent_lease: Duration,
 }
 
 impl WebConfig {
@@ -53,6 +57,8 @@ impl WebConfig {
                 public_url: public_url.clone(),
                 ..latchkey_access::AccessConfig::default()
             },
+            agent_rotation_grace: Duration::from_secs(10 * 60),
+            agent_lease: Duration::from_secs(60),
         }
     }
 

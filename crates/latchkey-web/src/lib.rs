@@ -5,6 +5,7 @@
 pub mod api;
 pub mod auth;
 mod config;
+pub mod connector_agent;
 pub mod connectors;
 mod csrf;
 mod error;

@@ -6,7 +6,7 @@ use axum::Router;
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use std::time::Duration;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -292,6 +292,40 @@ pub fn router(state: AppState) -> Router {
         .route("/jobs/{id}", get(api::jobs::get))
         .route("/jobs/{id}/logs", get(api::jobs::logs))
         .route("/openapi.json", get(api::openapi::document))
+        // Self-hosted connectors, with their own credentials (connector_agent::token).
+        .route("/connector-agent/token", post(api::connector_agent::token))
+        .route(
+            "/connector-agent/heartbeat",
+            post(api::connector_agent::heartbeat),
+        )
+        .route(
+            "/connector-agent/tasks/next",
+            post(api::connector_agent::next_task),
+        )
+        .route(
+            "/connector-agent/syncs",
+            post(api::connector_agent::start_sync_now),
+        )
+        .route(
+            "/connector-agent/tasks/{id}/batches",
+            get(api::connector_agent::batches),
+        )
+        .route(
+            "/connector-agent/tasks/{id}/batches/{seq}",
+            put(api::connector_agent::put_batch),
+        )
+        .route(
+            "/connector-agent/tasks/{id}/logs",
+            post(api::connector_agent::logs),
+        )
+        .route(
+            "/connector-agent/tasks/{id}/result",
+            post(api::connector_agent::result),
+        )
+        .route(
+            "/connectors/{id}/agent-credentials",
+            post(api::connectors::rotate_agent_credentials),
+        )
         .fallback(api::not_found);
 
     let mut app = Router::new()

@@ -53,6 +53,9 @@ pub enum Command {
     /// Check the audit trail
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The self-hosted Entra connector: runs in your environment and connects out to Latchkey.
+    /// Without a subcommand it runs as a service (heartbeats, tasks, syncs at intervals).
+    Connector(crate::commands::connector::ConnectorArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -87,6 +90,9 @@ pub struct EntraArgs {
     /// Development only: also allow http://127.0.0.1:PORT / localhost connector URLs (the simulated tenant)
     #[arg(long, env = "LATCHKEY_ALLOW_INSECURE_CONNECTOR_URLS")]
     pub allow_insecure_connector_urls: Option<String>,
+    /// Self-hosted connectors: seconds a rotated-out client secret keeps working [default: 600]
+    #[arg(long, env = "LATCHKEY_CONNECTOR_ROTATION_GRACE_SECS")]
+    pub connector_rotation_grace_secs: Option<u64>,
 }
 
 /// JIT access requests.

@@ -19,7 +19,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn invalid(var: &'static str, value: &str, expected: impl Into<String>) -> Self {
+    pub fn invalid(var: &'static str, value: &str, expected: impl Into<String>) -> Self {
         // Never echo a value that could be a secret.
         let shown = if var.contains("KEY") || var.contains("SECRET") {
             "is malformed".to_string()
@@ -170,7 +170,7 @@ pub fn log_format(flag: Option<String>) -> Result<LogFormat, ConfigError> {
     }
 }
 
-fn flag(var: &'static str, raw: Option<String>) -> Result<bool, ConfigError> {
+pub fn flag(var: &'static str, raw: Option<String>) -> Result<bool, ConfigError> {
     match raw.as_deref().map(str::trim) {
         None | Some("") | Some("false") | Some("0") | Some("no") => Ok(false),
         Some("true") | Some("1") | Some("yes") => Ok(true),

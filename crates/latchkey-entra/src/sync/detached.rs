@@ -23,6 +23,10 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
+/// The job kind of a sync a self-hosted connector runs (claimed by the connector, never by a
+/// worker); its id is the sync run's, as for hosted syncs.
+pub const AGENT_SYNC_JOB: &str = "connector_agent.sync";
+
 /// Version of the file format and of uploaded batches.
 pub const FORMAT_VERSION: u32 = 1;
 

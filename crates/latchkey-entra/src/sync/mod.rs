@@ -1388,7 +1388,16 @@ pub async fn request_sync(
     kind: SyncKind,
     reason: &str,
 ) -> Result<(Uuid, bool), StoreError> {
-    let e = queue::enqueue(tx, &sync_job(connector, kind, reason)).await?;
+    // A self-hosted connector runs its syncs itself (always full ones: it has no database to
+    // read an incremental run's starting point from).
+    let job = if connectors::get(tx, connector).await?.kind == "self_hosted" {
+        let mut job = sync_job(connector, SyncKind::Full, reason);
+        job.kind = detached::AGENT_SYNC_JOB.to_string();
+        job
+    } else {
+        sync_job(connector, kind, reason)
+    };
+    let e = queue::enqueue(tx, &job).await?;
     if e.created {
         connectors::set_last_sync_job(tx, connector, e.job.id.as_uuid()).await?;
     }

@@ -3,7 +3,7 @@
 use super::{ApiJson, PageQuery};
 use crate::auth::ApiPrincipal;
 use crate::connectors::{
-    self, Actor, AppChoice, ConnectorView, CreateConnector, NextStep, connector_view,
+    self, Actor, AppChoice, ConnectorKind, ConnectorView, CreateConnector, NextStep, connector_view,
 };
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -77,6 +77,9 @@ pub struct CreateBody {
     owners: Option<Vec<Uuid>>,
     #[serde(default)]
     settings: Option<SettingsInput>,
+    /// `entra` (default) or `self_hosted`.
+    #[serde(default)]
+    kind: ConnectorKind,
 }
 
 pub async fn create(
@@ -89,6 +92,7 @@ pub async fn create(
         app: body.app,
         owners: body.owners,
         settings: body.settings,
+        kind: body.kind,
     };
     let (id, next) = connectors::create(&state, &actor(&who), req).await?;
     Ok((
@@ -187,4 +191,17 @@ pub async fn test(
         StatusCode::ACCEPTED,
         Json(respond(&state, &who, id, Some(NextStep::Testing { job_id: job })).await?),
     ))
+}
+
+/// `POST /api/v1/connectors/{id}/agent-credentials`: Settings > Rotate of a self-hosted
+/// connector. The new client ID and secret are in this answer only; the old ones keep working
+/// until `previous_valid_until`.
+pub async fn rotate_agent_credentials(
+    State(state): State<AppState>,
+    who: ApiPrincipal,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<crate::connector_agent::Rotated>), ApiError> {
+    let id = parse_id(&id)?;
+    let rotated = crate::connector_agent::rotate(&state, &actor(&who), id).await?;
+    Ok((StatusCode::CREATED, Json(rotated)))
 }

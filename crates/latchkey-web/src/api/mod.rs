@@ -6,6 +6,7 @@
 pub mod access_requests;
 pub mod api_clients;
 pub mod audit;
+pub mod connector_agent;
 pub mod connectors;
 pub mod jobs;
 pub mod me;

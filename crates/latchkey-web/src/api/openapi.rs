@@ -418,6 +418,78 @@ const ENDPOINTS: &[Endpoint] = &[
         200,
         "OpenApi",
     ),
+    (
+        "post",
+        "/connectors/{id}/agent-credentials",
+        "Self-hosted connector: Settings > Rotate. New client ID and secret (in this answer only); the old ones work until previous_valid_until",
+        None,
+        201,
+        "AgentCredentials",
+    ),
+    (
+        "post",
+        "/connector-agent/token",
+        "Self-hosted connector: exchange its client ID and secret for a short-lived token (client credentials, form or JSON)",
+        Some("TokenRequest"),
+        200,
+        "TokenResponse",
+    ),
+    (
+        "post",
+        "/connector-agent/heartbeat",
+        "Self-hosted connector: alive (version, host, provisioning on/off); renews the leases of the tasks it holds",
+        Some("AgentHeartbeat"),
+        200,
+        "AgentHeartbeatAnswer",
+    ),
+    (
+        "post",
+        "/connector-agent/tasks/next",
+        "Self-hosted connector: claim its next task (sync or provisioning); 204 when there is none",
+        None,
+        200,
+        "AgentTask",
+    ),
+    (
+        "post",
+        "/connector-agent/syncs",
+        "Self-hosted connector: start a full sync now and claim it (409 while one runs)",
+        None,
+        201,
+        "AgentTask",
+    ),
+    (
+        "get",
+        "/connector-agent/tasks/{id}/batches",
+        "Self-hosted connector: the next batch of this attempt's upload (Latchkey-Lease header)",
+        None,
+        200,
+        "AgentBatchAck",
+    ),
+    (
+        "put",
+        "/connector-agent/tasks/{id}/batches/{seq}",
+        "Self-hosted connector: one sync batch (JSON, Content-Encoding: gzip), applied exactly once and in order (Latchkey-Lease header)",
+        Some("AgentBatch"),
+        200,
+        "AgentBatchAck",
+    ),
+    (
+        "post",
+        "/connector-agent/tasks/{id}/logs",
+        "Self-hosted connector: log lines of a task (Latchkey-Lease header)",
+        Some("AgentLogs"),
+        204,
+        "Empty",
+    ),
+    (
+        "post",
+        "/connector-agent/tasks/{id}/result",
+        "Self-hosted connector: how a task ended; a sync is finished (sweep, expansion) once all its batches arrived (Latchkey-Lease header)",
+        Some("AgentResult"),
+        200,
+        "AgentResultAnswer",
+    ),
 ];
 
 /// The documented (method, path) pairs, for the router consistency test.
@@ -475,6 +547,28 @@ fn schemas() -> Value {
             "requested_at": {"type": "string"}, "provisioned_at": {"type": ["string", "null"]}, "verified_at": {"type": ["string", "null"]},
             "warnings": {"type": "array", "items": {"type": "string"}, "description": "e.g. the app has no SCIM provisioning job"},
             "job_id": {"type": ["string", "null"]}}});
+    let agent = json!({
+        "AgentCredentials": {"type": "object", "required": ["client_id", "client_secret"], "properties": {
+            "client_id": {"type": "string"}, "client_secret": {"type": "string"}, "previous_valid_until": {"type": ["string", "null"]}}},
+        "AgentHeartbeat": {"type": "object", "required": ["version", "host", "provisioning"], "properties": {
+            "version": {"type": "string"}, "host": {"type": "string"}, "provisioning": {"type": "boolean"},
+            "tasks": {"type": "array", "items": {"type": "object", "properties": {"id": {"type": "string", "format": "uuid"}, "lease": {"type": "string", "format": "uuid"}}}}}},
+        "AgentHeartbeatAnswer": {"type": "object", "properties": {"connector_id": {"type": "string"}, "lease_seconds": {"type": "integer"},
+            "tasks": {"type": "array", "items": {"type": "object", "properties": {"id": {"type": "string"}, "held": {"type": "boolean"}, "cancel_requested": {"type": "boolean"}}}}}},
+        "AgentTask": {"type": "object", "required": ["id", "lease", "attempt", "type"], "properties": {
+            "id": {"type": "string", "format": "uuid"}, "lease": {"type": "string", "format": "uuid"}, "attempt": {"type": "integer"},
+            "type": {"enum": ["sync", "provision"]}, "sync": {"type": "object"}, "provision": {"type": "object", "description": "task_id, operation, step (the Graph change), summary, resource_name, end, scim, principal_is_group"}}},
+        "AgentBatch": {"type": "object", "required": ["seq"], "description": "docs/connector-sync-format.md", "properties": {
+            "seq": {"type": "integer"}, "resources": {"type": "array"}, "entitlements": {"type": "array"}, "grants": {"type": "array"}, "profiles": {"type": "array"}}},
+        "AgentBatchAck": {"type": "object", "properties": {"status": {"enum": ["applied", "duplicate"]}, "next_seq": {"type": "integer"}}},
+        "AgentLogs": {"type": "object", "required": ["lines"], "properties": {"lines": {"type": "array", "items": {"type": "object", "properties": {
+            "level": {"enum": ["debug", "info", "warn", "error"]}, "message": {"type": "string"}, "fields": {}}}}}},
+        "AgentResult": {"oneOf": [
+            {"type": "object", "required": ["sync"], "properties": {"sync": {"type": "object", "description": "{status: succeeded, batches, stats, warnings, unread} or {status: failed, error, transient}"}}},
+            {"type": "object", "required": ["provision"], "properties": {"provision": {"type": "object", "description": "{outcome: verified|unverified|refused|failed, ...}"}}}]},
+        "AgentResultAnswer": {"type": "object", "properties": {"status": {"enum": ["succeeded", "failed", "retrying"]}}},
+        "Empty": {"type": "null"},
+    });
     let mut all = json!({
         "Error": error,
         "TokenRequest": {"type": "object", "required": ["grant_type", "client_id", "client_secret"], "properties": {
@@ -558,6 +652,9 @@ fn schemas() -> Value {
     if let (Some(all), Value::Object(more)) = (all.as_object_mut(), access_schemas()) {
         all.extend(more);
     }
+    if let (Some(all), Value::Object(agent)) = (all.as_object_mut(), agent) {
+        all.extend(agent);
+    }
     all
 }
 
@@ -621,7 +718,7 @@ pub fn spec() -> Value {
         if let Some(req) = request {
             op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{req}")}}}});
         }
-        if *path == "/auth/token" || *path == "/openapi.json" {
+        if *path == "/auth/token" || *path == "/openapi.json" || *path == "/connector-agent/token" {
             op["security"] = json!([]);
         }
         if path.contains("{id}") {
@@ -631,6 +728,12 @@ pub fn spec() -> Value {
             op["parameters"] = json!([
                 {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}},
                 {"name": "cursor", "in": "query", "schema": {"type": "string"}}]);
+        }
+        if path.contains("{seq}") {
+            op["parameters"]
+                .as_array_mut()
+                .expect("id parameter")
+                .push(json!({"name": "seq", "in": "path", "required": true, "schema": {"type": "integer", "minimum": 0}}));
         }
         if path.contains("{grant_id}") {
             op["parameters"]

@@ -135,6 +135,28 @@ pub struct CreateConnector {
     /// `None`: the acting person (if any).
     pub owners: Option<Vec<Uuid>>,
     pub settings: Option<SettingsInput>,
+    /// `entra` (hosted) or `self_hosted` (the connector runs in the customer's environment).
+    pub kind: ConnectorKind,
+}
+
+/// Where a connector runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectorKind {
+    /// Hosted by Latchkey, with the tenant's credentials in Latchkey.
+    #[default]
+    Entra,
+    /// Run by the customer (`latchkey connector`); Latchkey never holds the tenant's credentials.
+    SelfHosted,
+}
+
+impl ConnectorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectorKind::Entra => "entra",
+            ConnectorKind::SelfHosted => crate::connector_agent::SELF_HOSTED,
+        }
+    }
 }
 
 /// What a settings change asks of the person next.
@@ -176,8 +198,18 @@ pub async fn create(
             "enter a name for the connector (1 to 200 characters)",
         ));
     }
+    if req.kind == ConnectorKind::SelfHosted && req.settings.is_some() {
+        errors.push(field(
+            "settings",
+            "a self-hosted connector takes its Entra settings from its own environment; create it without settings, then rotate its credentials",
+        ));
+    }
     // Validate settings up front so a rejected request stores nothing.
-    let validated = match &req.settings {
+    let validated = match req
+        .settings
+        .as_ref()
+        .filter(|_| req.kind == ConnectorKind::Entra)
+    {
         Some(input) => match validate_settings(state, input, None, false).await {
             Ok(v) => Some(v),
             Err(errs) => {
@@ -246,13 +278,22 @@ pub async fn create(
         &mut tx,
         connectors::NewConnector {
             app_id,
-            kind: "entra",
+            kind: req.kind.as_str(),
             display_name: &display_name,
             created_by: actor.user,
         },
     )
     .await?;
     connectors::set_owners(&mut tx, connector.id, &owners).await?;
+    if req.kind == ConnectorKind::SelfHosted {
+        connectors::set_status(
+            &mut tx,
+            connector.id,
+            "setup_required",
+            Some("Open Settings and click Rotate to get the connector's client ID and secret, then deploy it in your environment."),
+        )
+        .await?;
+    }
     notify_new_owners(state, &mut tx, actor, connector.id, &display_name, &owners).await?;
     let next = match validated {
         Some(v) => {
@@ -401,6 +442,12 @@ pub async fn update_settings(
             "this connector is disabled; add a new connector instead",
         )]));
     }
+    if row.kind == crate::connector_agent::SELF_HOSTED {
+        return Err(ServiceError::Invalid(vec![field(
+            "settings",
+            "a self-hosted connector takes its Entra settings from its own environment (see deploy/kubernetes)",
+        )]));
+    }
     let current: Option<EntraSettings> = row.settings.and_then(|v| serde_json::from_value(v).ok());
     let stored = secrets::exists(&mut tx, secret_ref(connector)).await?;
     let validated = validate_settings(state, input, current.as_ref(), stored)
@@ -487,6 +534,12 @@ pub async fn test_again(
     let row = connectors::get(&mut tx, connector).await?;
     if !may_edit(&mut tx, actor, connector).await? {
         return Err(ServiceError::Forbidden(ONLY_EDITORS));
+    }
+    if row.kind == crate::connector_agent::SELF_HOSTED {
+        return Err(ServiceError::Invalid(vec![field(
+            "kind",
+            "a self-hosted connector tests its own connection: check that it is online (its last heartbeat)",
+        )]));
     }
     if row.settings.is_none() || row.status == "disabled" || row.status == "pending_consent" {
         return Err(ServiceError::Invalid(vec![field(

@@ -27,6 +27,9 @@ pub struct ConnectorView {
     pub capabilities: Option<Value>,
     pub last_sync: Option<Value>,
     pub last_test: Option<Value>,
+    /// Self-hosted connectors: online status (last heartbeat, version, host) and client ids.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub self_hosted: Option<crate::connector_agent::AgentView>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: time::OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -81,6 +84,11 @@ pub async fn connector_view(tx: &mut OrgTx, row: Connector) -> Result<ConnectorV
         m.insert("synced_at".into(), rfc3339(row.last_sync_at));
     }
     let last_test = job_summary(tx, row.last_test_job_id).await?;
+    let self_hosted = if row.kind == crate::connector_agent::SELF_HOSTED {
+        Some(crate::connector_agent::view(tx, row.id).await?)
+    } else {
+        None
+    };
     Ok(ConnectorView {
         id: row.id,
         kind: row.kind,
@@ -96,6 +104,7 @@ pub async fn connector_view(tx: &mut OrgTx, row: Connector) -> Result<ConnectorV
         capabilities: row.capabilities,
         last_sync,
         last_test,
+        self_hosted,
         created_at: row.created_at,
         updated_at: row.updated_at,
     })

@@ -69,6 +69,7 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
         // simulated tenant as their Graph domain follow it anyway).
         entra_login_authority: Some(sim.base_url().to_string()),
         allow_insecure_connector_urls: Some("true".into()),
+        connector_rotation_grace_secs: None,
     };
     let mut web_config = super::serve::web_config(public_url.clone(), &entra)?;
     web_config.show_outbox = true;

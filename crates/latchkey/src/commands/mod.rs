@@ -2,6 +2,7 @@
 
 mod api_clients;
 mod audit;
+pub mod connector;
 mod demo;
 mod keys;
 mod orgs;
@@ -31,6 +32,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Orgs(cmd) => orgs::run(&cli.global, cmd).await,
         Command::ApiClients(cmd) => api_clients::run(&cli.global, cmd).await,
         Command::Audit(cmd) => audit::run(&cli.global, cmd).await,
+        Command::Connector(args) => connector::run(args).await,
     }
 }
 

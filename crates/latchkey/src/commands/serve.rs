@@ -35,6 +35,9 @@ pub fn web_config(public_url: url::Url, entra: &EntraArgs) -> anyhow::Result<Web
     )?;
     c.outbound_policy = config::outbound_policy(entra.allow_insecure_connector_urls.clone())?;
     c.entra_login_authority = config::login_authority(entra.entra_login_authority.clone())?;
+    if let Some(secs) = entra.connector_rotation_grace_secs {
+        c.agent_rotation_grace = std::time::Duration::from_secs(secs);
+    }
     Ok(c)
 }
 

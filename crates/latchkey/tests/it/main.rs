@@ -2,6 +2,7 @@
 //! contracts, start-up and graceful shutdown.
 
 mod cli;
+mod connector_agent;
 mod email;
 mod lifecycle;
 mod support;

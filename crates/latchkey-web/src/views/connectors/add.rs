@@ -196,6 +196,7 @@ pub async fn create(
             app,
             owners: Some(owners.clone()),
             settings: None,
+            kind: connectors::ConnectorKind::Entra,
         };
         match connectors::create(&state, &actor(&who), req).await {
             Ok((id, _)) => {

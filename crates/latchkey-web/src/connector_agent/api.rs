@@ -1,0 +1,835 @@
+//! `/api/v1/connector-agent/...`: what a self-hosted connector calls, with its own credentials.
+//! Outbound from the connector only: it fetches a token, heartbeats, claims tasks (syncs and
+//! provisioning tasks of its own connector), uploads a sync's batches (gzip JSON, each applied
+//! exactly once, in order) and reports results. Another connector's tasks are 404.
+//!
+//! A task is a job of the queue that only the connector claims (`connector_agent.*` kinds), so
+//! its attempts, lease, logs and sync run look like a hosted one's. Every write about a task
+//! carries the attempt's lease (`Latchkey-Lease` header); a lost lease is 409.
+
+use super::token::{self, AgentPrincipal};
+use crate::error::{ApiError, FieldError};
+use crate::state::AppState;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use latchkey_crypto::{constant_time_eq, sha256_hex};
+use latchkey_entra::provision::ProvisionPayload;
+use latchkey_entra::provision::agent::{
+    self as prov, AGENT_PROVISION_JOB, AgentTask, Outcome, Prepared, Recorded,
+};
+use latchkey_entra::sync::detached::{self, AGENT_SYNC_JOB, Batch};
+use latchkey_entra::sync::{self, SyncKind};
+use latchkey_store::connector_agents as agents;
+use latchkey_store::jobs::{Job, JobId, JobStatus, Lease, LogLevel, worker};
+use latchkey_store::{OrgTx, StoreError, connectors, sync_runs};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::io::Read;
+use std::time::Duration;
+use tracing::Instrument;
+use uuid::Uuid;
+
+/// The header carrying the attempt's lease.
+pub const LEASE_HEADER: &str = "latchkey-lease";
+
+/// A batch may not inflate beyond this (compressed bodies are capped by the body limit).
+const MAX_BATCH_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Log lines accepted in one call.
+const MAX_LOG_LINES: usize = 200;
+
+fn kinds() -> Vec<String> {
+    vec![AGENT_SYNC_JOB.to_string(), AGENT_PROVISION_JOB.to_string()]
+}
+
+fn no_store(mut resp: Response) -> Response {
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+    no_store(
+        (
+            status,
+            Json(json!({"error": error, "error_description": description})),
+        )
+            .into_response(),
+    )
+}
+
+#[derive(Deserialize, Default)]
+struct TokenRequest {
+    grant_type: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+}
+
+/// `POST /connector-agent/token`: client credentials (form or JSON) for a short-lived token.
+pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let json_body = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/json"));
+    let parsed: Result<TokenRequest, String> = if json_body {
+        serde_json::from_slice(&body).map_err(|e| e.to_string())
+    } else {
+        serde_urlencoded::from_bytes(&body).map_err(|e| e.to_string())
+    };
+    let req = match parsed {
+        Ok(r) => r,
+        Err(why) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", &why),
+    };
+    if req.grant_type.as_deref() != Some("client_credentials") {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "only grant_type=client_credentials is supported",
+        );
+    }
+    let (Some(client_id), Some(secret)) = (req.client_id, req.client_secret) else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "client_id and client_secret are required",
+        );
+    };
+    let found = match agents::find_by_client_id(&state.store, &client_id).await {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!(error = %e, "connector token endpoint could not read credentials");
+            return oauth_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "try again later",
+            );
+        }
+    };
+    let presented = sha256_hex(secret.as_bytes());
+    let Some(c) =
+        found.filter(|c| constant_time_eq(c.secret_hash.as_bytes(), presented.as_bytes()))
+    else {
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "unknown client, wrong secret, or credentials replaced more than the grace period ago",
+        );
+    };
+    let lifetime = state.config.api_token_lifetime.as_secs();
+    let access_token = token::issue(
+        &state.keys,
+        agents::org_of(&c),
+        c.connector_id,
+        c.id,
+        lifetime as i64,
+    );
+    tracing::info!(org_id = %c.org_id, connector_id = %c.connector_id, "connector agent token issued");
+    no_store(
+        Json(json!({"access_token": access_token, "token_type": "Bearer", "expires_in": lifetime}))
+            .into_response(),
+    )
+}
+
+/// A task a connector holds: the job and its lease.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+pub struct HeldTask {
+    pub id: Uuid,
+    pub lease: Uuid,
+}
+
+#[derive(Deserialize)]
+pub struct HeartbeatBody {
+    version: String,
+    host: String,
+    provisioning: bool,
+    #[serde(default)]
+    tasks: Vec<HeldTask>,
+}
+
+#[derive(Serialize)]
+struct TaskState {
+    id: Uuid,
+    /// False: the lease is lost (the task was taken back); stop working on it.
+    held: bool,
+    cancel_requested: bool,
+}
+
+/// `POST /connector-agent/heartbeat`: the connector is alive (version, host, whether it
+/// provisions); renews the leases of the tasks it holds.
+pub async fn heartbeat(
+    State(state): State<AppState>,
+    who: AgentPrincipal,
+    Json(body): Json<HeartbeatBody>,
+) -> Result<Json<Value>, ApiError> {
+    let version: String = body.version.chars().take(100).collect();
+    let host: String = body.host.chars().take(255).collect();
+    let mut tx = state.store.org_tx(who.org).await?;
+    let first = agents::status(&mut tx, who.connector).await?.is_none();
+    agents::heartbeat(&mut tx, who.connector, &version, &host, body.provisioning).await?;
+    let leases: Vec<Lease> = body
+        .tasks
+        .iter()
+        .map(|t| Lease {
+            job_id: JobId(t.id),
+            token: t.lease,
+            attempt: 0,
+        })
+        .collect();
+    let renewed = agents::renew(&mut tx, who.connector, &leases, state.config.agent_lease).await?;
+    let row = connectors::get(&mut tx, who.connector).await?;
+    if first || row.status == "setup_required" {
+        // Online for the first time: read the tenant.
+        let (job, _) = sync::request_sync(
+            &mut tx,
+            who.connector,
+            SyncKind::Full,
+            "the self-hosted connector came online",
+        )
+        .await?;
+        connectors::set_status(
+            &mut tx,
+            who.connector,
+            "syncing",
+            Some(&format!(
+                "The self-hosted connector on {host} is online; its first sync is queued."
+            )),
+        )
+        .await?;
+        tracing::info!(connector_id = %who.connector, job_id = %job, "self-hosted connector online");
+    }
+    tx.commit().await?;
+    let tasks: Vec<TaskState> = body
+        .tasks
+        .iter()
+        .map(|t| {
+            let r = renewed.iter().find(|(id, _)| id.0 == t.id);
+            TaskState {
+                id: t.id,
+                held: r.is_some(),
+                cancel_requested: r.is_some_and(|(_, c)| *c),
+            }
+        })
+        .collect();
+    Ok(Json(json!({
+        "connector_id": who.connector,
+        "lease_seconds": state.config.agent_lease.as_secs(),
+        "tasks": tasks,
+    })))
+}
+
+/// A claimed task as the connector receives it.
+#[derive(Serialize)]
+struct TaskOut {
+    id: Uuid,
+    lease: Uuid,
+    attempt: i32,
+    #[serde(rename = "type")]
+    ttype: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sync: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    provision: Option<AgentTask>,
+}
+
+fn lease_of(job: &Job) -> Result<Lease, ApiError> {
+    job.lease()
+        .ok_or_else(|| ApiError::internal("a claimed job without a lease"))
+}
+
+async fn start_sync(
+    state: &AppState,
+    who: &AgentPrincipal,
+    job: &Job,
+) -> Result<TaskOut, ApiError> {
+    let lease = lease_of(job)?;
+    let run = job.id.as_uuid();
+    let mut tx = state.store.org_tx(who.org).await?;
+    sync_runs::start(&mut tx, run, who.connector, SyncKind::Full.as_str()).await?;
+    connectors::set_status(
+        &mut tx,
+        who.connector,
+        "syncing",
+        Some("A full sync is running on the self-hosted connector."),
+    )
+    .await?;
+    connectors::set_last_sync_job(&mut tx, who.connector, run).await?;
+    tx.commit().await?;
+    let message = if job.attempts > 1 {
+        format!(
+            "The self-hosted connector starts the full sync again (attempt {})",
+            job.attempts
+        )
+    } else {
+        "The self-hosted connector starts a full sync".to_string()
+    };
+    worker::append_log(&state.store, &lease, LogLevel::Info, &message, &json!({})).await?;
+    Ok(TaskOut {
+        id: run,
+        lease: lease.token,
+        attempt: job.attempts,
+        ttype: "sync",
+        sync: Some(json!({"kind": "full"})),
+        provision: None,
+    })
+}
+
+/// Plans a provisioning task; `None` when it was settled without the connector (refused by the
+/// plan, or finished by an earlier attempt).
+async fn start_provision(
+    state: &AppState,
+    who: &AgentPrincipal,
+    job: &Job,
+) -> Result<Option<TaskOut>, ApiError> {
+    let lease = lease_of(job)?;
+    let payload: ProvisionPayload = serde_json::from_value(job.payload.clone())
+        .map_err(|e| ApiError::internal(format!("provisioning payload: {e}")))?;
+    let mut tx = state.store.org_tx(who.org).await?;
+    let prepared = match prov::prepare(&mut tx, who.connector, payload.task_id).await {
+        Err(StoreError::NotFound) => {
+            Prepared::Refused("the provisioning task no longer exists".into())
+        }
+        r => r?,
+    };
+    tx.commit().await?;
+    match prepared {
+        Prepared::Done => {
+            worker::complete(&state.store, &[lease]).await?;
+            Ok(None)
+        }
+        Prepared::Refused(why) => {
+            worker::append_log(
+                &state.store,
+                &lease,
+                LogLevel::Error,
+                &why,
+                &json!({"task_id": payload.task_id}),
+            )
+            .await?;
+            worker::finish(&state.store, &lease, JobStatus::Failed, Some(&why)).await?;
+            Ok(None)
+        }
+        Prepared::Task(task) => {
+            // The plan the outcome is recorded against, kept with the attempt.
+            worker::checkpoint(&state.store, &lease, Some(&json!(task))).await?;
+            worker::append_log(
+                &state.store,
+                &lease,
+                LogLevel::Info,
+                &format!("{} (on the self-hosted connector)", task.summary),
+                &json!({"task_id": task.task_id, "step": task.step}),
+            )
+            .await?;
+            Ok(Some(TaskOut {
+                id: job.id.as_uuid(),
+                lease: lease.token,
+                attempt: job.attempts,
+                ttype: "provision",
+                sync: None,
+                provision: Some(*task),
+            }))
+        }
+    }
+}
+
+fn worker_name(who: &AgentPrincipal) -> String {
+    format!("self-hosted connector {}", who.connector)
+}
+
+/// Claims tasks until one is for the connector (planning may settle provisioning tasks).
+async fn claim_next(
+    state: &AppState,
+    who: &AgentPrincipal,
+    only: Option<JobId>,
+) -> Result<Option<TaskOut>, ApiError> {
+    for _ in 0..20 {
+        let mut tx = state.store.org_tx(who.org).await?;
+        let job = agents::claim(
+            &mut tx,
+            who.connector,
+            &kinds(),
+            &worker_name(who),
+            state.config.agent_lease,
+            only,
+        )
+        .await?;
+        tx.commit().await?;
+        let Some(job) = job else { return Ok(None) };
+        let span = tracing::info_span!("connector_agent.task", org_id = %who.org, connector_id = %who.connector, job_id = %job.id);
+        if job.kind == AGENT_SYNC_JOB {
+            return Ok(Some(start_sync(state, who, &job).instrument(span).await?));
+        }
+        if let Some(t) = start_provision(state, who, &job).instrument(span).await? {
+            return Ok(Some(t));
+        }
+    }
+    Ok(None)
+}
+
+/// `POST /connector-agent/tasks/next`: the next task (200), or none now (204).
+pub async fn next_task(
+    State(state): State<AppState>,
+    who: AgentPrincipal,
+) -> Result<Response, ApiError> {
+    Ok(match claim_next(&state, &who, None).await? {
+        Some(t) => Json(t).into_response(),
+        None => StatusCode::NO_CONTENT.into_response(),
+    })
+}
+
+#[derive(Deserialize, Default)]
+pub struct SyncRequest {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// `POST /connector-agent/syncs`: the connector starts a full sync now (its own interval, or
+/// an upload of a sync file): the queued sync (or a new one) is claimed and returned (201).
+/// 409 when a sync of the connector is already running under a live lease.
+pub async fn start_sync_now(
+    State(state): State<AppState>,
+    who: AgentPrincipal,
+    body: Option<Json<SyncRequest>>,
+) -> Result<Response, ApiError> {
+    let reason = body
+        .and_then(|Json(b)| b.reason)
+        .unwrap_or_else(|| "started by the self-hosted connector".into());
+    let reason: String = reason.chars().take(200).collect();
+    let mut tx = state.store.org_tx(who.org).await?;
+    let (job, _) = sync::request_sync(&mut tx, who.connector, SyncKind::Full, &reason).await?;
+    tx.commit().await?;
+    match claim_next(&state, &who, Some(JobId(job))).await? {
+        Some(t) => Ok((StatusCode::CREATED, Json(t)).into_response()),
+        None => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "sync_running",
+            "A sync of this connector is already running; wait for it to finish.",
+        )),
+    }
+}
+
+fn lease_header(headers: &HeaderMap, id: Uuid, job: &Job) -> Result<Lease, ApiError> {
+    let token = headers
+        .get(LEASE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| Uuid::parse_str(v.trim()).ok())
+        .ok_or_else(|| {
+            ApiError::bad_request("Send the task's lease in the Latchkey-Lease header.")
+        })?;
+    Ok(Lease {
+        job_id: JobId(id),
+        token,
+        attempt: job.attempts,
+    })
+}
+
+fn lease_lost() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "lease_lost",
+        "This attempt no longer holds the task (it was taken back after missed heartbeats, or cancelled); drop it and ask for the next task.",
+    )
+}
+
+/// The connector's task `id` and the lease presented for it.
+async fn held(
+    state: &AppState,
+    who: &AgentPrincipal,
+    id: &str,
+    headers: &HeaderMap,
+) -> Result<(Job, Lease), ApiError> {
+    let id = Uuid::parse_str(id).map_err(|_| ApiError::not_found())?;
+    let mut tx = state.store.org_tx(who.org).await?;
+    let job = agents::job(&mut tx, who.connector, &kinds(), JobId(id)).await?;
+    tx.commit().await?;
+    let lease = lease_header(headers, id, &job)?;
+    if job.lease_token != Some(lease.token) || job.status != JobStatus::Running {
+        return Err(lease_lost());
+    }
+    Ok((job, lease))
+}
+
+fn decompress(headers: &HeaderMap, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let gzip = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
+    if !gzip {
+        return Ok(body.to_vec());
+    }
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(body)
+        .take(MAX_BATCH_BYTES + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| ApiError::bad_request(format!("The body is not valid gzip: {e}")))?;
+    if out.len() as u64 > MAX_BATCH_BYTES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+            "A batch may hold at most 32 MiB of JSON; send smaller batches.",
+        ));
+    }
+    Ok(out)
+}
+
+async fn next_seq(tx: &mut OrgTx, lease: &Lease) -> Result<i64, ApiError> {
+    Ok(agents::batches_received(tx, lease.job_id, lease.attempt).await?)
+}
+
+/// `GET /connector-agent/tasks/{id}/batches`: where the upload of this attempt goes on.
+pub async fn batches(
+    State(state): State<AppState>,
+    who: AgentPrincipal,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let (_, lease) = held(&state, &who, &id, &headers).await?;
+    let mut tx = state.store.org_tx(who.org).await?;
+    let next = next_seq(&mut tx, &lease).await?;
+    tx.commit().await?;
+    Ok(Json(json!({"next_seq": next})))
+}
+
+/// `PUT /connector-agent/tasks/{id}/batches/{seq}`: one batch of a sync (JSON, gzip with
+/// `Content-Encoding: gzip`). Applied exactly once and in order: a batch sent again is
+/// acknowledged without applying it, one ahead of its turn is 409 with the `next_seq` wanted.
+pub async fn put_batch(
+    State(state): State<AppState>,
+    who: AgentPrincipal,
+    Path((id, seq)): Path<(String, i64)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let (job, lease) = held(&state, &who, &id, &headers).await?;
+    if job.kind != AGENT_SYNC_JOB {
+        return Err(ApiError::not_found());
+    }
+    let raw = decompress(&headers, &body)?;
+    let batch: Batch = serde_json::from_slice(&raw).map_err(|e| {
+        ApiError::validation(vec![FieldError {
+            field: "body".into(),
+            message: format!("not a sync batch: {e}"),
+        }])
+    })?;
+    if batch.seq as i64 != seq {
+        return Err(ApiError::bad_request(
+            "The batch's seq differs from the one in the path.",
+        ));
+    }
+    let mut tx = state.store.org_tx(who.org).await?;
+    if !agents::hold_lease(&mut tx, &lease).await? {
+        return Err(lease_lost());
+    }
+    let expected = next_seq(&mut tx, &lease).await?;
+    if seq < expected {
+        return Ok(Json(json!({"status": "duplicate", "next_seq": expected})));
+    }
+    if seq > expected {
+        return Err(ApiError {
+            status: StatusCode::CONFLICT,
+            code: "out_of_order",
+            message: format!("Batch {expected} comes next; send the batches in order."),
+            fields: vec![FieldError {
+                field: "next_seq".into(),
+                message: expected.to_string(),
+            }],
+        });
+    }
+    if !agents::record_batch(
+        &mut tx,
+        lease.job_id,
+        lease.attempt,
+        seq,
+        batch.rows() as i32,
+    )
+    .await?
+    {
+        // The same batch sent twice at once: the other request applied it.
+        return Ok(Json(json!({"status": "duplicate", "next_seq": seq + 1})));
+    }
+    let counts = match detached::ingest(&mut tx, who.connector, job.id.as_uuid(), &batch).await {
+        Ok(c) => c,
+        Err(detached::IngestError::Store(e)) => return Err(e.into()),
+        Err(e) => {
+            return Err(ApiError::validation(vec![FieldError {
+                field: "body".into(),
+                message: e.to_string(),
+            }]));
+        }
+    };
+    tx.commit().await?;
+    worker::set_progress(
+        &state.store,
+        &lease,
+        &json!({"batches": seq + 1, "last_batch": counts}),
+    )
+    .await?;
+    Ok(Json(json!({"status": "applied", "next_seq": seq + 1})))
+}
+
+#[derive(Deserialize)]
+pub struct LogBody {
+    lines: Vec<detached::LogLine>,
+}
+
+/// `POST /connector-agent/tasks/{id}/logs`: log lines of the task, shown like a hosted job's.
+pub async fn logs(
+    State(state): State<AppState>,
+    who: AgentPrincipal,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let (_, lease) = held(&state, &who, &id, &headers).await?;
+    let body: LogBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::validation(vec![FieldError {
+            field: "body".into(),
+            message: format!("not log lines: {e}"),
+        }])
+    })?;
+    if body.lines.len() > MAX_LOG_LINES {
+        return Err(ApiError::bad_request(format!(
+            "Send at most {MAX_LOG_LINES} lines at once."
+        )));
+    }
+    for l in &body.lines {
+        let message: String = l.message.chars().take(4000).collect();
+        if !worker::append_log(&state.store, &lease, l.level, &message, &l.fields).await? {
+            return Err(lease_lost());
+        }
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum SyncResult {
+    Succeeded {
+        batches: u64,
+        stats: Value,
+        #[serde(default)]
+        warnings: Vec<String>,
+        #[serde(default)]
+        unread: Vec<String>,
+    },
+    Failed {
+        error: String,
+        #[serde(default)]
+        transient: bool,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResultBody {
+    Sync(SyncResult),
+    Provision(Outcome),
+}
+
+/// Delay before a task that failed transiently on the connector is offered again.
+const RETRY_DELAY: Duration = Duration::from_secs(30);
+
+/// `POST /connector-agent/tasks/{id}/result`: how the task ended. A successful sync is
+/// finished here as a hosted one (sweep, expansion, stats, status), once every batch arrived.
+pub async fn result(
+    State(state): State<AppState>,
+    who: AgentPrincipal,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    // The task first: another connector's task is not found, whatever the body says.
+    let (job, lease) = held(&state, &who, &id, &headers).await?;
+    let body: ResultBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::validation(vec![FieldError {
+            field: "body".into(),
+            message: format!("not a task result: {e}"),
+        }])
+    })?;
+    let span = tracing::info_span!("connector_agent.result", org_id = %who.org, connector_id = %who.connector, job_id = %job.id);
+    match (body, job.kind.as_str()) {
+        (ResultBody::Sync(r), AGENT_SYNC_JOB) => {
+            sync_result(&state, &who, &job, &lease, r)
+                .instrument(span)
+                .await
+        }
+        (ResultBody::Provision(o), AGENT_PROVISION_JOB) => {
+            provision_result(&state, &who, &job, &lease, o)
+                .instrument(span)
+                .await
+        }
+        _ => Err(ApiError::bad_request(
+            "This result does not match the task's type.",
+        )),
+    }
+}
+
+async fn sync_result(
+    state: &AppState,
+    who: &AgentPrincipal,
+    job: &Job,
+    lease: &Lease,
+    r: SyncResult,
+) -> Result<Json<Value>, ApiError> {
+    let run = job.id.as_uuid();
+    match r {
+        SyncResult::Succeeded {
+            batches,
+            mut stats,
+            warnings,
+            unread,
+        } => {
+            let mut tx = state.store.org_tx(who.org).await?;
+            let received = next_seq(&mut tx, lease).await?;
+            tx.commit().await?;
+            if received as u64 != batches {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "batches_missing",
+                    format!(
+                        "The sync has {batches} batches but {received} arrived; upload the rest first."
+                    ),
+                ));
+            }
+            worker::append_log(
+                &state.store,
+                lease,
+                LogLevel::Info,
+                "Removing what the tenant no longer has",
+                &json!({}),
+            )
+            .await?;
+            let done =
+                sync::finish_full(&state.store, who.org, who.connector, run, &unread).await?;
+            let (message, fields) = done.describe();
+            worker::append_log(&state.store, lease, LogLevel::Info, &message, &fields).await?;
+            if let Some(obj) = stats.as_object_mut() {
+                let before = obj.get("deleted").and_then(Value::as_u64).unwrap_or(0);
+                obj.insert("deleted".into(), json!(before + done.deleted()));
+            }
+            let mut tx = state.store.org_tx(who.org).await?;
+            if !agents::hold_lease(&mut tx, lease).await? {
+                return Err(lease_lost());
+            }
+            let reason =
+                sync::record_success(&mut tx, who.connector, run, &stats, &warnings, None).await?;
+            tx.commit().await?;
+            worker::append_log(
+                &state.store,
+                lease,
+                LogLevel::Info,
+                &format!("Sync finished. {reason}"),
+                &stats,
+            )
+            .await?;
+            worker::complete(&state.store, &[*lease]).await?;
+            Ok(Json(json!({"status": "succeeded"})))
+        }
+        SyncResult::Failed { error, transient } => {
+            let error: String = error.chars().take(2000).collect();
+            worker::append_log(&state.store, lease, LogLevel::Error, &error, &json!({})).await?;
+            let retry = transient && job.attempts < job.max_attempts;
+            let mut tx = state.store.org_tx(who.org).await?;
+            if retry {
+                connectors::set_status(
+                    &mut tx,
+                    who.connector,
+                    "syncing",
+                    Some(&format!(
+                        "The sync hit a temporary problem on the self-hosted connector and will run again: {error}"
+                    )),
+                )
+                .await?;
+            } else {
+                let current = sync_runs::get(&mut tx, run).await?;
+                sync_runs::finish(
+                    &mut tx,
+                    run,
+                    "failed",
+                    &current.stats,
+                    &current.warnings,
+                    Some(&error),
+                    None,
+                )
+                .await?;
+                connectors::set_status(
+                    &mut tx,
+                    who.connector,
+                    "error",
+                    Some(&format!(
+                        "The sync failed on the self-hosted connector: {error}"
+                    )),
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            if retry {
+                worker::retry_later(&state.store, lease, RETRY_DELAY, &error).await?;
+                Ok(Json(json!({"status": "retrying"})))
+            } else {
+                worker::finish(&state.store, lease, JobStatus::Failed, Some(&error)).await?;
+                Ok(Json(json!({"status": "failed"})))
+            }
+        }
+    }
+}
+
+async fn provision_result(
+    state: &AppState,
+    who: &AgentPrincipal,
+    job: &Job,
+    lease: &Lease,
+    outcome: Outcome,
+) -> Result<Json<Value>, ApiError> {
+    let planned: AgentTask = job
+        .checkpoint
+        .clone()
+        .and_then(|v| serde_json::from_value(v).ok())
+        .ok_or_else(|| ApiError::internal("a claimed provisioning task without its plan"))?;
+    let mut tx = state.store.org_tx(who.org).await?;
+    if !agents::hold_lease(&mut tx, lease).await? {
+        return Err(lease_lost());
+    }
+    let recorded = prov::record(
+        &mut tx,
+        who.connector,
+        &planned,
+        &outcome,
+        job.attempts < job.max_attempts,
+    )
+    .await?;
+    tx.commit().await?;
+    let (level, line) = match &outcome {
+        Outcome::Verified { .. } => (LogLevel::Info, "Verified in Microsoft Graph".to_string()),
+        Outcome::Refused { why } | Outcome::Failed { why, .. } => (LogLevel::Error, why.clone()),
+        Outcome::Unverified { why, .. } => (
+            LogLevel::Error,
+            format!("The change could not be verified: {why}."),
+        ),
+    };
+    worker::append_log(
+        &state.store,
+        lease,
+        level,
+        &line,
+        &json!({"task_id": planned.task_id}),
+    )
+    .await?;
+    let status = match recorded {
+        Recorded::Succeeded => {
+            worker::complete(&state.store, &[*lease]).await?;
+            "succeeded"
+        }
+        Recorded::Failed => {
+            worker::finish(&state.store, lease, JobStatus::Failed, Some(&line)).await?;
+            "failed"
+        }
+        Recorded::Retry => {
+            worker::retry_later(&state.store, lease, RETRY_DELAY, &line).await?;
+            "retrying"
+        }
+    };
+    Ok(Json(json!({"status": status})))
+}

@@ -1,0 +1,386 @@
+//! `latchkey connector`: the self-hosted Entra connector. It runs in the customer's
+//! environment with the tenant's credentials and reaches Latchkey outbound only.
+//!
+//! - service mode (no subcommand): token, heartbeats, tasks, syncs at intervals ([`service`]);
+//! - `sync --output FILE`: a full sync into a local file, without Latchkey ([`spool`]);
+//! - `upload FILE`: sends such a file to Latchkey as a sync of this connector ([`upload`]).
+
+mod client;
+mod service;
+mod spool;
+mod upload;
+
+use crate::config::{self, ConfigError};
+use clap::{Args, Subcommand};
+use latchkey_crypto::SecretString;
+use latchkey_entra::onboarding::EntraSettings;
+use latchkey_entra::onboarding::settings::{AuthMode, AuthSettings};
+use latchkey_entra::{Connection, ConnectionSettings, OutboundPolicy};
+use std::path::PathBuf;
+use std::time::Duration;
+use url::Url;
+
+#[derive(Args, Debug)]
+#[command(
+    about = "The self-hosted Entra connector: runs in your environment and connects out to Latchkey",
+    long_about = "The self-hosted Entra connector. Configured by environment variables (or the matching flags). \
+Without a subcommand it runs as a service: it gets a short-lived token with its Latchkey client ID and secret, \
+heartbeats, carries out the tasks Latchkey hands it (syncs, grants, revokes) with the same code as hosted \
+connectors, syncs at LATCHKEY_SYNC_INTERVAL and uploads the results in compressed batches. Outbound HTTPS only."
+)]
+pub struct ConnectorArgs {
+    #[command(flatten)]
+    pub settings: ConnectorSettings,
+    #[command(subcommand)]
+    pub command: Option<ConnectorCommand>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConnectorCommand {
+    /// Write a full sync of the tenant to FILE (JSON lines, docs/connector-sync-format.md)
+    /// without contacting Latchkey
+    Sync {
+        /// Where to write the sync
+        #[arg(long)]
+        output: PathBuf,
+    },
+    /// Send a sync file written by `latchkey connector sync` to Latchkey
+    Upload {
+        /// The sync file
+        file: PathBuf,
+    },
+}
+
+/// Every setting of the connector; each is an environment variable or the matching flag.
+#[derive(Args, Debug, Clone)]
+pub struct ConnectorSettings {
+    /// Latchkey's URL, e.g. https://latchkey.example.com
+    #[arg(long, env = "LATCHKEY_URL", global = true)]
+    pub latchkey_url: Option<String>,
+    /// The connector's client ID (Latchkey > connector > Settings > Rotate)
+    #[arg(long, env = "LATCHKEY_CLIENT_ID", global = true)]
+    pub latchkey_client_id: Option<String>,
+    /// The connector's client secret (shown once at Rotate)
+    #[arg(
+        long,
+        env = "LATCHKEY_CLIENT_SECRET",
+        global = true,
+        hide_env_values = true
+    )]
+    pub latchkey_client_secret: Option<String>,
+    /// Entra directory (tenant) ID
+    #[arg(long, env = "ENTRA_TENANT_ID", global = true)]
+    pub entra_tenant_id: Option<String>,
+    /// Entra application (client) ID of your app registration
+    #[arg(long, env = "ENTRA_CLIENT_ID", global = true)]
+    pub entra_client_id: Option<String>,
+    /// Entra client secret of that app registration
+    #[arg(
+        long,
+        env = "ENTRA_CLIENT_SECRET",
+        global = true,
+        hide_env_values = true
+    )]
+    pub entra_client_secret: Option<String>,
+    /// Microsoft Graph domain [default: graph.microsoft.com]
+    #[arg(long, env = "ENTRA_GRAPH_DOMAIN", global = true)]
+    pub entra_graph_domain: Option<String>,
+    /// Login authority [default: the Graph domain's cloud, e.g. https://login.microsoftonline.com]
+    #[arg(long, env = "ENTRA_LOGIN_AUTHORITY", global = true)]
+    pub entra_login_authority: Option<String>,
+    /// Carry out provisioning tasks (grants, revokes): true or false [default: false]
+    #[arg(long, env = "LATCHKEY_PROVISIONING", global = true)]
+    pub latchkey_provisioning: Option<String>,
+    /// Skip groups synchronised from on-premises Active Directory: true or false [default: false]
+    #[arg(long, env = "ENTRA_SKIP_AD_GROUPS", global = true)]
+    pub entra_skip_ad_groups: Option<String>,
+    /// Read users' last sign-in (needs Entra ID P1): true or false [default: false]
+    #[arg(long, env = "ENTRA_FETCH_SIGN_IN_ACTIVITY", global = true)]
+    pub entra_fetch_sign_in_activity: Option<String>,
+    /// Provision app role grants to SCIM apps on demand: true or false [default: false]
+    #[arg(long, env = "ENTRA_SCHEDULE_SCIM_PROVISIONING", global = true)]
+    pub entra_schedule_scim_provisioning: Option<String>,
+    /// Do not read the directory audit feed: true or false [default: false]
+    #[arg(long, env = "ENTRA_DISABLE_AUDIT_FEED", global = true)]
+    pub entra_disable_audit_feed: Option<String>,
+    /// How often to sync on its own: 30s, 15m, 1h, or seconds [default: 1h]
+    #[arg(long, env = "LATCHKEY_SYNC_INTERVAL", global = true)]
+    pub latchkey_sync_interval: Option<String>,
+    /// How often to heartbeat and ask for tasks [default: 10s]
+    #[arg(long, env = "LATCHKEY_POLL_INTERVAL", global = true)]
+    pub latchkey_poll_interval: Option<String>,
+    /// Pause between uploaded batches, to spread an upload's load on Latchkey: 250ms, 1s
+    /// [default: 0]
+    #[arg(long, env = "LATCHKEY_UPLOAD_PAUSE", global = true)]
+    pub latchkey_upload_pause: Option<String>,
+    /// Directory for sync files while they upload [default: the system's temporary directory]
+    #[arg(long, env = "LATCHKEY_SPOOL_DIR", global = true)]
+    pub latchkey_spool_dir: Option<PathBuf>,
+    /// Development only: allow http:// Latchkey and localhost Entra URLs (the simulated tenant)
+    #[arg(long, env = "LATCHKEY_ALLOW_INSECURE_CONNECTOR_URLS", global = true)]
+    pub allow_insecure_connector_urls: Option<String>,
+}
+
+/// The Entra side, parsed.
+pub struct EntraConfig {
+    pub settings: EntraSettings,
+    pub connection: ConnectionSettings,
+    pub policy: OutboundPolicy,
+}
+
+/// The Latchkey side, parsed.
+pub struct LatchkeyConfig {
+    pub url: Url,
+    pub client_id: String,
+    pub client_secret: SecretString,
+    pub provisioning: bool,
+    pub sync_interval: Duration,
+    pub poll_interval: Duration,
+    pub upload_pause: Duration,
+    pub spool_dir: PathBuf,
+}
+
+fn required(var: &'static str, v: &Option<String>, expected: &str) -> Result<String, ConfigError> {
+    match v.as_deref().map(str::trim) {
+        Some(s) if !s.is_empty() => Ok(s.to_string()),
+        _ => Err(ConfigError::missing(var, expected)),
+    }
+}
+
+/// `250ms`, `30s`, `15m`, `2h`, or a number of seconds; at least 1s unless `zero_ok`.
+pub fn duration(
+    var: &'static str,
+    raw: Option<&str>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    duration_from(var, raw, default, false)
+}
+
+fn duration_from(
+    var: &'static str,
+    raw: Option<&str>,
+    default: Duration,
+    zero_ok: bool,
+) -> Result<Duration, ConfigError> {
+    let Some(raw) = raw.map(str::trim).filter(|s| !s.is_empty()) else {
+        return Ok(default);
+    };
+    if let Some(ms) = raw.strip_suffix("ms") {
+        return match ms.parse::<u64>() {
+            Ok(n) if n > 0 || zero_ok => Ok(Duration::from_millis(n)),
+            _ => Err(ConfigError::invalid(
+                var,
+                raw,
+                "a duration such as 250ms, 30s, 15m or 1h",
+            )),
+        };
+    }
+    let (num, unit) = match raw.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => raw.split_at(i),
+        None => (raw, "s"),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| ConfigError::invalid(var, raw, "a duration such as 30s, 15m or 1h"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => {
+            return Err(ConfigError::invalid(
+                var,
+                raw,
+                "a duration such as 30s, 15m or 1h",
+            ));
+        }
+    };
+    if secs == 0 && !zero_ok {
+        return Err(ConfigError::invalid(var, raw, "a duration of at least 1s"));
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+impl ConnectorSettings {
+    pub fn insecure(&self) -> Result<bool, ConfigError> {
+        config::flag(
+            "LATCHKEY_ALLOW_INSECURE_CONNECTOR_URLS",
+            self.allow_insecure_connector_urls.clone(),
+        )
+    }
+
+    pub fn entra(&self) -> Result<EntraConfig, ConfigError> {
+        let tenant_id = required(
+            "ENTRA_TENANT_ID",
+            &self.entra_tenant_id,
+            "the Entra directory (tenant) ID",
+        )?;
+        let client_id = required(
+            "ENTRA_CLIENT_ID",
+            &self.entra_client_id,
+            "the application (client) ID of your Entra app registration",
+        )?;
+        let client_secret = required(
+            "ENTRA_CLIENT_SECRET",
+            &self.entra_client_secret,
+            "a client secret of that app registration",
+        )?;
+        let graph_domain = self
+            .entra_graph_domain
+            .clone()
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or_else(|| "graph.microsoft.com".into());
+        let login_authority = self
+            .entra_login_authority
+            .clone()
+            .filter(|s| !s.trim().is_empty());
+        let policy = if self.insecure()? {
+            OutboundPolicy::INSECURE_DEV
+        } else {
+            OutboundPolicy::STRICT
+        };
+        let settings = EntraSettings {
+            auth: AuthSettings {
+                mode: AuthMode::ClientSecret,
+                tenant_id: tenant_id.clone(),
+                client_id: Some(client_id.clone()),
+            },
+            graph_domain: graph_domain.clone(),
+            login_authority: login_authority.clone(),
+            provisioning: config::flag(
+                "LATCHKEY_PROVISIONING",
+                self.latchkey_provisioning.clone(),
+            )?,
+            skip_ad_groups: config::flag(
+                "ENTRA_SKIP_AD_GROUPS",
+                self.entra_skip_ad_groups.clone(),
+            )?,
+            fetch_sign_in_activity: config::flag(
+                "ENTRA_FETCH_SIGN_IN_ACTIVITY",
+                self.entra_fetch_sign_in_activity.clone(),
+            )?,
+            schedule_scim_provisioning: config::flag(
+                "ENTRA_SCHEDULE_SCIM_PROVISIONING",
+                self.entra_schedule_scim_provisioning.clone(),
+            )?,
+            disable_audit_feed: config::flag(
+                "ENTRA_DISABLE_AUDIT_FEED",
+                self.entra_disable_audit_feed.clone(),
+            )?,
+        };
+        let connection = ConnectionSettings {
+            tenant_id,
+            client_id,
+            client_secret: SecretString::from(client_secret),
+            graph_domain: Some(graph_domain),
+            login_authority,
+        };
+        Ok(EntraConfig {
+            settings,
+            connection,
+            policy,
+        })
+    }
+
+    pub fn latchkey(&self) -> Result<LatchkeyConfig, ConfigError> {
+        let raw = required(
+            "LATCHKEY_URL",
+            &self.latchkey_url,
+            "Latchkey's URL, such as https://latchkey.example.com",
+        )?;
+        let insecure = self.insecure()?;
+        let url = match Url::parse(&raw) {
+            Ok(u) if u.scheme() == "https" || (insecure && u.scheme() == "http") => u,
+            _ => {
+                return Err(ConfigError::invalid(
+                    "LATCHKEY_URL",
+                    &raw,
+                    "an https URL such as https://latchkey.example.com",
+                ));
+            }
+        };
+        let url = if url.path().ends_with('/') {
+            url
+        } else {
+            Url::parse(&format!("{url}/")).expect("a valid URL with a slash added")
+        };
+        Ok(LatchkeyConfig {
+            url,
+            client_id: required(
+                "LATCHKEY_CLIENT_ID",
+                &self.latchkey_client_id,
+                "the connector's client ID (connector > Settings > Rotate in Latchkey)",
+            )?,
+            client_secret: SecretString::from(required(
+                "LATCHKEY_CLIENT_SECRET",
+                &self.latchkey_client_secret,
+                "the connector's client secret (shown once at Rotate)",
+            )?),
+            provisioning: config::flag(
+                "LATCHKEY_PROVISIONING",
+                self.latchkey_provisioning.clone(),
+            )?,
+            sync_interval: duration(
+                "LATCHKEY_SYNC_INTERVAL",
+                self.latchkey_sync_interval.as_deref(),
+                Duration::from_secs(3600),
+            )?,
+            poll_interval: duration(
+                "LATCHKEY_POLL_INTERVAL",
+                self.latchkey_poll_interval.as_deref(),
+                Duration::from_secs(10),
+            )?,
+            upload_pause: duration_from(
+                "LATCHKEY_UPLOAD_PAUSE",
+                self.latchkey_upload_pause.as_deref(),
+                Duration::ZERO,
+                true,
+            )?,
+            spool_dir: self
+                .latchkey_spool_dir
+                .clone()
+                .unwrap_or_else(std::env::temp_dir),
+        })
+    }
+}
+
+/// The connector's link to its tenant.
+pub async fn connect(entra: &EntraConfig) -> anyhow::Result<Connection> {
+    Connection::connect(&entra.connection, entra.policy)
+        .await
+        .map_err(|e| match e {
+            latchkey_entra::SettingsError::Invalid(fields) => anyhow::anyhow!(
+                "the Entra settings are not valid: {}",
+                fields
+                    .iter()
+                    .map(|f| format!("{}: {}", f.field, f.message))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            other => anyhow::anyhow!("cannot set up the connection to Entra: {other}"),
+        })
+}
+
+pub async fn run(args: ConnectorArgs) -> anyhow::Result<()> {
+    match args.command {
+        None => {
+            let entra = args.settings.entra()?;
+            let latchkey = args.settings.latchkey()?;
+            service::run(entra, latchkey).await
+        }
+        Some(ConnectorCommand::Sync { output }) => {
+            let entra = args.settings.entra()?;
+            let summary = spool::sync_to_file(&entra, &output, |line| {
+                tracing::info!(level = ?line.level, "{}", line.message);
+            })
+            .await?;
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+            Ok(())
+        }
+        Some(ConnectorCommand::Upload { file }) => {
+            let latchkey = args.settings.latchkey()?;
+            let summary = upload::upload_file(&latchkey, &file).await?;
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+            Ok(())
+        }
+    }
+}

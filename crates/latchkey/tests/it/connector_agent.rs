@@ -1,0 +1,745 @@
+//! The self-hosted connector as the customer runs it: the real `latchkey connector` process
+//! against a real `latchkey serve` (and `worker`, for the hosted connector it is compared with)
+//! and the simulated tenant.
+
+use crate::support::{free_port, latchkey, run, stderr, stdout};
+use latchkey_entra_sim::{GroupKind, SimConfig, SimHandle, SimServer};
+use latchkey_store::testing::TestDb;
+use latchkey_store::{Store, resources};
+use serde_json::{Value, json};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+const GRACE_SECS: u64 = 3;
+
+struct Stack {
+    db: TestDb,
+    sim: SimHandle,
+    port: u16,
+    keys: String,
+    serve: Option<Child>,
+    worker: Child,
+    http: reqwest::Client,
+    org: Uuid,
+    api_token: String,
+}
+
+fn kill(child: &mut Child) {
+    child.kill().ok();
+    child.wait().ok();
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if let Some(s) = self.serve.as_mut() {
+            kill(s);
+        }
+        kill(&mut self.worker);
+    }
+}
+
+async fn eventually<T, F, Fut>(what: &str, within: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+impl Stack {
+    async fn start(seed: u64) -> Stack {
+        let db = TestDb::new().await;
+        let sim = SimServer::start(SimConfig::small(seed)).await.unwrap();
+        let keys = latchkey_crypto::generate_key_entry("k1");
+        let o = run(latchkey().env("DATABASE_URL", &db.url).args([
+            "orgs",
+            "create",
+            "--name",
+            "Contoso",
+            "--admin-email",
+            "ops@contoso.example",
+            "--admin-password",
+            "correct horse battery staple",
+        ]));
+        assert!(o.status.success(), "{}", stderr(&o));
+        let org: Value = serde_json::from_str(&stdout(&o)).unwrap();
+        let org = Uuid::parse_str(org["org_id"].as_str().unwrap()).unwrap();
+        let o = run(latchkey().env("DATABASE_URL", &db.url).args([
+            "api-clients",
+            "create",
+            "--org",
+            &org.to_string(),
+            "--name",
+            "ops",
+            "--role",
+            "super_admin",
+        ]));
+        assert!(o.status.success(), "{}", stderr(&o));
+        let creds: Value = serde_json::from_str(&stdout(&o)).unwrap();
+        let worker = latchkey()
+            .args(["worker"])
+            .env("DATABASE_URL", &db.url)
+            .env("LATCHKEY_MASTER_KEYS", &keys)
+            .env("LATCHKEY_ALLOW_INSECURE_CONNECTOR_URLS", "true")
+            .env("LATCHKEY_WORKER_POLL_MS", "200")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut s = Stack {
+            db,
+            sim,
+            port: free_port(),
+            keys,
+            serve: None,
+            worker,
+            http: reqwest::Client::new(),
+            org,
+            api_token: String::new(),
+        };
+        s.start_serve().await;
+        let t: Value = s
+            .http
+            .post(s.url("api/v1/auth/token"))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", creds["client_id"].as_str().unwrap()),
+                ("client_secret", creds["client_secret"].as_str().unwrap()),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        s.api_token = t["access_token"].as_str().unwrap().to_string();
+        s
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}/{path}", self.port)
+    }
+
+    fn store(&self) -> &Store {
+        &self.db.store
+    }
+
+    async fn start_serve(&mut self) {
+        let child = latchkey()
+            .args(["serve"])
+            .env("DATABASE_URL", &self.db.url)
+            .env("LATCHKEY_LISTEN", format!("127.0.0.1:{}", self.port))
+            .env("LATCHKEY_MASTER_KEYS", &self.keys)
+            .env("LATCHKEY_ALLOW_INSECURE_CONNECTOR_URLS", "true")
+            .env(
+                "LATCHKEY_CONNECTOR_ROTATION_GRACE_SECS",
+                GRACE_SECS.to_string(),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.serve = Some(child);
+        let http = self.http.clone();
+        let ready = self.url("readyz");
+        eventually("the server to answer", Duration::from_secs(30), || {
+            let http = http.clone();
+            let ready = ready.clone();
+            async move {
+                match http.get(&ready).send().await {
+                    Ok(r) if r.status().is_success() => Some(()),
+                    _ => None,
+                }
+            }
+        })
+        .await;
+    }
+
+    fn kill_serve(&mut self) {
+        if let Some(mut s) = self.serve.take() {
+            kill(&mut s);
+        }
+    }
+
+    async fn api(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, self.url(&format!("api/v1/{path}")))
+            .bearer_auth(&self.api_token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        let body = r.json().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    /// A hosted connector of the simulated tenant, synced.
+    async fn hosted(&self) -> Uuid {
+        let app = self.sim.customer_app();
+        let (status, c) = self
+            .api(
+                reqwest::Method::POST,
+                "connectors",
+                Some(json!({
+                    "display_name": "Hosted",
+                    "app": {"new": {"name": "Entra (hosted)"}},
+                    "settings": {
+                        "auth": {"mode": "client_secret", "tenant_id": self.sim.tenant_id().to_string(),
+                                 "client_id": app.client_id.to_string(), "client_secret": app.client_secret},
+                        "graph_domain": self.sim.base_url(),
+                    },
+                })),
+            )
+            .await;
+        assert_eq!(status, 201, "{c}");
+        let id = Uuid::parse_str(c["id"].as_str().unwrap()).unwrap();
+        self.wait_synced(id, 1).await;
+        id
+    }
+
+    /// A self-hosted connector and its first credentials.
+    async fn self_hosted(&self, name: &str) -> (Uuid, Value) {
+        let (status, c) = self
+            .api(
+                reqwest::Method::POST,
+                "connectors",
+                Some(json!({
+                    "display_name": name,
+                    "kind": "self_hosted",
+                    "app": {"new": {"name": format!("{name} app")}},
+                })),
+            )
+            .await;
+        assert_eq!(status, 201, "{c}");
+        assert_eq!(c["status"], "setup_required");
+        let id = Uuid::parse_str(c["id"].as_str().unwrap()).unwrap();
+        (id, self.rotate(id).await)
+    }
+
+    async fn rotate(&self, id: Uuid) -> Value {
+        let (status, creds) = self
+            .api(
+                reqwest::Method::POST,
+                &format!("connectors/{id}/agent-credentials"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 201, "{creds}");
+        assert!(
+            creds["client_secret"]
+                .as_str()
+                .unwrap()
+                .starts_with("lkas_")
+        );
+        creds
+    }
+
+    /// Waits for `n` succeeded syncs of the connector; returns the newest.
+    async fn wait_synced(&self, id: Uuid, n: usize) -> Value {
+        eventually(
+            "syncs to succeed",
+            Duration::from_secs(120),
+            || async move {
+                let (_, page) = self
+                    .api(
+                        reqwest::Method::GET,
+                        &format!("connectors/{id}/syncs"),
+                        None,
+                    )
+                    .await;
+                let items = page["items"].as_array().cloned().unwrap_or_default();
+                let ok: Vec<Value> = items
+                    .into_iter()
+                    .filter(|s| s["status"] == "succeeded")
+                    .collect();
+                (ok.len() >= n).then(|| ok[0].clone())
+            },
+        )
+        .await
+    }
+
+    async fn snapshot(
+        &self,
+        connector: Uuid,
+    ) -> (
+        Vec<(String, String, String, Value)>,
+        Vec<resources::GrantKey>,
+    ) {
+        let mut tx = self
+            .store()
+            .org_tx(latchkey_core::OrgId(self.org))
+            .await
+            .unwrap();
+        let s = resources::snapshot(&mut tx, connector).await.unwrap();
+        tx.commit().await.unwrap();
+        s
+    }
+
+    async fn agent_token(&self, creds: &Value) -> reqwest::Response {
+        self.http
+            .post(self.url("api/v1/connector-agent/token"))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", creds["client_id"].as_str().unwrap()),
+                ("client_secret", creds["client_secret"].as_str().unwrap()),
+            ])
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `latchkey connector` with the simulated tenant's and these Latchkey credentials.
+    fn connector(&self, creds: &Value, extra: &[(&str, &str)]) -> std::process::Command {
+        let app = self.sim.customer_app();
+        let mut c = latchkey();
+        c.arg("connector")
+            .env("LATCHKEY_URL", self.url(""))
+            .env("LATCHKEY_CLIENT_ID", creds["client_id"].as_str().unwrap())
+            .env(
+                "LATCHKEY_CLIENT_SECRET",
+                creds["client_secret"].as_str().unwrap(),
+            )
+            .env("ENTRA_TENANT_ID", self.sim.tenant_id().to_string())
+            .env("ENTRA_CLIENT_ID", app.client_id.to_string())
+            .env("ENTRA_CLIENT_SECRET", &app.client_secret)
+            .env("ENTRA_GRAPH_DOMAIN", self.sim.base_url())
+            .env("LATCHKEY_ALLOW_INSECURE_CONNECTOR_URLS", "true")
+            .env("LATCHKEY_POLL_INTERVAL", "1s")
+            .env("HOSTNAME", "connector-pod-1");
+        for (k, v) in extra {
+            c.env(k, v);
+        }
+        c
+    }
+
+    async fn task(&self, id: &str) -> Value {
+        eventually(
+            "the task to finish",
+            Duration::from_secs(60),
+            || async move {
+                let (_, t) = self
+                    .api(reqwest::Method::GET, &format!("tasks/{id}"), None)
+                    .await;
+                matches!(t["status"].as_str(), Some("succeeded" | "failed")).then_some(t)
+            },
+        )
+        .await
+    }
+
+    /// `(entitlement id, principal id, group, user)`: membership of a plain security group
+    /// for a user who is not in it, on `connector`.
+    async fn membership_to_grant(&self, connector: Uuid) -> (Uuid, Uuid, Uuid, Uuid) {
+        let group = self
+            .sim
+            .truth_groups()
+            .into_iter()
+            .find(|g| g.kind == GroupKind::Security)
+            .expect("a security group");
+        let members = self.sim.group_members(group.id).unwrap();
+        let user = self
+            .sim
+            .truth_users()
+            .into_iter()
+            .find(|u| !members.contains(&u.id) && u.account_enabled && !u.on_premises_sync_enabled)
+            .expect("a user outside the group");
+        let (entitlement,): (Uuid,) = sqlx::query_as(
+            "SELECT e.id FROM entitlements e JOIN resources r ON r.id = e.resource_id
+              WHERE r.connector_id = $1 AND r.external_id = $2 AND e.slug = 'members'",
+        )
+        .bind(connector)
+        .bind(group.id.to_string())
+        .fetch_one(self.store().system())
+        .await
+        .unwrap();
+        let (principal,): (Uuid,) =
+            sqlx::query_as("SELECT id FROM resources WHERE connector_id = $1 AND external_id = $2")
+                .bind(connector)
+                .bind(user.id.to_string())
+                .fetch_one(self.store().system())
+                .await
+                .unwrap();
+        (entitlement, principal, group.id, user.id)
+    }
+}
+
+fn without_volatile(stats: &Value) -> Value {
+    let mut s = stats.clone();
+    for k in [
+        "requests",
+        "throttled",
+        "retries",
+        "transient_failures",
+        "token_refreshes",
+        "retry_wait_ms",
+        "attempt_ms",
+    ] {
+        s.as_object_mut().unwrap().remove(k);
+    }
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_self_hosted_connector_syncs_provisions_and_rotates_its_credentials() {
+    let s = Stack::start(41).await;
+    let hosted = s.hosted().await;
+    let (id, creds) = s.self_hosted("On-premises").await;
+
+    // Provisioning off: it syncs, but refuses grants whatever Latchkey asks.
+    let mut agent = s
+        .connector(&creds, &[("LATCHKEY_PROVISIONING", "false")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let synced = s.wait_synced(id, 1).await;
+    let hosted_run = s.wait_synced(hosted, 1).await;
+    assert_eq!(s.snapshot(id).await, s.snapshot(hosted).await);
+    assert_eq!(
+        without_volatile(&synced["stats"]),
+        without_volatile(&hosted_run["stats"])
+    );
+    let (_, c) = s
+        .api(reqwest::Method::GET, &format!("connectors/{id}"), None)
+        .await;
+    assert_eq!(c["status"], "connected", "{c}");
+    assert_eq!(c["self_hosted"]["online"], true);
+    assert_eq!(c["self_hosted"]["host"], "connector-pod-1");
+    assert_eq!(c["self_hosted"]["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(c["self_hosted"]["provisioning"], false);
+    // Its sync's log is there like a hosted one's.
+    let job = c["last_sync"]["job_id"].as_str().unwrap().to_string();
+    let (_, logs) = s
+        .api(reqwest::Method::GET, &format!("jobs/{job}/logs"), None)
+        .await;
+    let lines: Vec<&str> = logs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l["message"].as_str())
+        .collect();
+    assert!(
+        lines.iter().any(|l| l.starts_with("Reading users")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("Sync finished.")),
+        "{lines:?}"
+    );
+
+    let (entitlement, principal, group, user) = s.membership_to_grant(id).await;
+    let grant = json!({"entitlement_id": entitlement, "principal_id": principal});
+    let (status, started) = s
+        .api(
+            reqwest::Method::POST,
+            &format!("connectors/{id}/grants"),
+            Some(grant.clone()),
+        )
+        .await;
+    assert_eq!(status, 202, "{started}");
+    let t = s.task(started["task_id"].as_str().unwrap()).await;
+    assert_eq!(t["status"], "failed", "{t}");
+    assert!(
+        t["error"]
+            .as_str()
+            .unwrap()
+            .contains("LATCHKEY_PROVISIONING"),
+        "{t}"
+    );
+    assert!(!s.sim.group_members(group).unwrap().contains(&user));
+    kill(&mut agent);
+
+    // Provisioning on: the grant is carried out in the tenant and verified.
+    let mut agent = s
+        .connector(&creds, &[("LATCHKEY_PROVISIONING", "true")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (status, started) = s
+        .api(
+            reqwest::Method::POST,
+            &format!("connectors/{id}/grants"),
+            Some(grant),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let t = s.task(started["task_id"].as_str().unwrap()).await;
+    assert_eq!(t["status"], "succeeded", "{t}");
+    assert!(t["verified_at"].is_string(), "{t}");
+    assert!(s.sim.group_members(group).unwrap().contains(&user));
+    let (_, grants) = s
+        .api(
+            reqwest::Method::GET,
+            &format!("connectors/{id}/grants?principal_id={principal}"),
+            None,
+        )
+        .await;
+    assert!(
+        grants["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["entitlement_id"] == json!(entitlement)),
+        "{grants}"
+    );
+    kill(&mut agent);
+
+    // Rotation: the old secret works during the grace period, then not; the new one does.
+    let old_token: Value = s.agent_token(&creds).await.json().await.unwrap();
+    let fresh = s.rotate(id).await;
+    assert!(fresh["previous_valid_until"].is_string());
+    assert_eq!(s.agent_token(&creds).await.status(), 200);
+    assert_eq!(s.agent_token(&fresh).await.status(), 200);
+    tokio::time::sleep(Duration::from_secs(GRACE_SECS + 1)).await;
+    assert_eq!(s.agent_token(&creds).await.status(), 401);
+    let r = s
+        .http
+        .post(s.url("api/v1/connector-agent/tasks/next"))
+        .bearer_auth(old_token["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        401,
+        "a token of the old secret ends with its grace period"
+    );
+    assert_eq!(s.agent_token(&fresh).await.status(), 200);
+    let (_, events) = (
+        (),
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM audit_events WHERE action = 'connector.credentials_rotated' AND target_id = $1",
+        )
+        .bind(id.to_string())
+        .fetch_one(s.store().system())
+        .await
+        .unwrap(),
+    );
+    assert_eq!(events, 2);
+}
+
+async fn batches_of(store: &Store, job: Uuid) -> Vec<(i32, i64)> {
+    sqlx::query_as(
+        "SELECT attempt, seq FROM connector_agent_batches WHERE job_id = $1 ORDER BY attempt, seq",
+    )
+    .bind(job)
+    .fetch_all(store.system())
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_cut_by_a_server_restart_loses_and_duplicates_nothing_and_stays_in_its_connector()
+{
+    let mut s = Stack::start(42).await;
+    let hosted = s.hosted().await;
+    let (id, creds) = s.self_hosted("Upload").await;
+
+    // One-shot: a full sync into a file, without Latchkey.
+    let dir = std::env::temp_dir().join(format!("latchkey-agent-test-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("sync.jsonl");
+    // The simulated tenant runs in this process: wait for the command off the runtime.
+    let mut sync = s.connector(&creds, &[("LATCHKEY_URL", "http://127.0.0.1:9/")]);
+    sync.args(["sync", "--output", file.to_str().unwrap()]);
+    let o = tokio::task::spawn_blocking(move || run(&mut sync))
+        .await
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<Value> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["header"]["format"], 1);
+    let end = &lines.last().unwrap()["end"];
+    let total = end["batches"].as_u64().unwrap();
+    assert_eq!(total as usize, lines.len() - 2);
+    assert!(total >= 5, "enough batches to cut the upload: {total}");
+
+    // Upload slowly, and kill the server in the middle of it.
+    let upload = s
+        .connector(&creds, &[("LATCHKEY_UPLOAD_PAUSE", "150ms")])
+        .args(["upload", file.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let store = s.store().clone();
+    let job: Uuid = eventually("a few batches to arrive", Duration::from_secs(60), || {
+        let store = store.clone();
+        async move {
+            let row: Option<(Uuid, i64)> = sqlx::query_as(
+                "SELECT job_id, count(*) FROM connector_agent_batches GROUP BY job_id",
+            )
+            .fetch_optional(store.system())
+            .await
+            .unwrap();
+            row.filter(|(_, n)| *n >= 2).map(|(j, _)| j)
+        }
+    })
+    .await;
+    s.kill_serve();
+    let during = batches_of(&store, job).await.len() as u64;
+    assert!(
+        during < total,
+        "the server was killed mid-upload ({during}/{total})"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    s.start_serve().await;
+    let status = tokio::task::spawn_blocking(move || upload.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.status.success());
+    let answer: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(answer["batches"], total);
+
+    let got = batches_of(&store, job).await;
+    assert_eq!(
+        got,
+        (0..total as i64).map(|q| (1, q)).collect::<Vec<_>>(),
+        "every batch exactly once, in one attempt"
+    );
+    let synced = s.wait_synced(id, 1).await;
+    assert_eq!(synced["id"], json!(job));
+    assert_eq!(s.snapshot(id).await, s.snapshot(hosted).await);
+    assert_eq!(
+        without_volatile(&synced["stats"]),
+        without_volatile(&s.wait_synced(hosted, 1).await["stats"])
+    );
+
+    // Scoped: the credential reaches its own connector's tasks only.
+    let token: Value = s.agent_token(&creds).await.json().await.unwrap();
+    let token = token["access_token"].as_str().unwrap().to_string();
+    let (other, other_creds) = s.self_hosted("Other").await;
+    let other_token: Value = s.agent_token(&other_creds).await.json().await.unwrap();
+    let other_task: Value = s
+        .http
+        .post(s.url("api/v1/connector-agent/syncs"))
+        .bearer_auth(other_token["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let other_job = other_task["id"].as_str().unwrap();
+    let lease = other_task["lease"].as_str().unwrap();
+    for (method, path) in [
+        (reqwest::Method::GET, format!("tasks/{other_job}/batches")),
+        (reqwest::Method::PUT, format!("tasks/{other_job}/batches/0")),
+        (reqwest::Method::POST, format!("tasks/{other_job}/logs")),
+        (reqwest::Method::POST, format!("tasks/{other_job}/result")),
+    ] {
+        let r = s
+            .http
+            .request(method, s.url(&format!("api/v1/connector-agent/{path}")))
+            .bearer_auth(&token)
+            .header("Latchkey-Lease", lease)
+            .json(&json!({"lines": [], "sync": {"status": "failed", "error": "x"}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+    }
+    // Nothing of the organization beyond its tasks: the regular API refuses its token.
+    for path in ["connectors", &format!("connectors/{id}/resources"), "users"] {
+        let r = s
+            .http
+            .get(s.url(&format!("api/v1/{path}")))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{path}");
+    }
+    // ...and an API client's token is not a connector's.
+    let r = s
+        .http
+        .post(s.url("api/v1/connector-agent/tasks/next"))
+        .bearer_auth(&s.api_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // Another organization's connector: its task is not found either.
+    let o = run(latchkey().env("DATABASE_URL", &s.db.url).args([
+        "orgs",
+        "create",
+        "--name",
+        "Fabrikam",
+        "--admin-email",
+        "ops@fabrikam.example",
+        "--admin-password",
+        "correct horse battery staple",
+    ]));
+    assert!(o.status.success());
+    let fab: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let o = run(latchkey().env("DATABASE_URL", &s.db.url).args([
+        "api-clients",
+        "create",
+        "--org",
+        fab["org_id"].as_str().unwrap(),
+        "--name",
+        "fab",
+        "--role",
+        "super_admin",
+    ]));
+    let fab_client: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let t: Value = s
+        .http
+        .post(s.url("api/v1/auth/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", fab_client["client_id"].as_str().unwrap()),
+            (
+                "client_secret",
+                fab_client["client_secret"].as_str().unwrap(),
+            ),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let fab_token = t["access_token"].as_str().unwrap().to_string();
+    let c: Value = s
+        .http
+        .post(s.url("api/v1/connectors"))
+        .bearer_auth(&fab_token)
+        .json(
+            &json!({"display_name": "Fab", "kind": "self_hosted", "app": {"new": {"name": "Fab"}}}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let fab_connector = c["id"].as_str().unwrap();
+    // Another organization's connector cannot be rotated by this organization either.
+    let (status, _) = s
+        .api(
+            reqwest::Method::POST,
+            &format!("connectors/{fab_connector}/agent-credentials"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+    let _ = other;
+    std::fs::remove_dir_all(&dir).ok();
+}
