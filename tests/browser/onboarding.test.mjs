@@ -49,9 +49,9 @@ async function addConnector(name) {
   assert.ok(await page.getByText('Self-hosted connector').count() === 0, 'search narrows the catalog');
   await page.getByLabel('Search the catalog').fill('');
   await page.getByRole('button', { name: 'Search' }).click();
-  assert.ok(await page.getByText('Coming soon').isVisible(), 'self-hosted is listed and says so');
+  assert.ok(await page.getByText('Self-hosted connector').isVisible(), 'self-hosted is listed too');
   await shot(page, '10-catalog');
-  await page.getByRole('link', { name: 'Add', exact: true }).click();
+  await page.locator('section.card', { hasText: 'Hosted by Latchkey' }).getByRole('link', { name: 'Add', exact: true }).click();
   await page.getByLabel('Connector name').fill(name);
   await page.locator('#attach-new').check();
   await page.getByLabel('Name of the new app').fill(`${name} app`);

@@ -77,6 +77,19 @@ pub fn router(state: AppState) -> Router {
             get(views::connectors::add::show_new).post(views::connectors::add::create),
         )
         .route(
+            "/connectors/new/self-hosted",
+            get(views::connectors::add::show_new_self_hosted)
+                .post(views::connectors::add::create_self_hosted),
+        )
+        .route(
+            "/connectors/{id}/self-hosted",
+            get(views::connectors::self_hosted::show),
+        )
+        .route(
+            "/connectors/{id}/self-hosted/rotate",
+            post(views::connectors::self_hosted::rotate),
+        )
+        .route(
             "/connectors/oauth/callback",
             get(views::connectors::consent::callback),
         )

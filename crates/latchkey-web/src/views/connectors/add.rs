@@ -36,9 +36,9 @@ const CATALOG: [CatalogEntry; 2] = [
     CatalogEntry {
         key: "self-hosted",
         name: "Self-hosted connector",
-        description: "Run the Entra connector in your own environment (Kubernetes); it connects out to Latchkey.",
-        available: false,
-        note: "Coming soon: self-hosted connectors are not available yet.",
+        description: "Run the Entra connector in your own environment (Kubernetes); it connects out to Latchkey, and your Entra credentials never leave it.",
+        available: true,
+        note: "",
     },
 ];
 
@@ -81,6 +81,9 @@ pub async fn catalog(
 #[template(path = "connector_new.html")]
 pub struct NewPage {
     nav: Nav,
+    /// `entra` or `self-hosted` (the catalog key, also the form's path).
+    kind: &'static str,
+    title: &'static str,
     discovered: Vec<App>,
     managed: Vec<App>,
     people: Vec<User>,
@@ -117,6 +120,8 @@ async fn new_page(state: &AppState, who: &SignedIn) -> Result<NewPage, WebError>
     tx.commit().await?;
     Ok(NewPage {
         nav: Nav::new(who, "connectors"),
+        kind: "entra",
+        title: "Add Microsoft Entra ID",
         attach: if discovered.is_empty() {
             "new".into()
         } else {
@@ -138,6 +143,30 @@ pub async fn show_new(State(state): State<AppState>, who: SignedIn) -> Result<Ne
     new_page(&state, &who).await
 }
 
+fn self_hosted_page(mut page: NewPage) -> NewPage {
+    page.kind = "self-hosted";
+    page.title = "Add a self-hosted connector";
+    page.display_name = "Microsoft Entra ID (self-hosted)".into();
+    page
+}
+
+/// Add connector > Self-hosted connector: the same app and owners as a hosted one.
+pub async fn show_new_self_hosted(
+    State(state): State<AppState>,
+    who: SignedIn,
+) -> Result<NewPage, WebError> {
+    who.require(who.role.can_manage_connectors(), ONLY_CONNECTOR_ADMINS)?;
+    Ok(self_hosted_page(new_page(&state, &who).await?))
+}
+
+pub async fn create_self_hosted(
+    State(state): State<AppState>,
+    who: SignedIn,
+    RawForm(raw): RawForm,
+) -> Result<Response, WebError> {
+    create_kind(&state, &who, &raw, connectors::ConnectorKind::SelfHosted).await
+}
+
 /// The form has repeated `owners` fields, which `Form` into a struct cannot express.
 fn parse_form(raw: &[u8]) -> Vec<(String, String)> {
     url::form_urlencoded::parse(raw).into_owned().collect()
@@ -156,8 +185,18 @@ pub async fn create(
     who: SignedIn,
     RawForm(raw): RawForm,
 ) -> Result<Response, WebError> {
-    let pairs = parse_form(&raw);
-    csrf::verify_session(&who, first(&pairs, "csrf_token"))?;
+    create_kind(&state, &who, &raw, connectors::ConnectorKind::Entra).await
+}
+
+async fn create_kind(
+    state: &AppState,
+    who: &SignedIn,
+    raw: &[u8],
+    kind: connectors::ConnectorKind,
+) -> Result<Response, WebError> {
+    let (state, who) = (state.clone(), who);
+    let pairs = parse_form(raw);
+    csrf::verify_session(who, first(&pairs, "csrf_token"))?;
     who.require(who.role.can_manage_connectors(), ONLY_CONNECTOR_ADMINS)?;
     let attach = first(&pairs, "attach").to_string();
     let owners: Vec<Uuid> = pairs
@@ -196,13 +235,17 @@ pub async fn create(
             app,
             owners: Some(owners.clone()),
             settings: None,
-            kind: connectors::ConnectorKind::Entra,
+            kind,
         };
-        match connectors::create(&state, &actor(&who), req).await {
+        match connectors::create(&state, &actor(who), req).await {
             Ok((id, _)) => {
-                return Ok(
-                    Redirect::to(&format!("/connectors/{id}/settings?new=1")).into_response()
-                );
+                let next = match kind {
+                    connectors::ConnectorKind::Entra => format!("/connectors/{id}/settings?new=1"),
+                    connectors::ConnectorKind::SelfHosted => {
+                        format!("/connectors/{id}/self-hosted?new=1")
+                    }
+                };
+                return Ok(Redirect::to(&next).into_response());
             }
             Err(ServiceError::Invalid(fields)) => {
                 for f in fields {
@@ -221,7 +264,10 @@ pub async fn create(
             Err(e) => return Err(e.into()),
         }
     }
-    let mut page = new_page(&state, &who).await?;
+    let mut page = new_page(&state, who).await?;
+    if kind == connectors::ConnectorKind::SelfHosted {
+        page = self_hosted_page(page);
+    }
     page.display_name = first(&pairs, "display_name").to_string();
     page.attach = attach;
     page.new_app_name = first(&pairs, "new_app_name").to_string();

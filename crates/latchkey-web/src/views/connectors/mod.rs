@@ -4,6 +4,7 @@ pub mod add;
 pub mod consent;
 pub mod list;
 pub mod page;
+pub mod self_hosted;
 pub mod settings;
 
 use crate::auth::SignedIn;

@@ -69,7 +69,8 @@ impl ConnectorPage {
     fn kind_label(&self, kind: &str) -> &'static str {
         match kind {
             "entra.connection_test" => "Connection test",
-            "entra.sync" => "Sync",
+            "entra.sync" | "connector_agent.sync" => "Sync",
+            "connector_agent.provision" => "Provisioning",
             _ => "Job",
         }
     }

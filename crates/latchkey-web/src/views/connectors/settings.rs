@@ -112,10 +112,20 @@ pub async fn show(
     who: SignedIn,
     Path(id): Path<Uuid>,
     Query(q): Query<SettingsQuery>,
-) -> Result<SettingsPage, WebError> {
+) -> Result<Response, WebError> {
+    {
+        // A self-hosted connector's settings are its credentials (its Entra settings stay in
+        // its own environment).
+        let mut tx = who.tx(&state).await?;
+        let row = store::get(&mut tx, id).await?;
+        tx.commit().await?;
+        if row.kind == crate::connector_agent::SELF_HOSTED {
+            return Ok(Redirect::to(&format!("/connectors/{id}/self-hosted")).into_response());
+        }
+    }
     let mut page = load(&state, &who, id).await?;
     page.is_new = q.new.is_some();
-    Ok(page)
+    Ok(page.into_response())
 }
 
 #[derive(Deserialize)]
