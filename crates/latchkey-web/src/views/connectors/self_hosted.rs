@@ -75,7 +75,7 @@ async fn load(state: &AppState, who: &SignedIn, id: Uuid) -> Result<SelfHostedPa
             .collect(),
         rotated: None,
         previous_until: None,
-        grace: if grace % 60 == 0 {
+        grace: if grace.is_multiple_of(60) {
             format!("{} minute(s)", grace / 60)
         } else {
             format!("{grace} seconds")
