@@ -266,6 +266,8 @@ impl ConnectorSettings {
                 "ENTRA_DISABLE_AUDIT_FEED",
                 self.entra_disable_audit_feed.clone(),
             )?,
+            // Account tasks are not handed to self-hosted connectors yet.
+            allow_account_deletion: false,
         };
         let connection = ConnectionSettings {
             tenant_id,
