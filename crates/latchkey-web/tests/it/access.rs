@@ -7,10 +7,8 @@ use crate::support::TestApp;
 use latchkey_access::{AccessConfig, AdvanceHandler, SweepHandler};
 use latchkey_core::{DisplayName, OrgId, Role, UserId};
 use latchkey_entra::OutboundPolicy;
-use latchkey_entra::provision::{ProvisionHandler, VerifyPolicy};
-use latchkey_entra::sync::SyncHandler;
 use latchkey_entra_sim::{GroupKind, SimConfig, SimHandle, SimServer};
-use latchkey_jobs::{Registry, WorkerConfig, WorkerPool};
+use latchkey_jobs::{WorkerConfig, WorkerPool};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -56,26 +54,7 @@ impl Env {
         let stop = CancellationToken::new();
         let mut config = WorkerConfig::new("access-api-worker").concurrency(3);
         config.poll_interval = Duration::from_millis(50);
-        let registry = Registry::new()
-            .with(latchkey_entra::onboarding::ConnectionTestHandler::new(
-                keys.clone(),
-                None,
-                OutboundPolicy::INSECURE_DEV,
-            ))
-            .with(SyncHandler::new(
-                keys.clone(),
-                None,
-                OutboundPolicy::INSECURE_DEV,
-            ))
-            .with(
-                ProvisionHandler::new(keys, None, OutboundPolicy::INSECURE_DEV).with_verify(
-                    VerifyPolicy {
-                        timeout: Duration::from_secs(3),
-                        first_delay: Duration::from_millis(50),
-                        max_delay: Duration::from_millis(400),
-                    },
-                ),
-            )
+        let registry = crate::support::entra_handlers(keys)
             .with(AdvanceHandler::new(access_config()))
             .with(SweepHandler::new(access_config()));
         tokio::spawn(WorkerPool::new(worker_store, config, registry).run(stop.clone()));

@@ -6,11 +6,8 @@
 use crate::support::TestApp;
 use latchkey_core::Role;
 use latchkey_entra::OutboundPolicy;
-use latchkey_entra::onboarding::ConnectionTestHandler;
-use latchkey_entra::provision::{ProvisionHandler, VerifyPolicy};
-use latchkey_entra::sync::SyncHandler;
 use latchkey_entra_sim::{GroupKind, SimConfig, SimHandle, SimServer};
-use latchkey_jobs::{Registry, WorkerConfig, WorkerPool};
+use latchkey_jobs::{WorkerConfig, WorkerPool};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -44,26 +41,7 @@ impl Env {
         let stop = CancellationToken::new();
         let mut config = WorkerConfig::new("provisioning-api-worker").concurrency(3);
         config.poll_interval = Duration::from_millis(50);
-        let registry = Registry::new()
-            .with(ConnectionTestHandler::new(
-                keys.clone(),
-                None,
-                OutboundPolicy::INSECURE_DEV,
-            ))
-            .with(SyncHandler::new(
-                keys.clone(),
-                None,
-                OutboundPolicy::INSECURE_DEV,
-            ))
-            .with(
-                ProvisionHandler::new(keys, None, OutboundPolicy::INSECURE_DEV).with_verify(
-                    VerifyPolicy {
-                        timeout: Duration::from_secs(3),
-                        first_delay: Duration::from_millis(50),
-                        max_delay: Duration::from_millis(400),
-                    },
-                ),
-            );
+        let registry = crate::support::entra_handlers(keys);
         tokio::spawn(WorkerPool::new(worker_store, config, registry).run(stop.clone()));
         Env { app, sim, stop }
     }

@@ -10,11 +10,8 @@ use latchkey_access::policy::{ApproverRule, Stage};
 use latchkey_access::{Access, AccessConfig, AdvanceHandler, Caller, NewAsk, Policy, SweepHandler};
 use latchkey_core::{OrgId, Role, UserId};
 use latchkey_entra::OutboundPolicy;
-use latchkey_entra::onboarding::ConnectionTestHandler;
-use latchkey_entra::provision::{ProvisionHandler, VerifyPolicy};
-use latchkey_entra::sync::SyncHandler;
 use latchkey_entra_sim::{GroupKind, SimConfig, SimHandle, SimServer};
-use latchkey_jobs::{Registry, WorkerConfig, WorkerPool};
+use latchkey_jobs::{WorkerConfig, WorkerPool};
 use latchkey_reviews::jobs::{DeadlineHandler, ReminderHandler, TemplateHandler};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -59,26 +56,7 @@ impl Env {
         let mut config = WorkerConfig::new("reviews-worker").concurrency(3);
         config.poll_interval = Duration::from_millis(50);
         config.maintenance_interval = Duration::from_millis(200);
-        let registry = Registry::new()
-            .with(ConnectionTestHandler::new(
-                keys.clone(),
-                None,
-                OutboundPolicy::INSECURE_DEV,
-            ))
-            .with(SyncHandler::new(
-                keys.clone(),
-                None,
-                OutboundPolicy::INSECURE_DEV,
-            ))
-            .with(
-                ProvisionHandler::new(keys, None, OutboundPolicy::INSECURE_DEV).with_verify(
-                    VerifyPolicy {
-                        timeout: Duration::from_secs(3),
-                        first_delay: Duration::from_millis(50),
-                        max_delay: Duration::from_millis(400),
-                    },
-                ),
-            )
+        let registry = crate::support::entra_handlers(keys)
             .with(AdvanceHandler::new(access_config()))
             .with(SweepHandler::new(access_config()))
             .with(DeadlineHandler)

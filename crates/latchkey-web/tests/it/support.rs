@@ -220,3 +220,31 @@ pub fn location(resp: &Response) -> String {
         .map(|v| v.to_str().unwrap().to_string())
         .unwrap_or_default()
 }
+
+/// The Entra job handlers every test worker runs: connection test, sync and provisioning, the
+/// latter with a short read-back wait so verification takes milliseconds, not minutes.
+pub fn entra_handlers(keys: Arc<KeyRing>) -> latchkey_jobs::Registry {
+    use latchkey_entra::OutboundPolicy;
+    use latchkey_entra::provision::{ProvisionHandler, VerifyPolicy};
+    use std::time::Duration;
+    latchkey_jobs::Registry::new()
+        .with(latchkey_entra::onboarding::ConnectionTestHandler::new(
+            keys.clone(),
+            None,
+            OutboundPolicy::INSECURE_DEV,
+        ))
+        .with(latchkey_entra::sync::SyncHandler::new(
+            keys.clone(),
+            None,
+            OutboundPolicy::INSECURE_DEV,
+        ))
+        .with(
+            ProvisionHandler::new(keys, None, OutboundPolicy::INSECURE_DEV).with_verify(
+                VerifyPolicy {
+                    timeout: Duration::from_secs(3),
+                    first_delay: Duration::from_millis(50),
+                    max_delay: Duration::from_millis(400),
+                },
+            ),
+        )
+}
