@@ -30,8 +30,7 @@ before(async () => {
   await page.waitForURL(/\/dashboard$/);
 
   // A connector with provisioning on, connected and synced.
-  await page.goto(`${demo.base}/connectors/new`);
-  await page.getByRole('link', { name: 'Add', exact: true }).click();
+  await page.goto(`${demo.base}/connectors/new/entra`);
   await page.getByLabel('Connector name').fill('Contoso Entra');
   await page.locator('#attach-new').check();
   await page.getByLabel('Name of the new app').fill('Contoso');

@@ -31,8 +31,7 @@ after(async () => {
 });
 
 async function connectTenant() {
-  await page.goto(`${demo.base}/connectors/new`);
-  await page.getByRole('link', { name: 'Add', exact: true }).click();
+  await page.goto(`${demo.base}/connectors/new/entra`);
   await page.getByLabel('Connector name').fill('Contoso Entra');
   await page.locator('#attach-new').check();
   await page.getByLabel('Name of the new app').fill('Contoso directory');
