@@ -2,6 +2,7 @@
 //! tenant: the whole lifecycle, decisions and their refusals, concurrency, catch-up after a
 //! worker outage, policies and the audit trail.
 
+mod approvals;
 mod concurrency;
 mod lifecycle;
 mod support;
