@@ -112,6 +112,36 @@ fn outcome(task: &Task) -> Option<Result<OffsetDateTime, String>> {
     None
 }
 
+/// Entra's own end for a time-bound grant (PIM schedules): a safety net a little after
+/// Latchkey's expiry, so that Latchkey's verified removal normally comes first.
+fn entra_end(expires: OffsetDateTime) -> OffsetDateTime {
+    expires + Duration::seconds(300)
+}
+
+/// After an extension of an active request: directory roles granted through PIM carry an
+/// end time in Entra, which must move out with the new expiry or Entra would end the access
+/// early. Asks provisioning for the same grant with the new end (the grant step moves an
+/// existing schedule's end with `adminUpdate`). Other entitlements have no end in Entra.
+/// Returns the task, if one was needed.
+pub async fn push_entra_end(
+    tx: &mut OrgTx,
+    r: &Request,
+    info: &EntitlementInfo,
+) -> Result<Option<Uuid>, AccessError> {
+    let Some(expires) = r.expires_at else {
+        return Ok(None);
+    };
+    if info.resource_type != "role" {
+        return Ok(None);
+    }
+    let ask = Ask::Grant {
+        entitlement: r.entitlement_id,
+        principal: r.principal_id,
+    };
+    let task = request_until(tx, r.connector_id, ask, &asker(r), Some(entra_end(expires))).await?;
+    Ok(Some(task))
+}
+
 /// Hands an approved request to provisioning (a grant task, bounded in time where the
 /// tenant supports it) and schedules following it.
 pub async fn start_provisioning(
@@ -120,8 +150,7 @@ pub async fn start_provisioning(
     r: &mut Request,
     info: &EntitlementInfo,
 ) -> Result<(), AccessError> {
-    // Entra's own end for time-bound grants (PIM): a safety net a little after ours.
-    let until = now() + Duration::seconds(i64::from(r.duration_seconds) + 300);
+    let until = entra_end(now() + Duration::seconds(i64::from(r.duration_seconds)));
     let ask = Ask::Grant {
         entitlement: r.entitlement_id,
         principal: r.principal_id,

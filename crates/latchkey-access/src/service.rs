@@ -1003,7 +1003,11 @@ async fn apply_extension(
             .unwrap_or_default(),
         reason.map(|x| format!(" {x}")).unwrap_or_default()
     );
-    transition(tx, r, Event::Extension, name, actor, Some(&why)).await?;
+    let trail = match lifecycle::push_entra_end(tx, r, info).await? {
+        Some(task) => format!("{why} Entra's end time moves with it (provisioning task {task})."),
+        None => why.clone(),
+    };
+    transition(tx, r, Event::Extension, name, actor, Some(&trail)).await?;
     notify::requester_told(tx, cfg, r, info, "Extension approved", &why).await?;
     lifecycle::schedule_window(tx, r).await?;
     Ok(())

@@ -478,6 +478,16 @@ impl SimHandle {
         let ui = d.find_user(&user_id.to_string())?;
         d.users[ui].manager.map(|m| d.users[m as usize].id)
     }
+    /// Ground truth of `principal`'s active assignment of the directory role `role_id`:
+    /// `None` when there is none, else its end (Unix seconds; `None` for permanent).
+    pub fn role_assignment_end(&self, role_id: Uuid, principal: Uuid) -> Option<Option<i64>> {
+        let d = self.state.read();
+        let role = d.roles.iter().position(|r| r.id == role_id)?;
+        let p = d.lookup(&principal)?;
+        d.active_assignments(crate::json::now())
+            .find(|a| a.role as usize == role && a.principal == p)
+            .map(|a| a.end)
+    }
     /// When the user's sign-in sessions were last revoked (`signInSessionsValidFromDateTime`,
     /// Unix seconds), `None` for no such user.
     pub fn user_sessions_valid_from(&self, user_id: Uuid) -> Option<i64> {

@@ -167,7 +167,12 @@ async fn the_managers_stage_then_two_of_two_named_approvers() {
     let events = env.events(id).await;
     assert_eq!(
         events[..4],
-        ["requested", "stage_approved", "approved", "provisioning_started"]
+        [
+            "requested",
+            "stage_approved",
+            "approved",
+            "provisioning_started"
+        ]
     );
 }
 
@@ -220,7 +225,10 @@ async fn a_stage_nobody_can_decide_falls_to_super_admins_and_a_later_denial_ends
         .await
         .unwrap();
     assert_eq!(denied.state, "denied");
-    assert_eq!(env.events(id).await, ["requested", "stage_approved", "denied"]);
+    assert_eq!(
+        env.events(id).await,
+        ["requested", "stage_approved", "denied"]
+    );
     let mail = env.mail().await;
     assert!(
         mail.iter().any(|(to, s, body)| to == "req@contoso.test"

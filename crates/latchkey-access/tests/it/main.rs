@@ -5,4 +5,5 @@
 mod approvals;
 mod concurrency;
 mod lifecycle;
+mod pim;
 mod support;

@@ -119,9 +119,16 @@ pub async fn apply_until(
                     "directoryScopeId": "/", "justification": "Granted by Latchkey",
                     "scheduleInfo": {"startDateTime": now_rfc3339(), "expiration": expiration},
                 });
-                graph
+                let r = graph
                     .send(Method::POST, &schedule_query(eligible), Some(&body))
-                    .await
+                    .await;
+                let applied = role_answer(r, true, resource_name)?;
+                if applied.already
+                    && let Some(e) = end
+                {
+                    extend_pim_schedule(graph, role, principal, eligible, e, resource_name).await?;
+                }
+                return Ok(applied);
             } else {
                 let body = serde_json::json!({
                     "@odata.type": "#microsoft.graph.unifiedRoleAssignment",
@@ -284,6 +291,95 @@ fn now_rfc3339() -> String {
         .unwrap_or_else(|_| time::OffsetDateTime::now_utc())
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
+}
+
+/// A time-bound PIM grant asked for again with a later end (a JIT extension): moves the
+/// schedule's end out with `adminUpdate`, so that Entra does not end the access before
+/// Latchkey does. A permanent schedule, or one that already ends later, is left alone
+/// (Latchkey never shortens access it did not grant).
+async fn extend_pim_schedule(
+    graph: &GraphClient,
+    role: Uuid,
+    principal: Uuid,
+    eligible: bool,
+    end: &str,
+    resource_name: &str,
+) -> Result<(), ProvisionError> {
+    // `end` is Latchkey's own RFC 3339 rendering (the task's `until`).
+    let Ok(wanted) =
+        time::OffsetDateTime::parse(end, &time::format_description::well_known::Rfc3339)
+    else {
+        return Ok(());
+    };
+    let Some(current) = pim_schedule_end(graph, role, principal, eligible).await? else {
+        return Ok(());
+    };
+    if current.is_none_or(|c| c >= wanted) {
+        return Ok(());
+    }
+    let body = serde_json::json!({
+        "action": "adminUpdate", "principalId": principal, "roleDefinitionId": role,
+        "directoryScopeId": "/", "justification": "Extended by Latchkey",
+        "scheduleInfo": {"startDateTime": now_rfc3339(),
+                         "expiration": {"type": "afterDateTime", "endDateTime": end}},
+    });
+    let r = graph
+        .send(Method::POST, &schedule_query(eligible), Some(&body))
+        .await;
+    role_answer(r, true, resource_name).map(|_| ())
+}
+
+/// The end of `principal`'s current tenant-wide PIM schedule instance of `role`:
+/// `None` when there is none, `Some(None)` when it is permanent.
+async fn pim_schedule_end(
+    graph: &GraphClient,
+    role: Uuid,
+    principal: Uuid,
+    eligible: bool,
+) -> Result<Option<Option<time::OffsetDateTime>>, GraphError> {
+    let q = if eligible {
+        Query::v1("roleManagement/directory/roleEligibilityScheduleInstances")
+            .needs_permission("RoleEligibilitySchedule.ReadWrite.Directory")
+    } else {
+        Query::v1("roleManagement/directory/roleAssignmentScheduleInstances")
+            .needs_permission("RoleAssignmentSchedule.ReadWrite.Directory")
+    };
+    let q = q
+        .filter(format!(
+            "principalId eq {} and roleDefinitionId eq {}",
+            odata_string(&principal.to_string()),
+            odata_string(&role.to_string())
+        ))
+        .select(&[
+            "id",
+            "principalId",
+            "roleDefinitionId",
+            "directoryScopeId",
+            "endDateTime",
+        ]);
+    let mut items = graph.items::<Value>(q);
+    while let Some(item) = items.try_next().await? {
+        let is = |k: &str, v: &Uuid| {
+            item.get(k)
+                .and_then(Value::as_str)
+                .is_some_and(|s| s.eq_ignore_ascii_case(&v.to_string()))
+        };
+        let tenant_wide = item
+            .get("directoryScopeId")
+            .and_then(Value::as_str)
+            .is_none_or(|s| s == "/");
+        if is("principalId", &principal) && is("roleDefinitionId", &role) && tenant_wide {
+            let end = item
+                .get("endDateTime")
+                .and_then(Value::as_str)
+                .and_then(|s| {
+                    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                        .ok()
+                });
+            return Ok(Some(end));
+        }
+    }
+    Ok(None)
 }
 
 fn schedule_query(eligible: bool) -> Query {
