@@ -7,6 +7,7 @@ pub mod cli;
 mod config;
 mod error;
 mod graph;
+mod hold;
 mod identity;
 mod introspect;
 mod json;
@@ -24,6 +25,7 @@ pub use config::{
     SimConfig, Sizes, Throttle, default_permissions,
 };
 pub use error::SimError;
+pub use hold::ResponseHold;
 pub use identity::MICROSOFT_SERVICES_TENANT;
 pub use model::{GroupKind, ProvisionOnDemandCall};
 pub use server::{AppCredentials, RequestLogEntry, SimHandle, SimServer};

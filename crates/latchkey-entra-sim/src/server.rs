@@ -119,6 +119,8 @@ pub(crate) struct State {
     pub batch_router: std::sync::OnceLock<Router>,
     /// What to do to the next id_token (tests of a relying party's validation).
     pub id_token_tamper: Mutex<Option<crate::signin::IdTokenTamper>>,
+    /// Answers tests hold back ([`SimHandle::hold`]).
+    pub holds: Arc<crate::hold::Holds>,
 }
 
 fn unpoison<T>(r: Result<T, std::sync::PoisonError<T>>) -> T {
@@ -239,6 +241,7 @@ async fn log_and_delay(AxState(st): AxState<Arc<State>>, req: Request, next: Nex
         tokio::time::sleep(std::time::Duration::from_millis(latency)).await;
     }
     let resp = next.run(req).await;
+    let (held_method, held_path) = (method.clone(), path.clone());
     st.log_request(RequestLogEntry {
         seq: 0,
         time: crate::json::fmt_ts(crate::json::now()),
@@ -250,6 +253,8 @@ async fn log_and_delay(AxState(st): AxState<Arc<State>>, req: Request, next: Nex
         in_batch,
         duration_ms: start.elapsed().as_secs_f64() * 1000.0,
     });
+    // Inside a `$batch` too: the whole batch answer waits.
+    st.holds.wait(&held_method, &held_path).await;
     resp
 }
 
@@ -344,6 +349,7 @@ impl SimServer {
             other_tenant: other.uuid(),
             batch_router: std::sync::OnceLock::new(),
             id_token_tamper: Mutex::new(None),
+            holds: Arc::default(),
         });
         let app = router(state.clone());
         let (tx, rx) = oneshot::channel::<()>();
@@ -503,6 +509,13 @@ impl SimHandle {
     /// `provisionOnDemand` calls received so far.
     pub fn provision_on_demand_calls(&self) -> Vec<crate::model::ProvisionOnDemandCall> {
         self.state.read().provision_calls.clone()
+    }
+    /// Holds back answers to `method path` (exact path, e.g. `/v1.0/users/delta`): each is
+    /// computed from the directory as it is when the request arrives (alone or inside a
+    /// `$batch`, whose whole answer then waits), then kept until the
+    /// returned hold is released or dropped.
+    pub fn hold(&self, method: &str, path: &str) -> crate::hold::ResponseHold {
+        self.state.holds.add(method, path)
     }
     /// Requests received so far (oldest first).
     pub fn requests(&self) -> Vec<RequestLogEntry> {

@@ -438,7 +438,8 @@ pub async fn direct_holders(tx: &mut OrgTx, connector: Uuid, entitlement: Uuid) 
 }
 
 /// Stores a verified grant at once (the next sync finds the same row: same derived id), stamped
-/// with the task as its "run". Returns the grant's id.
+/// with the task as its "run" and `provisioned_at` (a sync that started earlier leaves it
+/// alone). Returns the grant's id.
 pub async fn record_grant(
     tx: &mut OrgTx,
     connector: Uuid,
@@ -450,9 +451,9 @@ pub async fn record_grant(
 ) -> Result<Uuid> {
     let org = tx.org();
     Ok(sqlx::query_scalar(
-        "INSERT INTO grants (id, org_id, connector_id, entitlement_id, principal_id, kind, source, external_id, last_seen_run)
-         VALUES (sync_grant_id($3, $4, 'direct', $6), $1, $2, $3, $4, $5, 'direct', $6, $7)
-         ON CONFLICT (id) DO UPDATE SET last_seen_at = now(), deleted_at = NULL
+        "INSERT INTO grants (id, org_id, connector_id, entitlement_id, principal_id, kind, source, external_id, last_seen_run, provisioned_at)
+         VALUES (sync_grant_id($3, $4, 'direct', $6), $1, $2, $3, $4, $5, 'direct', $6, $7, now())
+         ON CONFLICT (id) DO UPDATE SET last_seen_at = now(), deleted_at = NULL, provisioned_at = now()
          RETURNING id",
     )
     .bind(org.0)
@@ -466,7 +467,8 @@ pub async fn record_grant(
     .await?)
 }
 
-/// Marks a verified revoke at once: the principal's direct grants of the entitlement.
+/// Marks a verified revoke at once: the principal's direct grants of the entitlement (stamped
+/// `provisioned_at`, so a sync that read them earlier does not revive them).
 pub async fn remove_grant(
     tx: &mut OrgTx,
     connector: Uuid,
@@ -475,7 +477,7 @@ pub async fn remove_grant(
 ) -> Result<u64> {
     let org = tx.org();
     Ok(sqlx::query(
-        "UPDATE grants SET deleted_at = now()
+        "UPDATE grants SET deleted_at = now(), provisioned_at = now()
           WHERE org_id = $1 AND connector_id = $2 AND entitlement_id = $3 AND principal_id = $4
             AND deleted_at IS NULL AND NOT expanded AND source = 'direct'",
     )
@@ -489,7 +491,7 @@ pub async fn remove_grant(
 }
 
 /// A deprovisioned account, at once: sign-in disabled; or, when deleted, the account and every
-/// grant it held marked deleted.
+/// grant it held marked deleted (all stamped `provisioned_at`).
 pub async fn record_deprovisioned(
     tx: &mut OrgTx,
     connector: Uuid,
@@ -499,7 +501,7 @@ pub async fn record_deprovisioned(
     let org = tx.org();
     if deleted {
         sqlx::query(
-            "UPDATE resources SET deleted_at = coalesce(deleted_at, now())
+            "UPDATE resources SET deleted_at = coalesce(deleted_at, now()), provisioned_at = now()
               WHERE org_id = $1 AND connector_id = $2 AND id = $3",
         )
         .bind(org.0)
@@ -508,7 +510,7 @@ pub async fn record_deprovisioned(
         .execute(tx.conn())
         .await?;
         sqlx::query(
-            "UPDATE grants SET deleted_at = now()
+            "UPDATE grants SET deleted_at = now(), provisioned_at = now()
               WHERE org_id = $1 AND connector_id = $2 AND principal_id = $3 AND deleted_at IS NULL",
         )
         .bind(org.0)
@@ -518,7 +520,8 @@ pub async fn record_deprovisioned(
         .await?;
     } else {
         sqlx::query(
-            "UPDATE resources SET profile = profile || '{\"account_enabled\": false}'::jsonb
+            "UPDATE resources SET profile = profile || '{\"account_enabled\": false}'::jsonb,
+                    provisioned_at = now()
               WHERE org_id = $1 AND connector_id = $2 AND id = $3",
         )
         .bind(org.0)
@@ -527,6 +530,22 @@ pub async fn record_deprovisioned(
         .execute(tx.conn())
         .await?;
     }
+    Ok(())
+}
+
+/// Stamps a resource provisioning just wrote (a created account), so that a sync that started
+/// earlier neither revives an older picture of it nor sweeps it away.
+pub async fn stamp_provisioned(tx: &mut OrgTx, connector: Uuid, resource: Uuid) -> Result<()> {
+    let org = tx.org();
+    sqlx::query(
+        "UPDATE resources SET provisioned_at = now(), deleted_at = NULL
+          WHERE org_id = $1 AND connector_id = $2 AND id = $3",
+    )
+    .bind(org.0)
+    .bind(connector)
+    .bind(resource)
+    .execute(tx.conn())
+    .await?;
     Ok(())
 }
 

@@ -79,7 +79,8 @@ fn dedup_by<T, K: Ord>(rows: &[T], key: impl Fn(&T) -> K) -> Vec<&T> {
     idx.into_iter().map(|i| &rows[i]).collect()
 }
 
-/// Inserts or refreshes resources, stamping them with `run` and reviving deleted ones.
+/// Inserts or refreshes resources, stamping them with `run` and reviving deleted ones (except
+/// rows provisioning wrote after `run` started, see the module's documentation).
 pub async fn upsert_resources(
     tx: &mut OrgTx,
     connector: Uuid,
@@ -110,7 +111,9 @@ pub async fn upsert_resources(
                  || CASE WHEN resources.profile ? 'manager_id' AND NOT excluded.profile ? 'manager_id'
                          THEN jsonb_build_object('manager_id', resources.profile->'manager_id')
                          ELSE '{}'::jsonb END,
-             last_seen_at = now(), last_seen_run = excluded.last_seen_run, deleted_at = NULL",
+             last_seen_at = now(), last_seen_run = excluded.last_seen_run, deleted_at = NULL
+         WHERE resources.provisioned_at IS NULL
+            OR resources.provisioned_at < (SELECT s.started_at FROM sync_runs s WHERE s.id = $3)",
     )
     .bind(org.0)
     .bind(connector)
@@ -158,7 +161,7 @@ pub async fn upsert_entitlements(
     .rows_affected())
 }
 
-/// Inserts or refreshes direct grants.
+/// Inserts or refreshes direct grants (except rows provisioning wrote after `run` started).
 pub async fn upsert_grants(
     tx: &mut OrgTx,
     connector: Uuid,
@@ -193,7 +196,9 @@ pub async fn upsert_grants(
                 LATERAL (SELECT sync_entitlement_id(sync_resource_id($2, t.key), t.slug) AS id) e,
                 LATERAL (SELECT sync_resource_id($2, t.principal) AS id) p
          ON CONFLICT (id) DO UPDATE SET details = excluded.details,
-             last_seen_at = now(), last_seen_run = excluded.last_seen_run, deleted_at = NULL",
+             last_seen_at = now(), last_seen_run = excluded.last_seen_run, deleted_at = NULL
+         WHERE grants.provisioned_at IS NULL
+            OR grants.provisioned_at < (SELECT s.started_at FROM sync_runs s WHERE s.id = $3)",
     )
     .bind(org.0)
     .bind(connector)
@@ -300,7 +305,12 @@ pub async fn sso_apps(tx: &mut OrgTx, connector: Uuid) -> Result<Vec<(String, St
 /// Marks resources deleted by key (an incremental sync saw them removed), with their
 /// entitlements and every direct grant they hold or offer (by index: a page of removals does
 /// not look at every grant).
-pub async fn delete_resources(tx: &mut OrgTx, connector: Uuid, keys: &[String]) -> Result<u64> {
+pub async fn delete_resources(
+    tx: &mut OrgTx,
+    connector: Uuid,
+    run: Uuid,
+    keys: &[String],
+) -> Result<u64> {
     if keys.is_empty() {
         return Ok(0);
     }
@@ -309,11 +319,14 @@ pub async fn delete_resources(tx: &mut OrgTx, connector: Uuid, keys: &[String]) 
         "UPDATE resources SET deleted_at = now()
           WHERE org_id = $1 AND connector_id = $2 AND deleted_at IS NULL
             AND id IN (SELECT sync_resource_id($2, k) FROM unnest($3::text[]) AS k)
+            AND (provisioned_at IS NULL
+                 OR provisioned_at < (SELECT s.started_at FROM sync_runs s WHERE s.id = $4))
           RETURNING id",
     )
     .bind(org.0)
     .bind(connector)
     .bind(keys)
+    .bind(run)
     .fetch_all(tx.conn())
     .await?;
     let ents: Vec<Uuid> = sqlx::query_scalar(
@@ -329,12 +342,15 @@ pub async fn delete_resources(tx: &mut OrgTx, connector: Uuid, keys: &[String]) 
     sqlx::query(
         "UPDATE grants SET deleted_at = now()
           WHERE org_id = $1 AND connector_id = $2 AND deleted_at IS NULL AND NOT expanded
-            AND (principal_id = ANY($3) OR entitlement_id = ANY($4))",
+            AND (principal_id = ANY($3) OR entitlement_id = ANY($4))
+            AND (provisioned_at IS NULL
+                 OR provisioned_at < (SELECT s.started_at FROM sync_runs s WHERE s.id = $5))",
     )
     .bind(org.0)
     .bind(connector)
     .bind(&ids)
     .bind(&ents)
+    .bind(run)
     .execute(tx.conn())
     .await?;
     Ok(ids.len() as u64)
@@ -345,6 +361,7 @@ pub async fn delete_resources(tx: &mut OrgTx, connector: Uuid, keys: &[String]) 
 pub async fn delete_grants(
     tx: &mut OrgTx,
     connector: Uuid,
+    run: Uuid,
     resource_key: &str,
     slug: &str,
     principal_keys: &[String],
@@ -356,12 +373,15 @@ pub async fn delete_grants(
         "UPDATE grants SET deleted_at = now()
           WHERE org_id = app_current_org() AND connector_id = $1 AND deleted_at IS NULL AND NOT expanded
             AND entitlement_id = sync_entitlement_id(sync_resource_id($1, $2), $3)
-            AND principal_id IN (SELECT sync_resource_id($1, k) FROM unnest($4::text[]) AS k)",
+            AND principal_id IN (SELECT sync_resource_id($1, k) FROM unnest($4::text[]) AS k)
+            AND (provisioned_at IS NULL
+                 OR provisioned_at < (SELECT s.started_at FROM sync_runs s WHERE s.id = $5))",
     )
     .bind(connector)
     .bind(resource_key)
     .bind(slug)
     .bind(principal_keys)
+    .bind(run)
     .execute(tx.conn())
     .await?
     .rows_affected())
@@ -382,7 +402,9 @@ pub async fn sweep_grants_of(
             AND g.entitlement_id IN (SELECT e.id FROM entitlements e
                                       WHERE e.org_id = app_current_org() AND e.connector_id = $1
                                         AND e.resource_id = sync_resource_id($1, $3))
-            AND g.kind = ANY($4) AND g.last_seen_run <> $2",
+            AND g.kind = ANY($4) AND g.last_seen_run <> $2
+            AND (g.provisioned_at IS NULL
+                 OR g.provisioned_at < (SELECT s.started_at FROM sync_runs s WHERE s.id = $2))",
     )
     .bind(connector)
     .bind(run)
@@ -409,6 +431,8 @@ pub async fn sweep_principal_grants(
         "UPDATE grants SET deleted_at = now()
           WHERE org_id = app_current_org() AND connector_id = $1 AND deleted_at IS NULL AND NOT expanded
             AND kind = ANY($4) AND last_seen_run <> $2
+            AND (provisioned_at IS NULL
+                 OR provisioned_at < (SELECT s.started_at FROM sync_runs s WHERE s.id = $2))
             AND principal_id IN (SELECT sync_resource_id($1, k) FROM unnest($3::text[]) AS k)",
     )
     .bind(connector)
@@ -463,6 +487,8 @@ pub async fn sweep_grant_kinds(
         "UPDATE grants SET deleted_at = now()
           WHERE org_id = app_current_org() AND connector_id = $1 AND deleted_at IS NULL AND NOT expanded
             AND kind = ANY($3) AND last_seen_run <> $2
+            AND (provisioned_at IS NULL
+                 OR provisioned_at < (SELECT s.started_at FROM sync_runs s WHERE s.id = $2))
             AND entitlement_id IN (SELECT e.id FROM entitlements e JOIN resources r ON r.id = e.resource_id
                                     WHERE e.org_id = app_current_org() AND e.connector_id = $1
                                       AND r.org_id = app_current_org() AND r.connector_id = $1 AND r.type = ANY($4))",
@@ -485,7 +511,9 @@ pub async fn sweep_resource_types(
 ) -> Result<u64> {
     let n = sqlx::query(
         "UPDATE resources SET deleted_at = now()
-          WHERE org_id = app_current_org() AND connector_id = $1 AND deleted_at IS NULL AND type = ANY($3) AND last_seen_run <> $2",
+          WHERE org_id = app_current_org() AND connector_id = $1 AND deleted_at IS NULL AND type = ANY($3) AND last_seen_run <> $2
+            AND (provisioned_at IS NULL
+                 OR provisioned_at < (SELECT s.started_at FROM sync_runs s WHERE s.id = $2))",
     )
     .bind(connector)
     .bind(run)
@@ -525,7 +553,9 @@ pub async fn sweep(
 ) -> Result<Swept> {
     let resources = sqlx::query(
         "UPDATE resources SET deleted_at = now()
-          WHERE org_id = app_current_org() AND connector_id = $1 AND deleted_at IS NULL AND last_seen_run <> $2",
+          WHERE org_id = app_current_org() AND connector_id = $1 AND deleted_at IS NULL AND last_seen_run <> $2
+            AND (provisioned_at IS NULL
+                 OR provisioned_at < (SELECT s.started_at FROM sync_runs s WHERE s.id = $2))",
     )
     .bind(connector)
     .bind(run)
@@ -544,7 +574,9 @@ pub async fn sweep(
     let grants = sqlx::query(
         "UPDATE grants SET deleted_at = now()
           WHERE org_id = app_current_org() AND connector_id = $1 AND deleted_at IS NULL AND NOT expanded AND last_seen_run <> $2
-            AND NOT (kind = ANY($3))",
+            AND NOT (kind = ANY($3))
+            AND (provisioned_at IS NULL
+                 OR provisioned_at < (SELECT s.started_at FROM sync_runs s WHERE s.id = $2))",
     )
     .bind(connector)
     .bind(run)

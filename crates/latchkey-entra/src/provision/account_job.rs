@@ -223,6 +223,9 @@ pub(super) async fn create(
             let resource = provisioning::user_resource_id(&mut tx, connector, &account.to_string())
                 .await
                 .map_err(db)?;
+            provisioning::stamp_provisioned(&mut tx, connector, resource)
+                .await
+                .map_err(db)?;
             provisioning::set_principal(&mut tx, task.id, resource)
                 .await
                 .map_err(db)?;

@@ -58,7 +58,7 @@ pub(super) async fn users_page(
         &["license_assigned"],
     )
     .await?;
-    let deleted = resources::delete_resources(&mut tx, run.connector, &removed).await?;
+    let deleted = resources::delete_resources(&mut tx, run.connector, run.run, &removed).await?;
     tx.commit().await?;
     run.advance(phase, next, |c| {
         c.add(&res, &[], &grants);
@@ -160,7 +160,8 @@ impl AsyncPageFn for GroupDeltaPages {
             resources::upsert_entitlements(&mut tx, run.connector, run.run, &ents).await?;
             resources::upsert_grants(&mut tx, run.connector, run.run, &grants).await?;
             for (g, gone) in &removals {
-                resources::delete_grants(&mut tx, run.connector, g, "members", gone).await?;
+                resources::delete_grants(&mut tx, run.connector, run.run, g, "members", gone)
+                    .await?;
             }
             for g in &changed {
                 resources::sweep_grants_of(&mut tx, run.connector, run.run, g, &["group_owners"])
@@ -175,7 +176,8 @@ impl AsyncPageFn for GroupDeltaPages {
             )
             .await?;
             let deleted =
-                resources::delete_resources(&mut tx, run.connector, &removed_groups).await?;
+                resources::delete_resources(&mut tx, run.connector, run.run, &removed_groups)
+                    .await?;
             tx.commit().await?;
             run.cp()
                 .touched

@@ -12,6 +12,7 @@ mod openapi;
 mod ops;
 mod people;
 mod provisioning;
+mod provisioning_race;
 mod reviews;
 mod roles;
 mod sessions;
