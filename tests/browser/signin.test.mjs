@@ -120,6 +120,28 @@ test('sign in with Microsoft on the simulated tenant', async () => {
   assert.match(await signInWithMicrosoft(viaHelper, demo.base, colleague.user_principal_name, { org: 'Globex' }), /\/dashboard$/);
   assert.ok(await viaHelper.getByText('Globex').first().isVisible(), 'signed in to the chosen organization');
 
+  // The administrator, who signed up with a password, links her Microsoft account from Your
+  // account; from then on Sign in with Microsoft is her, a Super Administrator.
+  const adaEntra = users.find((u) => u.account_enabled && u.user_type === 'Member'
+    && ![users[0].user_principal_name, member.user_principal_name, colleague.user_principal_name].includes(u.user_principal_name));
+  await admin.goto(`${demo.base}/dashboard`);
+  await admin.getByRole('link', { name: 'Ada Lovelace' }).click();
+  await admin.waitForURL(/\/settings\/account$/);
+  await admin.getByText('No Microsoft account is linked to you yet.').waitFor();
+  await admin.getByRole('button', { name: 'Link your Microsoft account' }).click();
+  await admin.locator('#i0116').fill(adaEntra.user_principal_name);
+  await Promise.all([
+    admin.waitForURL(/\/settings\/account\?linked=1$/),
+    admin.locator('#idSIButton9').click(),
+  ]);
+  await admin.getByText('Your Microsoft account is linked.').waitFor();
+  assert.ok(await admin.getByText(adaEntra.id).isVisible(), 'the linked object id is listed');
+  await shot(admin, '66-account-linked');
+  const adaViaMicrosoft = await (await browser.newContext()).newPage();
+  await signInWithMicrosoft(adaViaMicrosoft, demo.base, adaEntra.user_principal_name, { org: 'Acme Corp', next: '/settings/account' });
+  assert.ok(await adaViaMicrosoft.getByText('Super Administrator').first().isVisible(), 'signed in as the administrator herself');
+  assert.ok(await adaViaMicrosoft.getByText('ada@acme.example').isVisible());
+
   // Local password sign-in keeps working for the administrator.
   const local = await (await browser.newContext()).newPage();
   await local.goto(`${demo.base}/login`);

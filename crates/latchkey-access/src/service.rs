@@ -1032,7 +1032,7 @@ async fn find_principal(
     let Some(identity) = identity else {
         return Err(AccessError::invalid(
             "entitlement_id",
-            "Your Latchkey account is not linked to an account in this entitlement's Microsoft Entra tenant: sign in with Microsoft once, then ask again.",
+            "Your Latchkey account is not linked to an account in this entitlement's Microsoft Entra tenant: link your Microsoft account under Your account (or sign in with Microsoft once), then ask again.",
         ));
     };
     store::user_resource(tx, info.connector_id, &identity.object_id)

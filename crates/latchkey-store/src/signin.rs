@@ -4,7 +4,7 @@
 //! what happens inside the chosen organization goes through [`crate::OrgTx`] as usual.
 
 use crate::{OrgTx, Result, Store, StoreError};
-use latchkey_core::OrgId;
+use latchkey_core::{OrgId, UserId};
 use sqlx::FromRow;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -16,12 +16,16 @@ pub struct NewState<'a> {
     pub nonce: &'a str,
     pub next_path: &'a str,
     pub expires_at: OffsetDateTime,
+    /// A signed-in person linking their Microsoft account (organization, user); `None` for
+    /// a sign-in.
+    pub link: Option<(OrgId, UserId)>,
 }
 
 pub async fn create_state(store: &Store, new: NewState<'_>) -> Result<()> {
     sqlx::query(
-        "INSERT INTO signin_states (id, state_hash, browser_hash, pkce_verifier, nonce, next_path, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO signin_states (id, state_hash, browser_hash, pkce_verifier, nonce, next_path,
+                                    expires_at, link_org_id, link_user_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(Uuid::now_v7())
     .bind(new.state_hash)
@@ -30,6 +34,8 @@ pub async fn create_state(store: &Store, new: NewState<'_>) -> Result<()> {
     .bind(new.nonce)
     .bind(new.next_path)
     .bind(new.expires_at)
+    .bind(new.link.map(|(o, _)| o.0))
+    .bind(new.link.map(|(_, u)| u.0))
     .execute(store.system())
     .await?;
     Ok(())
@@ -44,6 +50,8 @@ pub struct ConsumedState {
     pub next_path: String,
     pub expired: bool,
     pub already_used: bool,
+    pub link_org_id: Option<Uuid>,
+    pub link_user_id: Option<Uuid>,
 }
 
 /// Marks the state used (wiping its PKCE verifier) and returns what it held. A replay returns
@@ -52,7 +60,8 @@ pub async fn consume_state(store: &Store, state_hash: &str) -> Result<ConsumedSt
     let mut tx = store.system().begin().await?;
     let row: Option<ConsumedState> = sqlx::query_as(
         "SELECT browser_hash, pkce_verifier, nonce, next_path,
-                expires_at <= now() AS expired, used_at IS NOT NULL AS already_used
+                expires_at <= now() AS expired, used_at IS NOT NULL AS already_used,
+                link_org_id, link_user_id
            FROM signin_states WHERE state_hash = $1 FOR UPDATE",
     )
     .bind(state_hash)

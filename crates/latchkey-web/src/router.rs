@@ -44,6 +44,11 @@ pub fn router(state: AppState) -> Router {
             post(crate::auth::microsoft::choose),
         )
         .route(
+            "/auth/microsoft/link",
+            post(crate::auth::microsoft::start_link),
+        )
+        .route("/settings/account", get(views::account::show))
+        .route(
             "/invite/{token}",
             get(views::invite::show).post(views::invite::accept),
         )

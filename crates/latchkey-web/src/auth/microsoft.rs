@@ -23,7 +23,7 @@
 //! The event records `account_synced: false`, and requests for access wait for the sync that
 //! brings the account in.
 
-use crate::auth::session;
+use crate::auth::{SignedIn, session};
 use crate::csrf;
 use crate::error::WebError;
 use crate::state::AppState;
@@ -111,9 +111,17 @@ pub enum Refusal {
     )]
     NoEmail,
     #[error(
-        "A Latchkey account with the email {0} already exists, but it is not linked to this Microsoft account (Latchkey never links accounts by email alone). Sign in with that account's password, or ask a Super Administrator of its organization to remove it, then sign in with Microsoft again."
+        "A Latchkey account with the email {0} already exists, but it is not linked to this Microsoft account (Latchkey never links accounts by email alone). Sign in with that account's password and link this Microsoft account under Your account; from then on Sign in with Microsoft works for it."
     )]
     EmailTaken(String),
+    #[error(
+        "You are no longer signed in to Latchkey as the person who asked to link this Microsoft account. Sign in again, then link it from Your account."
+    )]
+    LinkSessionChanged,
+    #[error(
+        "This Microsoft account is already linked to another Latchkey account ({0}) in your organization. Nothing was changed; ask a Super Administrator if that is wrong."
+    )]
+    LinkedToSomeoneElse(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -127,7 +135,8 @@ impl Refusal {
             Refusal::TenantNotConnected(_) | Refusal::Disabled | Refusal::NotAnOption => {
                 StatusCode::FORBIDDEN
             }
-            Refusal::EmailTaken(_) => StatusCode::CONFLICT,
+            Refusal::EmailTaken(_) | Refusal::LinkedToSomeoneElse(_) => StatusCode::CONFLICT,
+            Refusal::LinkSessionChanged => StatusCode::FORBIDDEN,
             Refusal::Microsoft(SignInError::Network(_)) => StatusCode::BAD_GATEWAY,
             _ => StatusCode::BAD_REQUEST,
         }
@@ -174,17 +183,56 @@ pub async fn start(
     Form(form): Form<StartForm>,
 ) -> Result<Response, Refusal> {
     csrf::verify_presession(&state, &jar, &form.csrf_token)?;
+    let next = crate::views::safe_next(form.next.as_deref());
+    begin(&state, jar, &next, form.login_hint.as_deref(), None).await
+}
+
+#[derive(Deserialize)]
+pub struct LinkForm {
+    #[serde(default)]
+    csrf_token: String,
+}
+
+/// Where a linking round trip ends.
+pub const LINKED_PAGE: &str = "/settings/account?linked=1";
+
+/// `POST /auth/microsoft/link`: the signed-in person links their Microsoft account (the
+/// round trip is the sign-in's, its state remembering who asked).
+pub async fn start_link(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    who: SignedIn,
+    Form(form): Form<LinkForm>,
+) -> Result<Response, Refusal> {
+    csrf::verify_session(&who, &form.csrf_token)?;
+    begin(
+        &state,
+        jar,
+        LINKED_PAGE,
+        None,
+        Some((who.org_id, who.user_id)),
+    )
+    .await
+}
+
+/// A fresh state bound to this browser, then the authorize endpoint.
+async fn begin(
+    state: &AppState,
+    jar: CookieJar,
+    next: &str,
+    login_hint: Option<&str>,
+    link: Option<(OrgId, UserId)>,
+) -> Result<Response, Refusal> {
     let client = state.signin.clone().ok_or(Refusal::NotAvailable)?;
     // One binding value per browser, reused by parallel tabs and renewed with each start.
     let browser = jar
-        .get(browser_cookie_name(&state))
+        .get(browser_cookie_name(state))
         .map(|c| c.value().to_string())
         .filter(|v| v.len() >= 43)
         .unwrap_or_else(|| random_token(32));
     let raw_state = random_token(32);
     let nonce = random_token(32);
     let pkce = Pkce::generate();
-    let next = crate::views::safe_next(form.next.as_deref());
     signin::create_state(
         &state.store,
         signin::NewState {
@@ -192,19 +240,20 @@ pub async fn start(
             browser_hash: &sha256_hex(browser.as_bytes()),
             pkce_verifier: &pkce.verifier,
             nonce: &nonce,
-            next_path: &next,
+            next_path: next,
             expires_at: time::OffsetDateTime::now_utc() + STATE_LIFETIME,
+            link,
         },
     )
     .await?;
     let url = client.authorize_url(&AuthorizeRequest {
-        redirect_uri: &redirect_uri(&state),
+        redirect_uri: &redirect_uri(state),
         state: &raw_state,
         nonce: &nonce,
         code_challenge: &pkce.challenge,
-        login_hint: form.login_hint.as_deref(),
+        login_hint,
     });
-    let cookie = Cookie::build((browser_cookie_name(&state), browser))
+    let cookie = Cookie::build((browser_cookie_name(state), browser))
         .path("/")
         .http_only(true)
         .secure(state.config.secure_cookies())
@@ -237,6 +286,7 @@ pub struct ChoosePage {
 pub async fn callback(
     State(state): State<AppState>,
     jar: CookieJar,
+    who: Option<SignedIn>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, Refusal> {
     let query = query.unwrap_or_default();
@@ -276,6 +326,24 @@ pub async fn callback(
     let identity = client
         .complete(code, &redirect_uri(&state), &verifier, &st.nonce)
         .await?;
+    if let (Some(org), Some(user)) = (st.link_org_id, st.link_user_id) {
+        // Linking: still the same person signed in, in this browser.
+        let same = who
+            .as_ref()
+            .is_some_and(|w| w.org_id.0 == org && w.user_id.0 == user);
+        if !same {
+            return Err(Refusal::LinkSessionChanged);
+        }
+        return link(
+            &state,
+            jar,
+            OrgId(org),
+            UserId(user),
+            &identity,
+            &st.next_path,
+        )
+        .await;
+    }
     let orgs = signin::orgs_for_tenant(&state.store, &identity.tenant_id).await?;
     match orgs.as_slice() {
         [] => Err(Refusal::TenantNotConnected(identity.tenant_id)),
@@ -365,6 +433,62 @@ pub async fn choose(
         name: c.display_name,
     };
     finish(&state, jar, OrgId(form.org_id), &identity, &c.next_path).await
+}
+
+/// Links `identity` to `user` of `org` (their own request, verified by Microsoft): the tenant
+/// must be one the organization connected, and the Entra account not another person's.
+/// Linking again in the same tenant replaces the earlier account. Audited.
+async fn link(
+    state: &AppState,
+    jar: CookieJar,
+    org: OrgId,
+    user: UserId,
+    identity: &VerifiedIdentity,
+    next: &str,
+) -> Result<Response, Refusal> {
+    let connected = signin::orgs_for_tenant(&state.store, &identity.tenant_id).await?;
+    if !connected.iter().any(|o| o.org_id == org.0) {
+        return Err(Refusal::TenantNotConnected(identity.tenant_id.clone()));
+    }
+    let mut tx = state.store.org_tx(org).await?;
+    match identities::find_user(&mut tx, &identity.tenant_id, &identity.object_id).await? {
+        Some(other) if other != user => {
+            let holder = users::get(&mut tx, other).await?;
+            return Err(Refusal::LinkedToSomeoneElse(holder.email));
+        }
+        _ => {}
+    }
+    let me = users::get(&mut tx, user).await?;
+    let previous = identities::for_user(&mut tx, user)
+        .await?
+        .into_iter()
+        .find(|i| i.tenant_id == identity.tenant_id.to_lowercase())
+        .map(|i| i.object_id);
+    identities::link(&mut tx, user, &identity.tenant_id, &identity.object_id).await?;
+    let synced = signin::account_synced(&mut tx, &identity.tenant_id, &identity.object_id).await?;
+    audit::append(
+        &mut tx,
+        &NewEvent {
+            actor: &Actor::user(user.0, &me.email),
+            action: "user.microsoft_linked",
+            target_kind: "user",
+            target_id: Some(user.0.to_string()),
+            details: json!({
+                "tenant_id": identity.tenant_id,
+                "object_id": identity.object_id,
+                "replaced_object_id": previous,
+                "account_synced": synced,
+            }),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(org_id = %org, user_id = %user, "Microsoft account linked");
+    let mut done = Cookie::build((browser_cookie_name(state), ""))
+        .path("/")
+        .build();
+    done.make_removal();
+    Ok((jar.add(done), Redirect::to(next)).into_response())
 }
 
 /// Signs `identity` in to `org`: the linked user, or a new member linked to it.

@@ -30,7 +30,7 @@ pub struct LoginPage {
 
 /// The login page's forms may also lead to the Microsoft login authority (the button's POST
 /// is answered with a redirect there), so its CSP `form-action` allows that origin.
-fn with_csp(state: &AppState, resp: Response) -> Response {
+pub(crate) fn with_csp(state: &AppState, resp: Response) -> Response {
     let mut resp = resp;
     if let Some(origin) = crate::auth::microsoft::authority_origin(state)
         && let Ok(v) =

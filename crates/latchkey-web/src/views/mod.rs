@@ -1,6 +1,7 @@
 //! Server-rendered pages, one module per page, each with its own template in `templates/`.
 
 pub mod access;
+pub mod account;
 pub mod api_clients;
 pub mod apps;
 pub mod connectors;

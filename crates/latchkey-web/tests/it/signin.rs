@@ -1049,3 +1049,220 @@ async fn binding_cookie_flags_and_no_session_fixation() {
         location(&r)
     );
 }
+
+/// The administrator who created the organization with a password (same email as their
+/// Microsoft account) links their Microsoft account from Your account; afterwards Sign in
+/// with Microsoft signs them in as themselves. Linking needs the same person still signed
+/// in, refuses an account linked to someone else and a tenant the organization did not
+/// connect, and is audited.
+#[tokio::test]
+async fn a_password_account_links_its_microsoft_account_then_signs_in_with_it() {
+    let t = SignIn::start().await;
+    let (org, _) = t.app.org("acme").await;
+    t.connect(org, &t.tenant()).await;
+    let person = t.member(0);
+    let upn = person.user_principal_name.to_lowercase();
+    let me = t
+        .app
+        .person(org, &upn, latchkey_core::Role::SuperAdmin)
+        .await;
+
+    // Before linking, Microsoft sign-in refuses (never by email alone) and says the way out.
+    let stranger = t.app.browser();
+    refused(
+        t.sign_in(&stranger, &upn).await,
+        StatusCode::CONFLICT,
+        "link this Microsoft account under Your account",
+    )
+    .await;
+
+    let b = t.app.browser();
+    assert_eq!(
+        b.login(&upn, PASSWORD).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let r = b.get("/settings/account").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains(&format!("form-action 'self' {}", t.sim.base_url())),
+        "{csp}"
+    );
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("No Microsoft account is linked to you yet."),
+        "{page}"
+    );
+    assert!(page.contains("Link your Microsoft account"));
+
+    // A forged form (no CSRF token) starts nothing.
+    let r = b
+        .post("/auth/microsoft/link", &[("csrf_token", "forged")])
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // Signed out, the link endpoint is not there for you.
+    let r = t
+        .app
+        .browser()
+        .post("/auth/microsoft/link", &[("csrf_token", "x")])
+        .await;
+    assert!(
+        matches!(
+            r.status(),
+            StatusCode::SEE_OTHER | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+        ),
+        "{}",
+        r.status()
+    );
+
+    let r = b
+        .submit("/settings/account", "/auth/microsoft/link", &[])
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let back = t
+        .authorize(&with_param(&location(&r), "login_hint", &upn))
+        .await;
+    let r = t.callback(&b, &back).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), "/settings/account?linked=1");
+    let (_, page) = b.get_text("/settings/account?linked=1").await;
+    assert!(page.contains("Your Microsoft account is linked."));
+    assert!(page.contains(&person.id.to_string()), "{page}");
+    let mut tx = t.app.store().org_tx(org).await.unwrap();
+    let links = latchkey_store::identities::for_user(&mut tx, me)
+        .await
+        .unwrap();
+    assert_eq!(links.len(), 1);
+    assert_eq!(links[0].object_id, person.id.to_string());
+    let events = latchkey_store::audit::list(
+        &mut tx,
+        &latchkey_store::audit::Filter {
+            target_kind: None,
+            target_id: Some(me.0.to_string()),
+            action_prefix: Some("user.microsoft_linked".into()),
+        },
+        None,
+        10,
+    )
+    .await
+    .unwrap()
+    .items;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].details["object_id"], person.id.to_string());
+    tx.commit().await.unwrap();
+
+    // Now Sign in with Microsoft is this same Super Administrator, not a new member.
+    let fresh = t.app.browser();
+    let r = t.sign_in(&fresh, &upn).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let users: i64 = t
+        .count(&format!(
+            "SELECT count(*) FROM users WHERE org_id = '{}'",
+            org.0
+        ))
+        .await;
+    assert_eq!(
+        users, 2,
+        "the admin who signed up and the linked person; nobody new"
+    );
+    let (_, page) = fresh.get_text("/settings/account").await;
+    assert!(page.contains("Super Administrator"), "{page}");
+
+    // Someone else cannot link the same Microsoft account.
+    let other = t
+        .app
+        .person(org, "other@acme.example", latchkey_core::Role::Member)
+        .await;
+    let ob = t.app.browser();
+    assert_eq!(
+        ob.login("other@acme.example", PASSWORD).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let r = ob
+        .submit("/settings/account", "/auth/microsoft/link", &[])
+        .await;
+    let back = t
+        .authorize(&with_param(&location(&r), "login_hint", &upn))
+        .await;
+    let r = t.callback(&ob, &back).await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("already linked to another Latchkey account")
+    );
+    let mut tx = t.app.store().org_tx(org).await.unwrap();
+    assert!(
+        latchkey_store::identities::for_user(&mut tx, other)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    tx.commit().await.unwrap();
+
+    // The person signed out (or another signed in) between start and callback: refused.
+    let r = ob
+        .submit("/settings/account", "/auth/microsoft/link", &[])
+        .await;
+    let authorize = location(&r);
+    let r = ob.submit("/settings/account", "/logout", &[]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let back = t
+        .authorize(&with_param(
+            &authorize,
+            "login_hint",
+            &t.member(1).user_principal_name,
+        ))
+        .await;
+    let r = t.callback(&ob, &back).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(r.text().await.unwrap().contains("no longer signed in"));
+    let mut tx = t.app.store().org_tx(org).await.unwrap();
+    assert!(
+        latchkey_store::identities::for_user(&mut tx, other)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// A tenant the organization did not connect cannot be linked.
+#[tokio::test]
+async fn linking_an_account_of_an_unconnected_tenant_is_refused() {
+    let t = SignIn::start().await;
+    let (org, admin) = t.app.org("acme").await;
+    let b = t.app.browser();
+    assert_eq!(
+        b.login("admin@acme.example", PASSWORD).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let r = b
+        .submit("/settings/account", "/auth/microsoft/link", &[])
+        .await;
+    let back = t
+        .authorize(&with_param(
+            &location(&r),
+            "login_hint",
+            &t.member(0).user_principal_name,
+        ))
+        .await;
+    let r = t.callback(&b, &back).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("no organization has connected")
+    );
+    let mut tx = t.app.store().org_tx(org).await.unwrap();
+    assert!(
+        latchkey_store::identities::for_user(&mut tx, admin)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
