@@ -3,7 +3,7 @@
 //! a denial in a later stage ending the request.
 
 use crate::support::Env;
-use latchkey_access::policy::{ApproverRule, Stage};
+use latchkey_access::policy::{ApproverRule, RequesterMode, Requesters, Stage};
 use latchkey_access::{AccessError, NewAsk, Policy};
 use latchkey_core::Role;
 use latchkey_store::access_requests;
@@ -240,4 +240,131 @@ async fn a_stage_nobody_can_decide_falls_to_super_admins_and_a_later_denial_ends
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!env.in_group(gid, requester_entra));
     assert!(env.get(id).await.provision_task_id.is_none());
+}
+
+/// Enabled member users of the tenant.
+fn members(env: &Env) -> Vec<Uuid> {
+    env.sim
+        .truth_users()
+        .into_iter()
+        .filter(|u| u.user_type == "Member" && u.account_enabled)
+        .map(|u| u.id)
+        .collect()
+}
+
+#[tokio::test]
+async fn groups_decide_who_may_ask_who_approves_and_who_is_approved_automatically() {
+    let env = Env::new(314).await;
+    let (gid0, target) = env.group(0).await;
+    let (gid1, trusted) = env.group(1).await;
+    let (gid2, approvers_group) = env.group(2).await;
+    let ent = env.members_of(target).await;
+    let people = members(&env);
+    let in_group = |g: Uuid| env.sim.group_members(g).unwrap_or_default();
+    let (m0, m1, m2) = (in_group(gid0), in_group(gid1), in_group(gid2));
+    let owners: Vec<Uuid> = env
+        .sim
+        .group_owners(gid0)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|o| people.contains(o))
+        .collect();
+    let owner = *owners.first().expect("the target group has a user owner");
+    let insider = *people
+        .iter()
+        .find(|u| m1.contains(u) && !m0.contains(u) && **u != owner)
+        .expect("a trusted-group member outside the target group");
+    let outsider = *people
+        .iter()
+        .find(|u| !m1.contains(u) && !m0.contains(u) && !m2.contains(u) && **u != owner)
+        .expect("someone in none of the groups");
+    let group_approver = *people
+        .iter()
+        .find(|u| m2.contains(u) && ![owner, insider, outsider].contains(u))
+        .expect("an approvers-group member");
+    let (_, insider_c) = env.person("insider", Role::Member, insider).await;
+    let (_, outsider_c) = env.person("outsider", Role::Member, outsider).await;
+    env.person("owner", Role::Member, owner).await;
+    let (_, group_approver_c) = env.person("approver", Role::Member, group_approver).await;
+
+    let mut policy = two_stage_policy(
+        vec![
+            ApproverRule::AppOwners,
+            ApproverRule::Group {
+                group_id: approvers_group,
+            },
+        ],
+        vec![],
+        1,
+    );
+    policy.approval_stages.truncate(1);
+    policy.requesters = Requesters {
+        mode: RequesterMode::Groups,
+        group_ids: vec![trusted],
+    };
+    env.policy(ent, policy.clone(), None).await;
+
+    // Only members of the named group may ask.
+    let refused = env.access.ask(env.org, &outsider_c, ask(ent)).await;
+    assert!(
+        matches!(&refused, Err(AccessError::Forbidden(m)) if m.contains("members of the groups")),
+        "{refused:?}"
+    );
+    let id = env
+        .access
+        .ask(env.org, &insider_c, ask(ent))
+        .await
+        .unwrap()
+        .request
+        .id;
+    // Approvers: the group's owner in Entra and the approvers group's (signed-in) members.
+    let mut asked: Vec<(String, String)> = approvers(&env, id)
+        .await
+        .into_iter()
+        .map(|(_, _, email, why)| (email, why))
+        .collect();
+    asked.sort();
+    assert_eq!(
+        asked,
+        [
+            (
+                "approver@contoso.test".to_string(),
+                "group member".to_string()
+            ),
+            ("owner@contoso.test".to_string(), "app owner".to_string()),
+        ]
+    );
+    env.access
+        .approve(env.org, &group_approver_c, id, "")
+        .await
+        .unwrap();
+    env.wait_state(id, "active", Duration::from_secs(20)).await;
+    assert!(env.in_group(gid0, insider));
+
+    // Trusted group → approved automatically; anyone else waits for a person.
+    let (gid3, other) = env.group(3).await;
+    let ent3 = env.members_of(other).await;
+    let mut auto = policy;
+    auto.requesters = Requesters::default();
+    auto.auto_approve.requester_group_ids = vec![trusted];
+    env.policy(ent3, auto, None).await;
+    let fast = env
+        .access
+        .ask(env.org, &insider_c, ask(ent3))
+        .await
+        .unwrap()
+        .request
+        .id;
+    assert_eq!(env.events(fast).await[..2], ["requested", "auto_approved"]);
+    let slow = env
+        .access
+        .ask(env.org, &outsider_c, ask(ent3))
+        .await
+        .unwrap()
+        .request;
+    assert_eq!(slow.state, "pending");
+    env.wait_state(fast, "active", Duration::from_secs(20))
+        .await;
+    assert!(env.in_group(gid3, insider));
+    assert!(!env.in_group(gid3, outsider));
 }
