@@ -414,6 +414,41 @@ pub fn role_grant(v: &Value, eligible: bool) -> Option<GrantRow> {
     })
 }
 
+/// Gives active role grants (from `roleAssignments`) the start, end and assignment type
+/// (`Assigned`, or `Activated` from an eligibility) of their tenant-wide schedule instance.
+pub fn apply_assignment_schedules(grants: &mut [GrantRow], instances: &[Value]) {
+    let mut by_holder: std::collections::HashMap<(String, String), &Value> =
+        std::collections::HashMap::new();
+    for i in instances {
+        let tenant_wide = s(i, "directoryScopeId").is_none_or(|d| d == "/");
+        if let (Some(p), Some(r), true) =
+            (s(i, "principalId"), s(i, "roleDefinitionId"), tenant_wide)
+        {
+            by_holder.insert((p.to_lowercase(), role_key(r)), i);
+        }
+    }
+    for g in grants.iter_mut().filter(|g| g.kind == "role_assigned") {
+        let Some(i) = by_holder.get(&(g.principal_key.to_lowercase(), g.resource_key.clone()))
+        else {
+            continue;
+        };
+        if let Some(Value::Object(d)) = g.details.as_mut() {
+            d.insert(
+                "start".into(),
+                i.get("startDateTime").cloned().unwrap_or(Value::Null),
+            );
+            d.insert(
+                "end".into(),
+                i.get("endDateTime").cloned().unwrap_or(Value::Null),
+            );
+            d.insert(
+                "assignment_type".into(),
+                i.get("assignmentType").cloned().unwrap_or(Value::Null),
+            );
+        }
+    }
+}
+
 pub fn sku(v: &Value) -> Option<(ResourceRow, EntitlementRow)> {
     let sku = s(v, "skuId")?;
     let name = s(v, "skuPartNumber").unwrap_or(sku).to_string();

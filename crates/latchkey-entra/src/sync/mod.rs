@@ -1117,6 +1117,20 @@ async fn roles(run: &Run<'_>, phase: u32) -> Result<(), SyncError> {
     .iter()
     .filter_map(|v| map::role_grant(v, false))
     .collect();
+    // `roleAssignments` has no schedule: the start and end of time-bound (PIM) active
+    // assignments come from their schedule instances. Without P2 there are none to read, and
+    // the eligibility read below says so.
+    match read_all(
+        run,
+        ApiVersion::V1,
+        "roleManagement/directory/roleAssignmentScheduleInstances",
+    )
+    .await
+    {
+        Ok(instances) => map::apply_assignment_schedules(&mut grants, &instances),
+        Err(SyncError::Graph(GraphError::NotPremium { .. })) => {}
+        Err(e) => return Err(e),
+    }
     match read_all(
         run,
         ApiVersion::V1,

@@ -795,4 +795,64 @@ async fn time_bound_role_grants_end_in_entra_itself() {
         (end - until).abs() < time::Duration::seconds(2),
         "{end} vs {until}"
     );
+
+    // An active time-bound assignment too; then the sync stores both ends as Entra has them
+    // (active ones from their schedule instances, since roleAssignments carry no schedule).
+    let assigned = entitlement(&env, c, role.id, "assigned").await;
+    let (_, active_user) = user_without(&env, c, &[assigned, eligible]).await;
+    let mut tx = env.store().org_tx(env.org).await.unwrap();
+    // What a connection test records for a tenant with P2: active roles go through PIM.
+    latchkey_store::connectors::set_capabilities(
+        &mut tx,
+        c,
+        &serde_json::json!({"features": {"pim": {"state": "available"}}}),
+    )
+    .await
+    .unwrap();
+    let t = provision::request_until(
+        &mut tx,
+        c,
+        Ask::Grant {
+            entitlement: assigned,
+            principal: active_user,
+        },
+        "user:tester",
+        Some(until),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    run_jobs(&env).await;
+    let (done, _) = task(&env, t).await;
+    assert_eq!(done.status, "succeeded", "{:?}", done.error);
+    env.sync(c, SyncKind::Full).await;
+    for (ent, principal) in [(eligible, user), (assigned, active_user)] {
+        let mut tx = env.store().org_tx(env.org).await.unwrap();
+        let g = resources::list_grants(
+            &mut tx,
+            c,
+            &GrantFilter {
+                entitlement: Some(ent),
+                principal: Some(principal),
+                ..Default::default()
+            },
+            None,
+            5,
+        )
+        .await
+        .unwrap()
+        .items;
+        assert_eq!(g.len(), 1);
+        let details = g[0].details.clone().unwrap_or_default();
+        let stored_end = details["end"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{details}"));
+        let stored_end =
+            time::OffsetDateTime::parse(stored_end, &time::format_description::well_known::Rfc3339)
+                .unwrap();
+        assert!(
+            (stored_end - until).abs() < time::Duration::seconds(2),
+            "{ent}: {stored_end} vs {until}"
+        );
+    }
 }
