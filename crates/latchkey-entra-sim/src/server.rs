@@ -524,6 +524,20 @@ impl SimHandle {
     pub fn clear_requests(&self) {
         self.state.clear_requests()
     }
+    /// The Graph writes received so far (`METHOD path`, oldest first): every request to
+    /// `/v1.0` or `/beta` that is not a read, including those inside a `$batch` (the `$batch`
+    /// envelope itself is not one). What tests of refusals assert is empty.
+    pub fn graph_writes(&self) -> Vec<String> {
+        self.requests()
+            .into_iter()
+            .filter(|r| {
+                r.method != "GET"
+                    && (r.path.starts_with("/v1.0/") || r.path.starts_with("/beta/"))
+                    && !r.path.ends_with("/$batch")
+            })
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect()
+    }
     /// Changes the directory out of band, as an admin in the portal would (shows up in delta and the audit log).
     pub fn apply(&self, change: Change) -> Result<ChangeOutcome, SimError> {
         crate::truth::apply_change(&self.state, change)

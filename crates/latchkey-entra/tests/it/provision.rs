@@ -78,14 +78,6 @@ fn outsider(t: &T, group: Uuid) -> Uuid {
         .id
 }
 
-fn writes(t: &T) -> Vec<String> {
-    t.graph_requests()
-        .into_iter()
-        .filter(|r| r.method != "GET")
-        .map(|r| format!("{} {}", r.method, r.path))
-        .collect()
-}
-
 fn req(op: Operation, resource: Object, slug: &str, principal: Object) -> Request {
     Request {
         operation: op,
@@ -351,9 +343,9 @@ async fn refusals_are_decided_without_any_graph_write() {
     assert!(e.to_string().contains("Provisioning is turned off"));
 
     assert!(
-        writes(&t).is_empty(),
+        t.sim.graph_writes().is_empty(),
         "no write reached Graph: {:?}",
-        writes(&t)
+        t.sim.graph_writes()
     );
     assert!(t.graph_requests().is_empty(), "not even a read");
 }
@@ -576,7 +568,11 @@ async fn app_role_assignments_and_app_owners() {
             .contains("cannot be assigned to a service principal"),
         "{e}"
     );
-    assert!(writes(&t).is_empty(), "{:?}", writes(&t));
+    assert!(
+        t.sim.graph_writes().is_empty(),
+        "{:?}",
+        t.sim.graph_writes()
+    );
     // A role (not a principal) cannot be assigned at all.
     let role_obj = Object {
         rtype: "license".into(),
@@ -762,7 +758,11 @@ async fn licences_need_a_usage_location_and_a_free_seat() {
         matches!(e, ProvisionError::Refused(Refusal::NoSeats { .. })),
         "{e}"
     );
-    assert!(writes(&t).is_empty(), "{:?}", writes(&t));
+    assert!(
+        t.sim.graph_writes().is_empty(),
+        "{:?}",
+        t.sim.graph_writes()
+    );
     // Licences go to users only.
     let group = stored_group(&t, group_of(&t, GroupKind::Security)).await;
     assert!(matches!(

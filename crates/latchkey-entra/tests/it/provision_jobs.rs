@@ -1,6 +1,6 @@
 //! Provisioning tasks run as `entra.provision` jobs against the simulated tenant and a real
 //! database: task timestamps and trail, stored grants updated at once, idempotent repeats,
-//! refusals and provisioning turned off with no Graph write, another organization's ids.
+//! every refusal (and provisioning turned off) with no Graph write, another organization's ids.
 
 use std::time::Duration;
 
@@ -147,17 +147,6 @@ async fn user_without(env: &Env, connector: Uuid, ents: &[Uuid]) -> (Uuid, Uuid)
         }
     }
     panic!("every user holds one of {ents:?}");
-}
-
-fn graph_writes(env: &Env) -> Vec<String> {
-    env.sim
-        .requests()
-        .into_iter()
-        .filter(|r| {
-            r.method != "GET" && (r.path.starts_with("/v1.0/") || r.path.starts_with("/beta/"))
-        })
-        .map(|r| format!("{} {}", r.method, r.path))
-        .collect()
 }
 
 fn group_of(env: &Env, kind: GroupKind) -> Uuid {
@@ -317,7 +306,105 @@ async fn refused_tasks_fail_with_the_reason_and_never_write() {
         "{:?}",
         t.error
     );
-    assert!(graph_writes(&env).is_empty(), "{:?}", graph_writes(&env));
+    assert_no_graph_write(&env, "mail-enabled security group");
+
+    // Every other refusal of the table, each as a task run by a job that has Graph at hand:
+    // failed with the reason, and the tenant's request log shows no write.
+    let group = |kind| group_of(&env, kind);
+    let mut cases: Vec<(&str, Ask)> = Vec::new();
+    for (kind, says) in [
+        (GroupKind::Distribution, "manage it in Exchange"),
+        (GroupKind::DynamicSecurity, "dynamic membership"),
+        (
+            GroupKind::OnPremisesSecurity,
+            "on-premises Active Directory",
+        ),
+    ] {
+        let g = resource_id(&env, c, "group", group(kind)).await;
+        let entitlement = entitlement(&env, c, g, "members").await;
+        cases.push((
+            says,
+            Ask::Grant {
+                entitlement,
+                principal: user,
+            },
+        ));
+    }
+    // A principal of a kind the entitlement does not accept: a group as a group's owner.
+    let m365 = resource_id(&env, c, "group", group(GroupKind::Microsoft365)).await;
+    cases.push((
+        "as owners",
+        Ask::Grant {
+            entitlement: entitlement(&env, c, sec, "owners").await,
+            principal: m365,
+        },
+    ));
+    // The last owner of a group.
+    let lone = env
+        .sim
+        .truth_groups()
+        .into_iter()
+        .find(|g| g.kind == GroupKind::Security && env.sim.group_owners(g.id).unwrap().len() == 1)
+        .expect("a security group with one owner");
+    let owner = env.sim.group_owners(lone.id).unwrap()[0];
+    let lone_owners = entitlement(
+        &env,
+        c,
+        resource_id(&env, c, "group", lone.id).await,
+        "owners",
+    )
+    .await;
+    let owner_grant = direct_grants(
+        &env,
+        c,
+        lone_owners,
+        resource_id(&env, c, "user", owner).await,
+    )
+    .await[0];
+    cases.push(("last owner", Ask::Revoke { grant: owner_grant }));
+    // A licence for a user without a usage location (Graph is read to know it; never written).
+    let nowhere = env
+        .sim
+        .truth_users()
+        .into_iter()
+        .find(|u| u.user_type == "Member" && u.usage_location.is_none())
+        .expect("a user without usage location");
+    let sku = env
+        .sim
+        .truth_users()
+        .into_iter()
+        .flat_map(|u| u.licenses)
+        .find(|l| !nowhere.licenses.contains(l))
+        .expect("a licence the user lacks");
+    let licence = resource_id(&env, c, "license", sku).await;
+    cases.push((
+        "Usage location",
+        Ask::Grant {
+            entitlement: entitlement(&env, c, licence, "assigned").await,
+            principal: resource_id(&env, c, "user", nowhere.id).await,
+        },
+    ));
+
+    for (says, a) in cases {
+        env.sim.clear_requests();
+        let id = ask(&env, c, a).await;
+        run_jobs(&env).await;
+        let (t, events) = task(&env, id).await;
+        assert_eq!(t.status, "failed", "{says}: {:?}", t.error);
+        assert!(
+            t.error.as_deref().unwrap_or("").contains(says),
+            "{says}: {:?}",
+            t.error
+        );
+        assert_eq!(events, ["requested", "refused"], "{says}");
+        assert_no_graph_write(&env, says);
+    }
+}
+
+/// A refused task left no trace in the tenant: the request log shows no write.
+fn assert_no_graph_write(env: &Env, case: &str) {
+    let writes = env.sim.graph_writes();
+    assert!(writes.is_empty(), "{case}: {writes:?}");
 }
 
 #[tokio::test]

@@ -117,7 +117,7 @@ async fn an_account_is_created_its_password_revealed_once_and_it_is_deprovisione
             .contains("verified domains"),
         "{v}"
     );
-    assert!(env.graph_writes().is_empty());
+    assert!(env.sim.graph_writes().is_empty());
 
     // Create.
     let (s, v) = post(
@@ -355,7 +355,11 @@ async fn an_account_is_created_its_password_revealed_once_and_it_is_deprovisione
             .contains("Deleting accounts is turned off"),
         "{t}"
     );
-    assert!(env.graph_writes().is_empty(), "{:?}", env.graph_writes());
+    assert!(
+        env.sim.graph_writes().is_empty(),
+        "{:?}",
+        env.sim.graph_writes()
+    );
     assert!(env.sim.truth_users().iter().any(|u| u.id == account.id));
     assert_eq!(
         task_actions(&env, org, &del).await,
