@@ -631,6 +631,7 @@ fn consent_latchkey(st: &State) {
         description: None,
         assignment_required: false,
         first_party: false,
+        sso_mode: None,
         owners: vec![],
         assigned_to: vec![],
         sync_jobs: vec![],

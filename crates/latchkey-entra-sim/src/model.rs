@@ -237,6 +237,9 @@ pub(crate) struct ServicePrincipal {
     pub description: Option<String>,
     pub assignment_required: bool,
     pub first_party: bool,
+    /// `preferredSingleSignOnMode` (`saml`, `password`, ...): `None` for apps without single
+    /// sign-on (some only provision users, through their synchronization jobs).
+    pub sso_mode: Option<&'static str>,
     pub owners: Vec<ObjRef>,
     pub assigned_to: Vec<AppRoleAssignment>,
     pub sync_jobs: Vec<SyncJob>,

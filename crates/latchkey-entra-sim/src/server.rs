@@ -484,6 +484,25 @@ impl SimHandle {
         let ui = d.find_user(&user_id.to_string())?;
         d.users[ui].manager.map(|m| d.users[m as usize].id)
     }
+    /// Ground truth of the tenant's apps an organization would want to manage: live,
+    /// non-Microsoft enterprise applications with single sign-on or a provisioning
+    /// (synchronization) job. Object ids, sorted.
+    pub fn discoverable_apps(&self) -> Vec<Uuid> {
+        let d = self.state.read();
+        let mut ids: Vec<Uuid> = d
+            .sps
+            .iter()
+            .filter(|s| {
+                s.deleted.is_none()
+                    && s.sp_type == crate::model::SpType::Application
+                    && !s.first_party
+                    && (s.sso_mode.is_some() || !s.sync_jobs.is_empty())
+            })
+            .map(|s| s.id)
+            .collect();
+        ids.sort();
+        ids
+    }
     /// Ground truth of `principal`'s active assignment of the directory role `role_id`:
     /// `None` when there is none, else its end (Unix seconds; `None` for permanent).
     pub fn role_assignment_end(&self, role_id: Uuid, principal: Uuid) -> Option<Option<i64>> {

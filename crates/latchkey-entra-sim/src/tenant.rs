@@ -434,6 +434,7 @@ pub(crate) fn generate(cfg: &SimConfig) -> Generated {
                 description: None,
                 assignment_required: false,
                 first_party: true,
+                sso_mode: None,
                 owners: vec![],
                 assigned_to: vec![],
                 sync_jobs: vec![],
@@ -462,6 +463,8 @@ pub(crate) fn generate(cfg: &SimConfig) -> Generated {
             description: Some("App registration used by Latchkey to sync and provision.".into()),
             assignment_required: false,
             first_party: false,
+            // An app registration Latchkey uses, not an app people sign in to.
+            sso_mode: None,
             owners: vec![ObjRef::user(0)],
             assigned_to: vec![],
             sync_jobs: vec![],
@@ -548,6 +551,13 @@ pub(crate) fn generate(cfg: &SimConfig) -> Generated {
                 description: Some(format!("{name} (single sign-on)")),
                 assignment_required: i % 5 != 4,
                 first_party: false,
+                // Every sixth app has no single sign-on: one of them provisions users through
+                // its synchronization job (i % 3 == 1), the next neither.
+                sso_mode: match i % 6 {
+                    4 | 5 => None,
+                    3 => Some("password"),
+                    _ => Some("saml"),
+                },
                 owners,
                 assigned_to: vec![],
                 sync_jobs,
@@ -600,6 +610,7 @@ pub(crate) fn generate(cfg: &SimConfig) -> Generated {
                 description: None,
                 assignment_required: false,
                 first_party: false,
+                sso_mode: None,
                 owners: vec![],
                 assigned_to: vec![],
                 sync_jobs: vec![],

@@ -286,14 +286,20 @@ pub async fn keys_with_flag(
     .await?)
 }
 
-/// Enterprise applications with single sign-on configured that Microsoft does not publish:
-/// `(object id, display name)`, to offer as discovered apps.
-pub async fn sso_apps(tx: &mut OrgTx, connector: Uuid) -> Result<Vec<(String, String)>> {
+/// Enterprise applications that Microsoft does not publish with single sign-on configured or
+/// a provisioning job: `(object id, display name, has single sign-on)`, to offer as
+/// discovered apps.
+pub async fn discoverable_apps(
+    tx: &mut OrgTx,
+    connector: Uuid,
+) -> Result<Vec<(String, String, bool)>> {
     let org = tx.org();
     Ok(sqlx::query_as(
-        "SELECT external_id, display_name FROM resources
+        "SELECT external_id, display_name, profile->>'sso_mode' IS NOT NULL FROM resources
           WHERE org_id = $1 AND connector_id = $2 AND type = 'enterprise_application' AND deleted_at IS NULL
-            AND profile->>'sso_mode' IS NOT NULL AND NOT coalesce((profile->>'first_party')::bool, false)
+            AND NOT coalesce((profile->>'first_party')::bool, false)
+            AND (profile->>'sso_mode' IS NOT NULL
+                 OR jsonb_array_length(coalesce(profile->'provisioning_jobs', '[]'::jsonb)) > 0)
           ORDER BY external_id",
     )
     .bind(org.0)

@@ -421,7 +421,7 @@ pub(crate) fn sp_value(d: &Directory, s: &ServicePrincipal) -> Map<String, Value
         "info": {"logoUrl": null, "marketingUrl": null, "privacyStatementUrl": null, "supportUrl": null, "termsOfServiceUrl": null},
         "loginUrl": null,
         "notes": null,
-        "preferredSingleSignOnMode": if s.first_party || s.sp_type == SpType::ManagedIdentity { Value::Null } else { json!("saml") },
+        "preferredSingleSignOnMode": s.sso_mode,
         "servicePrincipalNames": s.names,
         "servicePrincipalType": match s.sp_type { SpType::Application => "Application", SpType::ManagedIdentity => "ManagedIdentity" },
         "signInAudience": if s.sp_type == SpType::ManagedIdentity { Value::Null } else if s.owner_org == Some(d.tenant_id) { json!("AzureADMyOrg") } else { json!("AzureADMultipleOrgs") },

@@ -886,6 +886,7 @@ async fn service_principals_page(
             }
         }
     }
+    provisioning_jobs(run, &mut res).await?;
     let assignment_rels = apps
         .iter()
         .map(|(id, _)| format!("servicePrincipals/{id}/appRoleAssignedTo?$top=999"))
@@ -910,6 +911,58 @@ async fn service_principals_page(
         }
     }
     run.write(phase, res, ents, grants, next).await
+}
+
+/// Enterprise applications without single sign-on may still provision users (a SCIM
+/// synchronization job): those are apps an organization wants to manage too. Their jobs are
+/// read (20 per `$batch`) and the app's profile gets `provisioning_jobs` (template ids). Apps
+/// with single sign-on and Microsoft's own apps are not asked. Without
+/// Synchronization.Read.All (not in the sync-only permission set) a warning says what was
+/// not looked for, and the sync goes on.
+async fn provisioning_jobs(run: &Run<'_>, res: &mut [ResourceRow]) -> Result<(), SyncError> {
+    let candidates: Vec<usize> = res
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| {
+            r.rtype == "enterprise_application"
+                && r.profile.get("sso_mode").is_none_or(Value::is_null)
+                && r.profile.get("first_party") != Some(&Value::Bool(true))
+        })
+        .map(|(i, _)| i)
+        .collect();
+    if candidates.is_empty() {
+        return Ok(());
+    }
+    let rels = candidates
+        .iter()
+        .map(|&i| {
+            format!(
+                "servicePrincipals/{}/synchronization/jobs?$select=id,templateId",
+                res[i].external_id
+            )
+        })
+        .collect();
+    match fetch::collections(&run.graph, ApiVersion::V1, rels, run.options.concurrency).await {
+        Ok(found) => {
+            for (k, jobs) in found {
+                let templates: Vec<Value> = jobs
+                    .iter()
+                    .filter_map(|j| j.get("templateId").cloned())
+                    .collect();
+                if let Some(p) = res[candidates[k]].profile.as_object_mut() {
+                    p.insert("provisioning_jobs".into(), Value::Array(templates));
+                }
+            }
+            Ok(())
+        }
+        Err(e @ GraphError::PermissionMissing { .. }) => {
+            run.warn(format!(
+                "{e} Enterprise applications that provision users without single sign-on were not looked for (they are not offered as discovered apps); everything else was synced."
+            ))
+            .await
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 page_fn!(SpPages, |run, phase, items, next| {
@@ -1368,18 +1421,17 @@ pub async fn finish_full(
     })
 }
 
-/// Enterprise applications with single sign-on become discovered apps of the organization.
+/// Enterprise applications with single sign-on or a provisioning job become discovered apps
+/// of the organization.
 async fn discovered_apps(tx: &mut OrgTx, connector: Uuid) -> Result<(), StoreError> {
-    let list = resources::sso_apps(tx, connector).await?;
-    for (id, name) in &list {
-        apps::upsert_discovered(
-            tx,
-            connector,
-            id,
-            name,
-            Some("Enterprise application with single sign-on in Microsoft Entra ID"),
-        )
-        .await?;
+    let list = resources::discoverable_apps(tx, connector).await?;
+    for (id, name, sso) in &list {
+        let why = if *sso {
+            "Enterprise application with single sign-on in Microsoft Entra ID"
+        } else {
+            "Enterprise application that provisions users (SCIM) from Microsoft Entra ID"
+        };
+        apps::upsert_discovered(tx, connector, id, name, Some(why)).await?;
     }
     Ok(())
 }

@@ -479,8 +479,29 @@ async fn full_sync_stores_the_ground_truth_of_every_type_and_grant_kind() {
             .iter()
             .any(|u| u.profile.get("last_sign_in").is_some_and(|v| !v.is_null()))
     );
+    // Discovered apps: exactly the tenant's own and third-party apps with single sign-on or
+    // a provisioning job (the small tenant has one that only provisions, and one with
+    // neither), each described by what it does.
     let discovered = apps::list(&mut tx, "discovered").await.unwrap();
-    assert!(!discovered.is_empty());
+    let mut found: Vec<String> = discovered
+        .iter()
+        .filter_map(|a| a.external_id.clone())
+        .collect();
+    found.sort();
+    let truth: Vec<String> = env
+        .sim
+        .discoverable_apps()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(found, truth);
+    assert!(
+        discovered.iter().any(|a| a
+            .description
+            .as_deref()
+            .is_some_and(|d| d.contains("provisions users"))),
+        "{discovered:?}"
+    );
     // After its first sync the connector syncs periodically: incremental often, full daily.
     let schedules = latchkey_store::jobs::schedules::list(&mut tx)
         .await
@@ -564,6 +585,39 @@ async fn no_premium_licence_skip_ad_groups_and_audit_feed_off_degrade_with_warni
     let conn = env.connector_row(c).await;
     assert_eq!(conn.status, "connected");
     assert!(conn.status_reason.unwrap().contains("warning"));
+}
+
+/// With the sync-only permission set (no Synchronization.Read.All) the apps that only
+/// provision users cannot be found: a warning says so, everything else is synced, and the
+/// apps with single sign-on are still discovered.
+#[tokio::test]
+async fn sync_only_permissions_skip_provisioning_jobs_with_a_warning() {
+    let env = Env::new(
+        SimConfig::small(11).with_permissions(latchkey_entra_sim::SYNC_PERMISSIONS.iter().copied()),
+    )
+    .await;
+    let c = env.connector(&Tweaks::default()).await;
+    let run = env.sync(c, SyncKind::Full).await;
+    assert_eq!(run.status, "succeeded", "{run:?}");
+    let warnings = run.warnings.as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    let w = warnings[0].as_str().unwrap();
+    assert!(
+        w.contains("provision users without single sign-on") && w.contains("Synchronization"),
+        "{w}"
+    );
+    assert_same(&env.stored(c).await, &env.expected(false).await);
+    let mut tx = env.store().org_tx(env.org).await.unwrap();
+    let discovered = apps::list(&mut tx, "discovered").await.unwrap();
+    assert!(!discovered.is_empty());
+    assert!(
+        discovered.iter().all(|a| a
+            .description
+            .as_deref()
+            .is_some_and(|d| d.contains("single sign-on"))),
+        "{discovered:?}"
+    );
+    assert!(discovered.len() < env.sim.discoverable_apps().len());
 }
 
 /// Nests a few groups with members (a chain, a cycle and a second parent), so that changes to
