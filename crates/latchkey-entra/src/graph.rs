@@ -284,6 +284,9 @@ pub struct RetryPolicy {
     pub base_delay: Duration,
     /// Longest backoff without `Retry-After`.
     pub max_delay: Duration,
+    /// Longest one attempt may take (sending, waiting, reading the body); a request that
+    /// times out is retried like a 5xx.
+    pub attempt_timeout: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -294,6 +297,7 @@ impl Default for RetryPolicy {
             retry_budget: Duration::from_secs(15 * 60),
             base_delay: Duration::from_millis(500),
             max_delay: Duration::from_secs(60),
+            attempt_timeout: Duration::from_secs(100),
         }
     }
 }
@@ -1413,7 +1417,8 @@ impl GraphClient {
             .request(method.clone(), url.clone())
             .bearer_auth(token.bearer())
             .header(http::header::ACCEPT, "application/json")
-            .header("client-request-id", uuid::Uuid::new_v4().to_string());
+            .header("client-request-id", uuid::Uuid::new_v4().to_string())
+            .timeout(self.inner.policy.attempt_timeout);
         if eventual {
             req = req.header("ConsistencyLevel", "eventual");
         }

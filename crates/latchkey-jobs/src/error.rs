@@ -68,7 +68,7 @@ impl JobError {
 impl From<StoreError> for JobError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Db(_) => JobError::transient(format!("database: {e}")),
+            StoreError::Db(_) => JobError::transient(e.operator_message()),
             other => JobError::permanent(other.to_string()),
         }
     }

@@ -31,6 +31,13 @@ impl StoreError {
         StoreError::Db(err)
     }
 
+    /// A sentence for the person who reads a failed job's reason: what PostgreSQL said and
+    /// what to do about it (disk full, statement timeout, restart, read-only, privileges).
+    /// Other errors read as `database: <error>`.
+    pub fn operator_message(&self) -> String {
+        crate::trouble::explain(self).unwrap_or_else(|| format!("database: {self}"))
+    }
+
     /// True for errors that mean the database could not be reached at all.
     pub fn is_unreachable(&self) -> bool {
         matches!(

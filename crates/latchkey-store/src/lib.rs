@@ -12,6 +12,7 @@
 mod db;
 mod error;
 pub mod page;
+mod trouble;
 
 pub mod access_policies;
 pub mod access_requests;

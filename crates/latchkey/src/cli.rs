@@ -23,6 +23,10 @@ pub struct GlobalArgs {
     /// [default: postgres://postgres@127.0.0.1:5432/latchkey]
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     pub database_url: Option<String>,
+    /// Longest a database statement may run before PostgreSQL cancels it, in seconds (`serve`
+    /// and `worker`) [default: 30]
+    #[arg(long, env = "LATCHKEY_DB_STATEMENT_TIMEOUT_SECS", global = true)]
+    pub db_statement_timeout_secs: Option<String>,
     /// Log format: `pretty` or `json` [default: pretty]
     #[arg(long, env = "LATCHKEY_LOG_FORMAT", global = true)]
     pub log_format: Option<String>,

@@ -114,6 +114,29 @@ pub fn public_url(flag: Option<String>, listen: SocketAddr) -> Result<Url, Confi
     }
 }
 
+/// How the long-running commands connect: `DATABASE_URL` and
+/// `LATCHKEY_DB_STATEMENT_TIMEOUT_SECS` (longest a statement may run before PostgreSQL
+/// cancels it; 30 s, fractions allowed).
+pub fn db_config(global: &crate::cli::GlobalArgs) -> Result<latchkey_store::DbConfig, ConfigError> {
+    let mut db = latchkey_store::DbConfig::new(database_url(global.database_url.clone())?);
+    if let Some(raw) = &global.db_statement_timeout_secs {
+        let secs = raw
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|s| (0.001..=86_400.0).contains(s))
+            .ok_or_else(|| {
+                ConfigError::invalid(
+                    "LATCHKEY_DB_STATEMENT_TIMEOUT_SECS",
+                    raw,
+                    "seconds from 0.001 to 86400, e.g. 30 or 2.5",
+                )
+            })?;
+        db.statement_timeout = std::time::Duration::from_secs_f64(secs);
+    }
+    Ok(db)
+}
+
 /// The JIT access settings (`LATCHKEY_ACCESS_*`), with links in emails to `public_url`.
 pub fn access(
     public_url: Url,

@@ -59,6 +59,28 @@ pub async fn connect_for(
     org: OrgId,
     connector: Uuid,
 ) -> Result<(EntraSettings, Connection), ConnectError> {
+    connect_for_with(
+        store,
+        keys,
+        app,
+        policy,
+        org,
+        connector,
+        RetryPolicy::default(),
+    )
+    .await
+}
+
+/// [`connect_for`] with the Graph client's retry limits (the sync's are tunable).
+pub async fn connect_for_with(
+    store: &Store,
+    keys: &KeyRing,
+    app: Option<&LatchkeyApp>,
+    policy: OutboundPolicy,
+    org: OrgId,
+    connector: Uuid,
+    retry: RetryPolicy,
+) -> Result<(EntraSettings, Connection), ConnectError> {
     let mut tx = store.org_tx(org).await?;
     let row = connectors::get(&mut tx, connector).await?;
     let settings: EntraSettings = match row.settings {
@@ -104,7 +126,7 @@ pub async fn connect_for(
             }
         }
     };
-    let conn = Connection::new(endpoints, creds, RetryPolicy::default())
+    let conn = Connection::new(endpoints, creds, retry)
         .map_err(|e| ConnectError::Settings(e.to_string()))?;
     Ok((settings, conn))
 }
@@ -122,7 +144,7 @@ impl ConnectionTestHandler {
 }
 
 fn store_err(e: StoreError) -> JobError {
-    JobError::transient(format!("database: {e}"))
+    JobError::transient(e.operator_message())
 }
 
 async fn set_status(

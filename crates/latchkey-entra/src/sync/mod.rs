@@ -15,8 +15,8 @@ mod incremental;
 pub mod map;
 
 use crate::endpoints::OutboundPolicy;
-use crate::graph::{ApiVersion, GraphClient, GraphError, RequestStats};
-use crate::onboarding::connection_test::{ConnectError, connect_for};
+use crate::graph::{ApiVersion, GraphClient, GraphError, RequestStats, RetryPolicy};
+use crate::onboarding::connection_test::{ConnectError, connect_for_with};
 use crate::onboarding::{EntraSettings, LatchkeyApp, SYNC_JOB};
 use fetch::RelPage;
 use latchkey_core::OrgId;
@@ -168,6 +168,9 @@ pub struct SyncOptions {
     /// Database connections the sync writes through at once.
     pub db_writers: usize,
     pub schedule: SyncSchedule,
+    /// The Graph client's retry limits for one attempt of the job (throttling, 5xx,
+    /// timeouts); past them the job is retried by the queue, resuming from its checkpoint.
+    pub retry: RetryPolicy,
 }
 
 impl Default for SyncOptions {
@@ -177,6 +180,7 @@ impl Default for SyncOptions {
             delta_page: 999,
             db_writers: 2,
             schedule: SyncSchedule::default(),
+            retry: RetryPolicy::default(),
         }
     }
 }
@@ -587,13 +591,14 @@ impl SyncHandler {
                 ..Checkpoint::default()
             };
         }
-        let (settings, conn) = match connect_for(
+        let (settings, conn) = match connect_for_with(
             store,
             &self.keys,
             self.app.as_ref(),
             self.policy,
             org,
             connector,
+            self.options.retry,
         )
         .await
         {

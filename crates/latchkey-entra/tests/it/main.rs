@@ -12,6 +12,7 @@ mod probe;
 mod provision;
 mod provision_jobs;
 mod signin;
+mod storms;
 mod sync;
 
 use std::time::Duration;
@@ -45,6 +46,7 @@ pub fn fast_retries() -> RetryPolicy {
         retry_budget: Duration::from_secs(60),
         base_delay: Duration::from_millis(20),
         max_delay: Duration::from_millis(200),
+        attempt_timeout: Duration::from_secs(100),
     }
 }
 

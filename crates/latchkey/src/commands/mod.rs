@@ -54,7 +54,12 @@ pub async fn connect_with(config: DbConfig) -> anyhow::Result<Store> {
 
 /// Connects and brings the schema up to date, as every long-running command does on start.
 pub async fn connect_and_migrate(url: &str) -> anyhow::Result<Store> {
-    let store = connect(url).await?;
+    connect_and_migrate_with(DbConfig::new(url)).await
+}
+
+/// [`connect_and_migrate`] with pool settings (`serve` and `worker`: the statement timeout).
+pub async fn connect_and_migrate_with(config: DbConfig) -> anyhow::Result<Store> {
+    let store = connect_with(config).await?;
     store.migrate().await.context("applying migrations")?;
     Ok(store)
 }

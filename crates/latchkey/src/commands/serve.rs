@@ -14,8 +14,7 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     let keys = config::master_keys(args.keys.master_keys.clone())?;
     let mut web_config = web_config(public_url.clone(), &args.entra)?;
     web_config.access = config::access(public_url, &args.access)?;
-    let store =
-        super::connect_and_migrate(&config::database_url(global.database_url.clone())?).await?;
+    let store = super::connect_and_migrate_with(config::db_config(global)?).await?;
     serve_until(
         store,
         Arc::new(keys),

@@ -29,8 +29,7 @@ pub async fn run(global: &GlobalArgs, args: WorkerArgs) -> anyhow::Result<()> {
     // Listen for SIGTERM before migrating: a stop asked for during migrations (which grow with
     // every release) must still end with a clean "worker stopped", not the default signal death.
     let stop = shutdown::on_signal();
-    let store =
-        super::connect_and_migrate(&config::database_url(global.database_url.clone())?).await?;
+    let store = super::connect_and_migrate_with(config::db_config(global)?).await?;
     run_until(store, wiring, worker_config, stop).await?;
     tracing::info!("worker stopped");
     Ok(())

@@ -57,7 +57,7 @@ impl EmailDeliveryHandler {
 }
 
 fn store_err(e: latchkey_store::StoreError) -> JobError {
-    JobError::transient(format!("database: {e}"))
+    JobError::transient(e.operator_message())
 }
 
 impl JobHandler for EmailDeliveryHandler {

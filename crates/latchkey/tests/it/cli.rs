@@ -65,6 +65,13 @@ fn bad_configuration_is_one_line_and_exit_code_2() {
             ],
             "LATCHKEY_LOG_FORMAT",
         ),
+        (
+            vec![
+                ("LATCHKEY_DB_STATEMENT_TIMEOUT_SECS", "soon"),
+                ("LATCHKEY_MASTER_KEYS", &key),
+            ],
+            "LATCHKEY_DB_STATEMENT_TIMEOUT_SECS",
+        ),
     ];
     for (env, expected) in cases {
         let mut cmd = latchkey();

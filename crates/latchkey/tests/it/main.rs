@@ -4,5 +4,6 @@
 mod cli;
 mod connector_agent;
 mod email;
+mod faults;
 mod lifecycle;
 mod support;

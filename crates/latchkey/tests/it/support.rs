@@ -9,6 +9,7 @@ pub fn latchkey() -> Command {
         "LATCHKEY_PUBLIC_URL",
         "LATCHKEY_MASTER_KEYS",
         "LATCHKEY_LOG_FORMAT",
+        "LATCHKEY_DB_STATEMENT_TIMEOUT_SECS",
     ] {
         c.env_remove(var);
     }
