@@ -84,9 +84,15 @@ async fn a_postgres_restart_during_a_sync_is_survived_and_the_sync_completes() {
             .any(|l| l.starts_with("Resuming the full sync with") && !l.contains("with 0 of")),
         "resumed from the checkpoint: {logs:?}"
     );
+    assert!(
+        logs.iter()
+            .any(|l| l.starts_with("The database server restarted")
+                || l.starts_with("The database could not be reached")),
+        "the cut attempt says why: {logs:?}"
+    );
     s.assert_ground_truth(c).await;
     eprintln!(
-        "PostgreSQL restart mid-sync: restart took {restart:?}, job succeeded {recovered:?} after it began, attempts {}; log: {logs:?}",
+        "PostgreSQL restart mid-sync: pg_ctl restart took {restart:?}, the job succeeded {recovered:?} after it began, attempts {}",
         j["attempts"]
     );
 }

@@ -83,7 +83,9 @@ async fn a_web_process_killed_mid_request_leaves_nothing_half_written_and_the_re
     assert!(!s.sim.group_members(group).unwrap().contains(&user));
 
     // The client retries against the restarted web process: one task, carried out once.
+    let restarted = std::time::Instant::now();
     s.start_serve().await;
+    let up = restarted.elapsed();
     let (status, started) = s
         .api(
             reqwest::Method::POST,
@@ -95,6 +97,10 @@ async fn a_web_process_killed_mid_request_leaves_nothing_half_written_and_the_re
     let t = s.task(started["task_id"].as_str().unwrap()).await;
     assert_eq!(t["status"], "succeeded", "{t}");
     assert!(t["verified_at"].is_string(), "{t}");
+    eprintln!(
+        "kill -9 of serve mid-request: restarted and answering in {up:?}; the retried grant verified {:?} after the restart",
+        restarted.elapsed()
+    );
     assert_eq!(s.count("provisioning_tasks", "true").await, 1);
     assert_eq!(
         s.count("audit_events", "action = 'provisioning.grant_requested'")

@@ -125,6 +125,7 @@ async fn a_worker_killed_mid_grant_leaves_the_grant_in_the_tenant_exactly_once()
     let (holder, _, status) = s.lock_and_checkpoint(job).await;
     assert_eq!(status, "running", "killed before it could record anything");
     s.kill9_worker(&holder.expect("a worker holds the job"));
+    let killed_at = std::time::Instant::now();
     assert!(
         s.sim.group_members(group).unwrap().contains(&user),
         "the tenant has the membership"
@@ -132,6 +133,7 @@ async fn a_worker_killed_mid_grant_leaves_the_grant_in_the_tenant_exactly_once()
     s.sim.update_faults(|f| f.latency_ms = 0);
 
     let t = s.task(&task).await;
+    let took_over = killed_at.elapsed();
     assert_eq!(t["status"], "succeeded", "{t}");
     assert!(t["verified_at"].is_string(), "{t}");
     let j = s.get(&format!("jobs/{job}")).await;
@@ -184,4 +186,7 @@ async fn a_worker_killed_mid_grant_leaves_the_grant_in_the_tenant_exactly_once()
         1
     );
     assert_eq!(s.count("provisioning_tasks", "true").await, 1);
+    eprintln!(
+        "kill -9 mid-grant: verified {took_over:?} after the kill; writes {statuses:?}; trail {events:?}"
+    );
 }
