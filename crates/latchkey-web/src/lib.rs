@@ -10,10 +10,12 @@ pub mod connectors;
 mod csrf;
 mod error;
 pub(crate) mod headers;
+mod input_guard;
 mod metrics;
 mod ops;
 pub mod provisioning;
 mod router;
+pub mod routes;
 mod state;
 pub mod views;
 

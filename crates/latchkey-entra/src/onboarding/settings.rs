@@ -144,8 +144,29 @@ pub fn validate(
     secret_stored: bool,
     policy: OutboundPolicy,
 ) -> Result<Validated, Vec<FieldError>> {
-    let mut errors = Vec::new();
     let auth_in = input.auth.clone().unwrap_or_default();
+    // No id, host or secret holds a NUL character, and Postgres text cannot store one: refuse
+    // it by name before anything else looks at the values (or echoes them into a message).
+    let texts = [
+        ("auth.mode", auth_in.mode.as_deref()),
+        ("auth.tenant_id", auth_in.tenant_id.as_deref()),
+        ("auth.client_id", auth_in.client_id.as_deref()),
+        (
+            "auth.client_secret",
+            auth_in.client_secret.as_ref().map(|s| s.expose_secret()),
+        ),
+        ("graph_domain", input.graph_domain.as_deref()),
+        ("login_authority", input.login_authority.as_deref()),
+    ];
+    let nul: Vec<FieldError> = texts
+        .iter()
+        .filter(|(_, v)| v.is_some_and(|v| v.contains('\0')))
+        .map(|(field, _)| problem(field, "may not contain NUL characters"))
+        .collect();
+    if !nul.is_empty() {
+        return Err(nul);
+    }
+    let mut errors = Vec::new();
     let mode_raw = auth_in.mode.clone().or_else(|| {
         current.map(|c| match c.auth.mode {
             AuthMode::ClientSecret => "client_secret".to_string(),
@@ -334,6 +355,23 @@ mod tests {
         assert_eq!(v.new_secret.unwrap().expose_secret(), "s3cret");
         let json = serde_json::to_string(&v.settings).unwrap();
         assert!(!json.contains("s3cret"));
+    }
+
+    #[test]
+    fn nul_characters_are_refused_by_field() {
+        let mut input = secret_input(
+            GUID,
+            "1111\u{0}1111-2222-3333-4444-555555555555",
+            Some("a\u{0}b"),
+        );
+        input.graph_domain = Some("graph.microsoft.com\u{0}".into());
+        let errors = validate(&input, None, false, OutboundPolicy::STRICT).unwrap_err();
+        let fields: Vec<&str> = errors.iter().map(|e| e.field).collect();
+        assert_eq!(
+            fields,
+            ["auth.client_id", "auth.client_secret", "graph_domain"]
+        );
+        assert!(errors.iter().all(|e| !e.message.contains('\0')));
     }
 
     #[test]

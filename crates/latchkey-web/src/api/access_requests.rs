@@ -3,12 +3,13 @@
 //! An API client acts for the person who created it; administrators' clients may ask on
 //! someone's behalf with `requester_user_id`.
 
+use super::ApiQuery;
 use super::{ApiJson, PageQuery};
 use crate::auth::ApiPrincipal;
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use latchkey_access::{Caller, NewAsk, State as ReqState};
 use latchkey_core::UserId;
@@ -270,7 +271,7 @@ pub fn parse_states(raw: Option<&str>) -> Result<Vec<String>, ApiError> {
 pub async fn list(
     State(state): State<AppState>,
     who: ApiPrincipal,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Page<RequestView>>, ApiError> {
     let caller = caller(&state, &who).await?;
     let (cursor, limit) = q.page.parse()?;

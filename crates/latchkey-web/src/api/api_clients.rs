@@ -1,12 +1,13 @@
 //! API clients: creating and rotating credentials (shared by the UI, the API and the CLI),
 //! and `/api/v1/api-clients`.
 
+use super::ApiQuery;
 use super::{ApiJson, PageQuery};
 use crate::auth::ApiPrincipal;
 use crate::error::{ApiError, FieldError};
 use crate::state::AppState;
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use latchkey_core::{ApiClientId, DisplayName, OrgId, Role, UserId};
 use latchkey_crypto::{random_token, sha256_hex};
@@ -69,7 +70,7 @@ pub async fn rotate_client(
 pub async fn list(
     State(state): State<AppState>,
     who: ApiPrincipal,
-    Query(q): Query<PageQuery>,
+    ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Json<Page<ApiClient>>, ApiError> {
     who.require(who.role.can_manage_people())?;
     let (cursor, limit) = q.parse()?;

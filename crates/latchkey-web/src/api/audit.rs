@@ -1,12 +1,13 @@
 //! The audit trail through the API: pages of events (newest first, with filters), the chain
 //! check, and an NDJSON export (oldest first) for archiving. Super Administrators only.
 
+use super::ApiQuery;
 use super::PageQuery;
 use crate::auth::ApiPrincipal;
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use latchkey_store::audit::{self, ChainCheck, Event, Filter};
@@ -41,7 +42,7 @@ fn filter(q: &AuditQuery) -> Filter {
 pub async fn list(
     State(state): State<AppState>,
     who: ApiPrincipal,
-    Query(q): Query<AuditQuery>,
+    ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> Result<Json<EventPage>, ApiError> {
     who.require(who.role.can_manage_people())?;
     let before = q
@@ -86,7 +87,7 @@ pub async fn verify(
 pub async fn export(
     State(state): State<AppState>,
     who: ApiPrincipal,
-    Query(q): Query<AuditQuery>,
+    ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     who.require(who.role.can_manage_people())?;
     let mut tx = state.store.org_tx(who.org_id).await?;

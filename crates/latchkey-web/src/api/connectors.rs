@@ -1,5 +1,6 @@
 //! `/api/v1/connectors`: create, list, read, change and disable connectors.
 
+use super::ApiQuery;
 use super::{ApiJson, PageQuery};
 use crate::auth::ApiPrincipal;
 use crate::connectors::{
@@ -8,7 +9,7 @@ use crate::connectors::{
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use latchkey_entra::onboarding::SettingsInput;
 use latchkey_store::Page;
@@ -104,7 +105,7 @@ pub async fn create(
 pub async fn list(
     State(state): State<AppState>,
     who: ApiPrincipal,
-    Query(q): Query<PageQuery>,
+    ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Json<Page<ConnectorView>>, ApiError> {
     let (cursor, limit) = q.parse()?;
     let mut tx = state.store.org_tx(who.org_id).await?;

@@ -1,11 +1,12 @@
 //! `/api/v1/jobs/{id}` and its logs: any job of the organization (connection tests, syncs,
 //! provisioning), for status polling and live tails.
 
+use super::ApiQuery;
 use crate::auth::ApiPrincipal;
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use latchkey_store::jobs::{self as queue, Job, JobId, JobLog};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -45,7 +46,7 @@ pub async fn logs(
     State(state): State<AppState>,
     who: ApiPrincipal,
     Path(id): Path<String>,
-    Query(q): Query<LogQuery>,
+    ApiQuery(q): ApiQuery<LogQuery>,
 ) -> Result<Json<LogPage>, ApiError> {
     let id = parse_id(&id)?;
     Ok(Json(

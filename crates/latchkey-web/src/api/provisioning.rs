@@ -2,13 +2,14 @@
 //! or a deprovisioning (each a task run by a job), follow the task until it is verified in the
 //! tenant or failed with a reason, and reveal a created account's password once.
 
+use super::ApiQuery;
 use super::{ApiJson, PageQuery};
 use crate::auth::ApiPrincipal;
 use crate::error::ApiError;
 use crate::provisioning::{self as service, AccountInput, Asker, RevealRefused};
 use crate::state::AppState;
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use latchkey_crypto::ExposeSecret;
@@ -130,7 +131,7 @@ pub async fn list(
     State(state): State<AppState>,
     who: ApiPrincipal,
     Path(id): Path<String>,
-    Query(q): Query<PageQuery>,
+    ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Json<Page<TaskView>>, ApiError> {
     let connector = parse_id(&id)?;
     let (cursor, limit) = q.parse()?;

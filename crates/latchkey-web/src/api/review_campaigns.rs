@@ -1,12 +1,13 @@
 //! Access review campaigns through the API: create, list, get, close; their items (list,
 //! decide — one or many, keep / revoke / reassign); the report as JSON or CSV.
 
+use super::ApiQuery;
 use super::{ApiJson, PageQuery};
 use crate::auth::ApiPrincipal;
 use crate::error::{ApiError, FieldError};
 use crate::state::AppState;
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use latchkey_reviews::decide::{DecisionInput, decide};
@@ -165,8 +166,11 @@ pub struct CampaignPage {
 pub async fn list(
     State(state): State<AppState>,
     p: ApiPrincipal,
-    Query(q): Query<PageQuery>,
+    ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Json<CampaignPage>, ApiError> {
+    // Campaigns show who holds what across the organization: administrators' clients only,
+    // as on the pages (reviewers decide their own items in the review inbox).
+    p.require(p.role.can_manage_connectors())?;
     let (cursor, limit) = q.parse()?;
     let mut tx = state.store.org_tx(p.org_id).await?;
     let page = reviews::list_campaigns(&mut tx, cursor, limit).await?;
@@ -192,6 +196,7 @@ pub async fn get(
     let mut tx = state.store.org_tx(p.org_id).await?;
     let view = load(&mut tx, id).await?;
     tx.commit().await?;
+    p.require(p.role.can_manage_connectors())?;
     Ok(Json(view))
 }
 
@@ -225,7 +230,7 @@ pub async fn items(
     State(state): State<AppState>,
     p: ApiPrincipal,
     Path(id): Path<String>,
-    Query(q): Query<ItemQuery>,
+    ApiQuery(q): ApiQuery<ItemQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id)?;
     let (cursor, limit) = PageQuery {
@@ -242,6 +247,7 @@ pub async fn items(
     }
     let mut tx = state.store.org_tx(p.org_id).await?;
     reviews::get_campaign(&mut tx, id).await?;
+    p.require(p.role.can_manage_connectors())?;
     let page = reviews::list_items(
         &mut tx,
         id,
@@ -296,7 +302,7 @@ pub async fn report(
     State(state): State<AppState>,
     p: ApiPrincipal,
     Path(id): Path<String>,
-    Query(q): Query<ReportQuery>,
+    ApiQuery(q): ApiQuery<ReportQuery>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
     let format = q.format.as_deref().unwrap_or("json");
@@ -306,6 +312,7 @@ pub async fn report(
     let mut tx = state.store.org_tx(p.org_id).await?;
     let r = build_report(&mut tx, id).await?;
     tx.commit().await?;
+    p.require(p.role.can_manage_connectors())?;
     Ok(render_report(&r, format))
 }
 

@@ -1,12 +1,13 @@
 //! Syncs and the synced access model of a connector: start a sync, read runs, the summary, and
 //! the resources, entitlements and grants a sync stored.
 
+use super::ApiQuery;
 use super::{ApiJson, PageQuery};
 use crate::auth::ApiPrincipal;
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use latchkey_core::OrgId;
 use latchkey_entra::sync::{SyncKind, request_sync};
@@ -193,7 +194,7 @@ pub async fn list(
     State(state): State<AppState>,
     who: ApiPrincipal,
     Path(id): Path<String>,
-    Query(q): Query<PageQuery>,
+    ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Json<SyncPage>, ApiError> {
     let id = parse_id(&id)?;
     Ok(Json(list_for(&state, who.org_id, id, &q).await?))
@@ -254,7 +255,7 @@ pub async fn resources(
     State(state): State<AppState>,
     who: ApiPrincipal,
     Path(id): Path<String>,
-    Query(q): Query<ResourceQuery>,
+    ApiQuery(q): ApiQuery<ResourceQuery>,
 ) -> Result<Json<Page<ResourceItem>>, ApiError> {
     let id = parse_id(&id)?;
     let (cursor, limit) = PageQuery {
@@ -319,7 +320,7 @@ pub async fn entitlements(
     State(state): State<AppState>,
     who: ApiPrincipal,
     Path(id): Path<String>,
-    Query(q): Query<EntitlementQuery>,
+    ApiQuery(q): ApiQuery<EntitlementQuery>,
 ) -> Result<Json<Page<EntitlementItem>>, ApiError> {
     let id = parse_id(&id)?;
     let resource = parse_filter_id("resource_id", q.resource_id.as_deref())?;
@@ -368,7 +369,7 @@ pub async fn grants(
     State(state): State<AppState>,
     who: ApiPrincipal,
     Path(id): Path<String>,
-    Query(q): Query<GrantQuery>,
+    ApiQuery(q): ApiQuery<GrantQuery>,
 ) -> Result<Json<Page<GrantItem>>, ApiError> {
     let id = parse_id(&id)?;
     let filter = GrantFilter {

@@ -102,6 +102,14 @@ pub async fn issue(State(state): State<AppState>, headers: HeaderMap, body: Byte
             "client_id and client_secret are required",
         );
     };
+    // Postgres text cannot hold NUL: such an id names no client, and must not reach a query.
+    if client_id.contains('\0') {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "client_id may not contain NUL characters",
+        );
+    }
     let creds = match api_clients::find_credentials(&state.store, &client_id).await {
         Ok(c) => c,
         Err(e) => {

@@ -1,11 +1,12 @@
 //! `/api/v1/users`: the organization's people.
 
+use super::ApiQuery;
 use super::PageQuery;
 use crate::auth::ApiPrincipal;
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use latchkey_core::UserId;
 use latchkey_store::Page;
 use latchkey_store::users::{self, User};
@@ -14,7 +15,7 @@ use uuid::Uuid;
 pub async fn list(
     State(state): State<AppState>,
     who: ApiPrincipal,
-    Query(q): Query<PageQuery>,
+    ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Json<Page<User>>, ApiError> {
     let (cursor, limit) = q.parse()?;
     let mut tx = state.store.org_tx(who.org_id).await?;

@@ -8,6 +8,7 @@
 //! carries the attempt's lease (`Latchkey-Lease` header); a lost lease is 409.
 
 use super::token::{self, AgentPrincipal};
+use crate::api::{ApiJson, ApiPath};
 use crate::error::{ApiError, FieldError};
 use crate::state::AppState;
 use axum::Json;
@@ -97,6 +98,14 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
             "client_id and client_secret are required",
         );
     };
+    // Postgres text cannot hold NUL: such an id names no client, and must not reach a query.
+    if client_id.contains('\0') {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "client_id may not contain NUL characters",
+        );
+    }
     let found = match agents::find_by_client_id(&state.store, &client_id).await {
         Ok(f) => f,
         Err(e) => {
@@ -162,7 +171,7 @@ struct TaskState {
 pub async fn heartbeat(
     State(state): State<AppState>,
     who: AgentPrincipal,
-    Json(body): Json<HeartbeatBody>,
+    ApiJson(body): ApiJson<HeartbeatBody>,
 ) -> Result<Json<Value>, ApiError> {
     let version: String = body.version.chars().take(100).collect();
     let host: String = body.host.chars().take(255).collect();
@@ -498,7 +507,7 @@ pub async fn batches(
 pub async fn put_batch(
     State(state): State<AppState>,
     who: AgentPrincipal,
-    Path((id, seq)): Path<(String, i64)>,
+    ApiPath((id, seq)): ApiPath<(String, i64)>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {

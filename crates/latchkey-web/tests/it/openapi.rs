@@ -3,27 +3,15 @@
 use crate::support::TestApp;
 use std::collections::BTreeSet;
 
-/// The API routes as the router declares them (read from its source: axum cannot list routes).
+/// The API routes as the router is built (latchkey_web::routes::route_table).
 fn routed() -> BTreeSet<(String, String)> {
-    let src = include_str!("../../src/router.rs");
-    let start = src.find("let api = Router::new()").expect("API block");
-    let end = start + src[start..].find(".fallback(").expect("API block end");
-    let block: String = src[start..end]
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
-    let mut out = BTreeSet::new();
-    for part in block.split(".route(").skip(1) {
-        let path = part.split('"').nth(1).unwrap().to_string();
-        for method in ["get", "post", "patch", "delete", "put"] {
-            if part.contains(&format!("{method}(api::"))
-                || part.contains(&format!(".{method}(api::"))
-            {
-                out.insert((method.to_string(), path.clone()));
-            }
-        }
-    }
-    out
+    latchkey_web::routes::route_table()
+        .into_iter()
+        .filter_map(|r| {
+            let path = r.path.strip_prefix("/api/v1")?.to_string();
+            Some((r.method.as_str().to_ascii_lowercase(), path))
+        })
+        .collect()
 }
 
 #[test]

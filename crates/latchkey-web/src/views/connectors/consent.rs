@@ -1,7 +1,9 @@
 //! OAuth pages: "Login with Microsoft" for a connector, and the callback from Microsoft.
 
+use super::actor;
 use crate::auth::SignedIn;
 use crate::connectors::consent::{self, BeginError, CallbackError};
+use crate::connectors::{self, ONLY_EDITORS};
 use crate::csrf;
 use crate::error::WebError;
 use crate::state::AppState;
@@ -35,6 +37,10 @@ pub async fn show(
 ) -> Result<Response, WebError> {
     let mut tx = who.tx(&state).await?;
     let row = store::get(&mut tx, id).await?;
+    // Only those who may start consent see its page (another organization's: 404 above).
+    if !connectors::may_edit(&mut tx, &actor(&who), id).await? {
+        return Err(WebError::Forbidden(ONLY_EDITORS));
+    }
     tx.commit().await?;
     let settings: Option<EntraSettings> = row.settings.and_then(|v| serde_json::from_value(v).ok());
     // The button's POST is answered with a redirect to the login authority, which the
