@@ -17,7 +17,8 @@ use latchkey_core::Role;
 use latchkey_web::routes::{Access, route_table};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use std::sync::{Arc, Mutex};
+use std::cell::Cell;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -40,6 +41,37 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogSink {
     fn make_writer(&'a self) -> Self::Writer {
         self.clone()
     }
+}
+
+thread_local! {
+    static CAPTURING: Cell<bool> = const { Cell::new(false) };
+}
+static SINK: OnceLock<LogSink> = OnceLock::new();
+
+/// Everything logged at debug level or above on this thread from now on. The test runs on
+/// one thread (a current-thread runtime), so server, worker and simulated tenant all log
+/// here; other tests' threads are not recorded. One global subscriber for the test binary
+/// (a thread-local one misses events whose callsites other threads registered first, as
+/// does a static filter: callsite interest is cached for every thread at once).
+fn capture_this_thread() -> LogSink {
+    use tracing_subscriber::prelude::*;
+    let sink = SINK
+        .get_or_init(|| {
+            let sink = LogSink::default();
+            let layer = tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(sink.clone())
+                // Dynamic: decided per event, never cached per callsite.
+                .with_filter(tracing_subscriber::filter::dynamic_filter_fn(|m, _| {
+                    *m.level() <= tracing::Level::DEBUG && CAPTURING.with(|c| c.get())
+                }));
+            tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer))
+                .expect("no other global subscriber in the test binary");
+            sink
+        })
+        .clone();
+    CAPTURING.with(|c| c.set(true));
+    sink
 }
 
 /// Every HTTP answer this test received, as text, with what it was.
@@ -132,16 +164,7 @@ async fn wait_for_job(f: &Fixture, token: &str, job: &str) -> Value {
 #[tokio::test]
 async fn no_secret_reaches_a_response_a_log_line_a_job_log_or_the_database() {
     let started = Instant::now();
-    let logs = LogSink::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .with_writer(logs.clone())
-        .finish();
-    // The test runs on one thread (current-thread runtime): server, worker and simulated
-    // tenant all log here.
-    let _guard = tracing::subscriber::set_default(subscriber);
-
+    let logs = capture_this_thread();
     let f = Fixture::build().await;
     let app = f.app();
     let api = app.api();
@@ -331,7 +354,7 @@ async fn no_secret_reaches_a_response_a_log_line_a_job_log_or_the_database() {
         "a full dump"
     );
     scan("pg_dump", &dump, &secrets, &mut findings);
-    drop(_guard);
+    CAPTURING.with(|c| c.set(false));
     let logs = String::from_utf8_lossy(&logs.0.lock().unwrap()).to_string();
     assert!(
         logs.contains("DEBUG") && logs.lines().count() > 1000,
