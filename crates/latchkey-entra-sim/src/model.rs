@@ -379,6 +379,9 @@ pub(crate) struct Directory {
     /// The tenant's password policy: at least this many characters (Entra's default is 8; a
     /// test raises it to see Graph refuse a password as not complex enough).
     pub password_min_length: usize,
+    /// SHA-256 of the password each account created through Graph was given, by object id
+    /// (tests check that the password Latchkey kept is the one the tenant has).
+    pub passwords: std::collections::HashMap<Uuid, [u8; 32]>,
 }
 
 pub(crate) const MICROSOFT_TENANT: Uuid = Uuid::from_u128(0xf8cdef31_a31e_4b4a_93e4_5f571e91255a);

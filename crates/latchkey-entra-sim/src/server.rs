@@ -525,6 +525,12 @@ impl SimHandle {
     pub fn set_password_min_length(&self, chars: usize) {
         self.state.write().password_min_length = chars;
     }
+    /// Whether `password` is the one the account was created with through Graph (`false` for
+    /// seeded accounts and unknown ids).
+    pub fn user_password_is(&self, user_id: Uuid, password: &str) -> bool {
+        let digest: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(password.as_bytes()).into();
+        self.state.read().passwords.get(&user_id) == Some(&digest)
+    }
     /// `provisionOnDemand` calls received so far.
     pub fn provision_on_demand_calls(&self) -> Vec<crate::model::ProvisionOnDemandCall> {
         self.state.read().provision_calls.clone()

@@ -382,6 +382,7 @@ pub(crate) fn generate(cfg: &SimConfig) -> Generated {
         seq: 1,
         rng: root.fork(99),
         password_min_length: 8,
+        passwords: Default::default(),
     };
 
     // SKUs.

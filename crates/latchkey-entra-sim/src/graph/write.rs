@@ -71,6 +71,7 @@ pub(crate) fn create_user(st: &State, r: &GReq) -> GResult {
             "The specified password does not comply with password complexity requirements. Please provide a different password.",
         ));
     }
+    let pw = pw.to_string();
     let upn = str_field(&body, "userPrincipalName")
         .unwrap_or_default()
         .to_string();
@@ -125,6 +126,8 @@ pub(crate) fn create_user(st: &State, r: &GReq) -> GResult {
     });
     d.ids.insert(id, ObjRef::user(i));
     d.upns.insert(upn.to_ascii_lowercase(), i as u32);
+    let digest: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(pw.as_bytes()).into();
+    d.passwords.insert(id, digest);
     let target = d.target(ObjRef::user(i));
     d.audit("UserManagement", "Add user", "Add", r.actor(), vec![target]);
     let mut obj = Vec::new();

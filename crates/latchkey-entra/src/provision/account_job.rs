@@ -1,8 +1,10 @@
 //! Account tasks: [`request_account`] / [`request_deprovision`] record a task and its job;
-//! the `entra.provision` handler runs them here. Creating an account puts its first password
-//! in the vault in the same transaction that records the account's id (a retried job resumes
-//! from that id rather than creating a second account), reads the account back and stores it
-//! as a `user` resource at once. Deprovisioning disables sign-in, revokes sessions and deletes
+//! the `entra.provision` handler runs them here. Creating an account keeps its first password
+//! in the vault (pending) *before* Graph creates the account, binds it to the account in the
+//! transaction that records the account's id (a retried job resumes from that id rather than
+//! creating a second account; one whose earlier attempt created the account but crashed
+//! before recording it reuses the kept password and recognises the account), reads the
+//! account back and stores it as a `user` resource at once. Deprovisioning disables sign-in, revokes sessions and deletes
 //! only when asked and allowed by the connector, then reads the account back.
 
 use latchkey_jobs::{JobContext, JobError, LogLevel};
@@ -13,7 +15,7 @@ use uuid::Uuid;
 
 use super::accounts::{
     AccountError, Expect, NewAccount, create_account, deprovision as deprovision_account,
-    read_back, set_manager,
+    find_by_upn, generate_password, read_back, set_manager,
 };
 use super::job::{NewTaskSpec, ProvisionHandler, WORKER, db, enqueue_task};
 use super::plan::Refusal;
@@ -115,6 +117,90 @@ async fn graph(
     }
 }
 
+/// The password of a `create_account` task, kept in the vault (pending) before Graph is asked
+/// to create the account, so that a crash between the creation and the commit recording it
+/// cannot lose it. `retried`: an earlier attempt kept it (and may have created the account).
+struct Kept {
+    kept: vault::Pending,
+    retried: bool,
+}
+
+async fn keep_password(
+    h: &ProvisionHandler,
+    ctx: &JobContext,
+    connector: Uuid,
+    task: &Task,
+    new: &NewAccount,
+) -> Result<Kept, JobError> {
+    let mut tx = ctx
+        .store()
+        .org_tx(ctx.org().expect("checked"))
+        .await
+        .map_err(db)?;
+    let kept = match vault::pending_for_task(&mut tx, &h.keys, task.id)
+        .await
+        .map_err(db)?
+    {
+        Some(p) => Kept {
+            kept: p,
+            retried: true,
+        },
+        None => {
+            let secret = generate_password();
+            let id = vault::put_pending(
+                &mut tx,
+                &h.keys,
+                &vault::NewItem {
+                    connector_id: connector,
+                    task_id: Some(task.id),
+                    account_external_id: "",
+                    account_label: new.user_principal_name.trim(),
+                    requested_by: &task.requested_by,
+                },
+                &secret,
+            )
+            .await
+            .map_err(db)?;
+            Kept {
+                kept: vault::Pending {
+                    id,
+                    created_at: time::OffsetDateTime::now_utc(),
+                    secret,
+                },
+                retried: false,
+            }
+        }
+    };
+    tx.commit().await.map_err(db)?;
+    Ok(kept)
+}
+
+/// How far apart Latchkey's and Entra's clocks may be when a retry decides whether an
+/// existing account is the one its lost attempt created.
+const CLOCK_SKEW: time::Duration = time::Duration::minutes(1);
+
+/// Creates the account with the kept password: `(object id, UPN)`. On a retry, "that UPN
+/// already exists" for an account created after the password was kept is the account the
+/// lost attempt created (with that same password), not a conflict.
+async fn created_or_ours(
+    graph: &crate::graph::GraphClient,
+    new: &NewAccount,
+    pending: &Kept,
+) -> Result<(Uuid, String), AccountError> {
+    match create_account(graph, new, &pending.kept.secret).await {
+        Ok(c) => Ok((c.id, c.user_principal_name)),
+        Err(AccountError::DuplicateUpn(upn)) if pending.retried => {
+            match find_by_upn(graph, &upn).await? {
+                Some((id, Some(created))) if created >= pending.kept.created_at - CLOCK_SKEW => {
+                    Ok((id, upn))
+                }
+                _ => Err(AccountError::DuplicateUpn(upn)),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Runs a `create_account` task.
 pub(super) async fn create(
     h: &ProvisionHandler,
@@ -146,54 +232,57 @@ pub(super) async fn create(
         .and_then(|s| Uuid::parse_str(s).ok());
     let account = match existing {
         Some(id) => id,
-        None => match create_account(&graph, &new).await {
-            Ok(created) => {
-                let mut tx = store.org_tx(org).await.map_err(db)?;
-                let item = vault::put(
-                    &mut tx,
-                    &h.keys,
-                    &vault::NewItem {
-                        connector_id: connector,
-                        task_id: Some(task.id),
-                        account_external_id: &created.id.to_string(),
-                        account_label: &created.user_principal_name,
-                        requested_by: &task.requested_by,
-                    },
-                    &created.password,
-                )
-                .await
-                .map_err(db)?;
-                provisioning::set_vault_item(&mut tx, task.id, item)
+        None => {
+            let pending = keep_password(h, ctx, connector, task, &new).await?;
+            match created_or_ours(&graph, &new, &pending).await {
+                Ok((id, upn)) => {
+                    let mut tx = store.org_tx(org).await.map_err(db)?;
+                    vault::activate(&mut tx, &h.keys, pending.kept.id, &id.to_string(), &upn)
+                        .await
+                        .map_err(db)?;
+                    provisioning::set_vault_item(&mut tx, task.id, pending.kept.id)
+                        .await
+                        .map_err(db)?;
+                    provisioning::set_provisioned(
+                        &mut tx,
+                        task.id,
+                        &json!({"account_id": id.to_string()}),
+                    )
                     .await
                     .map_err(db)?;
-                provisioning::set_provisioned(
-                    &mut tx,
-                    task.id,
-                    &json!({"account_id": created.id.to_string()}),
-                )
-                .await
-                .map_err(db)?;
-                provisioning::add_event(
-                    &mut tx,
-                    task.id,
-                    WORKER,
-                    "provisioned",
-                    Some(&format!(
-                        "Microsoft Graph created {} (sign-in with a one-time password that must be changed at first sign-in)",
-                        created.user_principal_name
-                    )),
-                )
-                .await
-                .map_err(db)?;
-                tx.commit().await.map_err(db)?;
-                created.id
+                    provisioning::add_event(
+                        &mut tx,
+                        task.id,
+                        WORKER,
+                        "provisioned",
+                        Some(&format!(
+                            "Microsoft Graph created {upn} (sign-in with a one-time password that must be changed at first sign-in)"
+                        )),
+                    )
+                    .await
+                    .map_err(db)?;
+                    tx.commit().await.map_err(db)?;
+                    id
+                }
+                // Graph may have created the account before the answer was lost: the
+                // password stays kept for the retry.
+                Err(AccountError::Graph(e)) if e.is_transient() => {
+                    return h.graph_failed(ctx, task, e.to_string(), true).await;
+                }
+                Err(e) => {
+                    // No account holds the password: drop it.
+                    let mut tx = store.org_tx(org).await.map_err(db)?;
+                    vault::discard_pending(&mut tx, task.id).await.map_err(db)?;
+                    tx.commit().await.map_err(db)?;
+                    return match e {
+                        AccountError::Graph(e) => {
+                            h.graph_failed(ctx, task, e.to_string(), false).await
+                        }
+                        e => h.fail(ctx, task, "failed", &e.to_string(), None).await,
+                    };
+                }
             }
-            Err(AccountError::Graph(e)) => {
-                let transient = e.is_transient();
-                return h.graph_failed(ctx, task, e.to_string(), transient).await;
-            }
-            Err(e) => return h.fail(ctx, task, "failed", &e.to_string(), None).await,
-        },
+        }
     };
     ctx.check_in().await?;
 

@@ -171,10 +171,12 @@ fn put(body: &mut Map<String, Value>, key: &str, value: &Option<String>) {
     }
 }
 
-/// `POST /users`, enabled, with a generated password to change at next sign-in.
+/// `POST /users`, enabled, with `password` (from [`generate_password`], kept by the caller
+/// before this call) to change at next sign-in.
 pub async fn create_account(
     graph: &GraphClient,
     new: &NewAccount,
+    password: &SecretString,
 ) -> Result<CreatedAccount, AccountError> {
     for (field, v) in [
         ("user principal name", &new.user_principal_name),
@@ -185,7 +187,7 @@ pub async fn create_account(
             return Err(AccountError::Invalid(format!("The {field} is required.")));
         }
     }
-    let password = generate_password();
+    let password = password.clone();
     let mut body = Map::new();
     body.insert("accountEnabled".into(), json!(true));
     body.insert("displayName".into(), json!(new.display_name.trim()));
@@ -244,6 +246,34 @@ pub async fn create_account(
                 AccountError::Graph(e)
             })
         }
+    }
+}
+
+/// The account whose user principal name is `upn`, if any: its object id and when it was
+/// created (a retried creation recognises the account its lost attempt made).
+pub async fn find_by_upn(
+    graph: &GraphClient,
+    upn: &str,
+) -> Result<Option<(Uuid, Option<time::OffsetDateTime>)>, GraphError> {
+    let q = Query::v1(format!("users/{}", upn.trim())).select(&["id", "createdDateTime"]);
+    match graph.get::<Value>(&q).await {
+        Ok(v) => {
+            let id = v
+                .get("id")
+                .and_then(Value::as_str)
+                .and_then(|s| Uuid::parse_str(s).ok())
+                .ok_or_else(|| GraphError::Decode("the user has no id".into()))?;
+            let created = v
+                .get("createdDateTime")
+                .and_then(Value::as_str)
+                .and_then(|s| {
+                    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                        .ok()
+                });
+            Ok(Some((id, created)))
+        }
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
     }
 }
 

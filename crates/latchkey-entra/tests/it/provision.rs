@@ -941,8 +941,15 @@ async fn accounts_are_created_with_a_one_time_password_and_deprovisioned() {
         usage_location: Some("GB".into()),
         ..Default::default()
     };
-    let created = create_account(&t.conn.graph, &new).await.unwrap();
+    let password = generate_password();
+    let created = create_account(&t.conn.graph, &new, &password)
+        .await
+        .unwrap();
     assert_eq!(created.user_principal_name, upn);
+    assert!(
+        t.sim.user_password_is(created.id, password.expose_secret()),
+        "the tenant got the password the caller kept"
+    );
     let user = t
         .sim
         .truth_users()
@@ -959,7 +966,9 @@ async fn accounts_are_created_with_a_one_time_password_and_deprovisioned() {
             .contains(created.password.expose_secret())
     }));
 
-    let e = create_account(&t.conn.graph, &new).await.unwrap_err();
+    let e = create_account(&t.conn.graph, &new, &generate_password())
+        .await
+        .unwrap_err();
     assert_eq!(e, AccountError::DuplicateUpn(upn.clone()));
     assert!(e.to_string().contains("already exists"));
     let e = create_account(
@@ -968,6 +977,7 @@ async fn accounts_are_created_with_a_one_time_password_and_deprovisioned() {
             user_principal_name: "someone@not-ours.example".into(),
             ..new.clone()
         },
+        &generate_password(),
     )
     .await
     .unwrap_err();
@@ -978,6 +988,7 @@ async fn accounts_are_created_with_a_one_time_password_and_deprovisioned() {
             display_name: " ".into(),
             ..new.clone()
         },
+        &generate_password(),
     )
     .await
     .unwrap_err();

@@ -31,6 +31,14 @@ async fn set_provisioning(env: &Env, connector: Uuid, on: bool) {
 }
 
 async fn run_jobs(env: &Env) {
+    pool(env)
+        .run_until_idle(CancellationToken::new())
+        .await
+        .unwrap();
+}
+
+/// A worker running provisioning jobs.
+fn pool(env: &Env) -> WorkerPool {
     let mut cfg = WorkerConfig::new("prov");
     cfg.concurrency = 2;
     cfg.poll_interval = Duration::from_millis(50);
@@ -41,9 +49,6 @@ async fn run_jobs(env: &Env) {
             max_delay: Duration::from_millis(400),
         });
     WorkerPool::new(env.store().clone(), cfg, Registry::new().with(handler))
-        .run_until_idle(CancellationToken::new())
-        .await
-        .unwrap();
 }
 
 /// Stored resource id of the object with this directory id.
@@ -942,4 +947,87 @@ async fn time_bound_role_grants_end_in_entra_itself() {
             "{ent}: {stored_end} vs {until}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_worker_dying_after_graph_created_the_account_loses_no_password() {
+    use latchkey_crypto::ExposeSecret;
+    use latchkey_entra::provision::accounts::NewAccount;
+    use latchkey_store::vault;
+    let env = Env::new(SimConfig::small(7)).await;
+    let c = env.connector(&Tweaks::default()).await;
+    env.sync(c, SyncKind::Full).await;
+    set_provisioning(&env, c, true).await;
+    let upn = format!("crash.test@{}", env.sim.domain());
+    let new = NewAccount {
+        user_principal_name: upn.clone(),
+        display_name: "Crash Test".into(),
+        mail_nickname: "crash.test".into(),
+        ..Default::default()
+    };
+    let mut tx = env.store().org_tx(env.org).await.unwrap();
+    let id = provision::request_account(&mut tx, c, &new, "user:tester")
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    // The first attempt: Graph creates the account; its answer is held back, and the worker
+    // dies (its tasks aborted) before it can record anything.
+    let hold = env.sim.hold("POST", "/v1.0/users");
+    let worker = tokio::spawn(pool(&env).run(CancellationToken::new()));
+    tokio::time::timeout(Duration::from_secs(60), hold.held())
+        .await
+        .expect("the worker asked Graph to create the account");
+    worker.abort();
+    let _ = worker.await;
+    hold.release();
+    let created: Vec<_> = env
+        .sim
+        .truth_users()
+        .into_iter()
+        .filter(|u| u.user_principal_name == upn)
+        .collect();
+    assert_eq!(created.len(), 1, "Graph created the account");
+    let (t, _) = task(&env, id).await;
+    assert!(
+        t.vault_item_id.is_none() && t.provisioned_at.is_none(),
+        "{t:?}"
+    );
+
+    // Its lease runs out and the job is handed back; the retry reuses the kept password and
+    // recognises the account its lost attempt created.
+    sqlx::query(
+        "UPDATE jobs SET locked_until = now() - interval '1 second' WHERE status = 'running'",
+    )
+    .execute(env.store().system())
+    .await
+    .unwrap();
+    latchkey_store::jobs::worker::reap_expired(env.store(), 10)
+        .await
+        .unwrap();
+    run_jobs(&env).await;
+    let (t, events) = task(&env, id).await;
+    assert_eq!(t.status, "succeeded", "{t:?} {events:?}");
+    assert_eq!(
+        env.sim
+            .truth_users()
+            .iter()
+            .filter(|u| u.user_principal_name == upn)
+            .count(),
+        1,
+        "no second account"
+    );
+    let item = t.vault_item_id.expect("the password is in the vault");
+    let mut tx = env.store().org_tx(env.org).await.unwrap();
+    let (kept, password) = vault::reveal(&mut tx, &env.keys, item, "user:tester", "Tester")
+        .await
+        .map_err(|e| format!("{e:?}"))
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(kept.account_external_id, created[0].id.to_string());
+    assert!(
+        env.sim
+            .user_password_is(created[0].id, password.expose_secret()),
+        "the vault holds the password the tenant has"
+    );
 }
