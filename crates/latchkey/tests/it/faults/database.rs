@@ -74,6 +74,8 @@ async fn a_postgres_restart_during_a_sync_is_survived_and_the_sync_completes() {
     assert_eq!(runs[0]["status"], "succeeded");
     let conn = s.get(&format!("connectors/{c}")).await;
     assert_eq!(conn["status"], "connected", "{conn}");
+    let ready = s.http.get(s.url("readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200, "the web process is ready again");
     assert!(
         j["attempts"].as_i64().unwrap() >= 2,
         "the cut attempt and the one that finished: {j}"

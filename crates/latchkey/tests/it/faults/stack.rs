@@ -29,7 +29,7 @@ pub struct Stack {
     pub http: reqwest::Client,
     pub org: Uuid,
     token: String,
-    /// Each process's stderr goes to a file here (read them when a scenario fails).
+    /// Each process's stderr goes to a file here, kept when the test fails.
     pub logs: PathBuf,
 }
 
@@ -40,6 +40,11 @@ impl Drop for Stack {
         }
         for (_, w) in &mut self.workers {
             kill9(w);
+        }
+        if std::thread::panicking() {
+            eprintln!("the processes' logs are in {}", self.logs.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.logs);
         }
     }
 }

@@ -18,6 +18,8 @@ async fn a_web_process_killed_mid_request_leaves_nothing_half_written_and_the_re
     assert_eq!(j["status"], "succeeded", "{j}");
     let (entitlement, principal, group, user) = s.membership_to_grant(c).await;
     let before = s.count("audit_events", "true").await;
+    // No worker while the table is held: its scheduler's inserts would wait on the lock too.
+    s.kill9_worker("w1");
 
     // Hold the queue table so the request stops inside its transaction, after the task, its
     // trail and its audit event are written and before its job is.
@@ -85,6 +87,7 @@ async fn a_web_process_killed_mid_request_leaves_nothing_half_written_and_the_re
     // The client retries against the restarted web process: one task, carried out once.
     let restarted = std::time::Instant::now();
     s.start_serve().await;
+    s.start_worker("w2", &[]);
     let up = restarted.elapsed();
     let (status, started) = s
         .api(
