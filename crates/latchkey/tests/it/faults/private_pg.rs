@@ -39,13 +39,27 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// True when another user (`postgres`) can reach `dir`: every ancestor searchable by others.
+fn reachable_by_others(dir: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    dir.ancestors()
+        .skip(1)
+        .all(|a| std::fs::metadata(a).is_ok_and(|m| m.permissions().mode() & 0o001 != 0))
+}
+
 impl PrivatePg {
     pub fn start() -> PrivatePg {
         let bin = server_bin();
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("pg-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).unwrap();
         let as_postgres = is_root();
+        let name = format!("pg-{}", uuid::Uuid::new_v4().simple());
+        // Under the target directory, unless the cluster's user could not reach it there
+        // (a checkout under /root) or its socket path would be too long.
+        let mut dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(&name);
+        let socket_fits = dir.as_os_str().len() < 70;
+        if !socket_fits || (as_postgres && !reachable_by_others(&dir)) {
+            dir = std::env::temp_dir().join(format!("latchkey-{name}"));
+        }
+        std::fs::create_dir_all(&dir).unwrap();
         if as_postgres {
             let ok = Command::new("chown")
                 .args(["-R", "postgres:postgres"])
