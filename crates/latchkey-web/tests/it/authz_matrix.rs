@@ -7,8 +7,9 @@
 //! organization's ids are 404, nothing is ever a 5xx, and every answer carries the security
 //! headers (CSP, nosniff, frame and referrer policy, request id).
 
-use crate::fixtures::{Fixture, csrf_of};
+use crate::fixtures::{Caller, Fixture, csrf_of};
 use crate::support::{PASSWORD, location};
+use futures::StreamExt;
 use latchkey_core::{ApiClientId, DisplayName, Role};
 use latchkey_web::auth::token::TokenKeys;
 use latchkey_web::routes::{Access, Route, rank, route_table};
@@ -22,6 +23,7 @@ use std::time::Instant;
 const OWNER_ONLY: &[&str] = &["/vault/{id}/reveal", "/api/v1/vault/{id}/reveal"];
 
 /// How a request authenticates.
+#[derive(Clone)]
 enum Cred<'a> {
     None,
     /// A browser's cookie session and the CSRF token its forms carry.
@@ -36,6 +38,7 @@ struct Outcome {
     /// What is missing of the security headers every answer carries (tests/it/headers.rs
     /// checks their values on a few paths; here: on every answer of every route).
     missing_headers: Vec<&'static str>,
+    took: std::time::Duration,
 }
 
 fn missing_headers(h: &reqwest::header::HeaderMap) -> Vec<&'static str> {
@@ -87,6 +90,7 @@ async fn send(f: &Fixture, route: &Route, path: &str, cred: &Cred<'_>) -> Outcom
             req.form(&[("csrf_token", csrf)])
         };
     }
+    let sent = Instant::now();
     let resp = req.send().await.unwrap();
     let status = resp.status();
     let location = location(&resp);
@@ -97,6 +101,126 @@ async fn send(f: &Fixture, route: &Route, path: &str, cred: &Cred<'_>) -> Outcom
         location,
         body,
         missing_headers,
+        took: sent.elapsed(),
+    }
+}
+
+/// Requests in flight at once (the order of answers is kept).
+const PARALLEL: usize = 8;
+
+/// What a case's answer must be.
+enum Expect {
+    /// No valid credentials of the route's kind: a redirect to /login, or a JSON 401.
+    Refused,
+    /// Another organization's id: 404.
+    NotFound,
+    /// Another organization's list: none of the first organization's ids in it.
+    NoOwnIds,
+    /// Another organization's id in a write: refused as an id that exists nowhere is.
+    AsNowhere,
+    /// A role below the route's minimum: 403/404 (a write may reject its body first: 4xx).
+    Below,
+    /// A role allowed: not refused (whatever the empty form or body then gets).
+    Allowed(Role),
+}
+
+/// One request of the matrix.
+struct Case<'a> {
+    route: &'a Route,
+    who: String,
+    path: String,
+    cred: Cred<'a>,
+    expect: Expect,
+}
+
+impl<'a> Case<'a> {
+    fn new(route: &'a Route, who: &str, path: &str, cred: Cred<'a>, expect: Expect) -> Self {
+        Case {
+            route,
+            who: who.to_string(),
+            path: path.to_string(),
+            cred,
+            expect,
+        }
+    }
+}
+
+impl Caller {
+    fn cred(&self, route: &Route) -> Cred<'_> {
+        match route.access {
+            Access::Session(_) => Cred::Session(&self.browser.client, &self.csrf),
+            _ => Cred::Bearer(&self.token),
+        }
+    }
+}
+
+/// Sends every case, `parallel` at a time; answers in the cases' order (with, for
+/// `AsNowhere`, the answer to the same request with ids that exist nowhere).
+async fn run<'a>(
+    f: &'a Fixture,
+    cases: Vec<Case<'a>>,
+    parallel: usize,
+) -> Vec<(Case<'a>, Outcome, Option<Outcome>)> {
+    futures::stream::iter(cases)
+        .map(|c| async move {
+            let o = send(f, c.route, &c.path, &c.cred).await;
+            let nowhere = match c.expect {
+                Expect::AsNowhere => Some(send(f, c.route, &nowhere(&c.route.path), &c.cred).await),
+                _ => None,
+            };
+            (c, o, nowhere)
+        })
+        .buffered(parallel)
+        .collect()
+        .await
+}
+
+fn verdict(f: &Fixture, c: &Case, o: &Outcome, nowhere: Option<&Outcome>) -> Result<(), String> {
+    let route = c.route;
+    match c.expect {
+        Expect::Refused => refused(route, o),
+        Expect::NotFound if o.status == StatusCode::NOT_FOUND => Ok(()),
+        Expect::NotFound => Err(format!("{} {}, not 404", o.status, o.location)),
+        Expect::NoOwnIds => match f.ids.values().find(|id| o.body.contains(id.as_str())) {
+            Some(id) => Err(format!("shows the other organization's {id}")),
+            None => Ok(()),
+        },
+        Expect::AsNowhere => {
+            let nowhere = nowhere.expect("sent");
+            if o.status.is_success() || o.status != nowhere.status {
+                Err(format!(
+                    "{}, while an id that exists nowhere gets {}",
+                    o.status, nowhere.status
+                ))
+            } else {
+                Ok(())
+            }
+        }
+        Expect::Below => {
+            let refused = [StatusCode::FORBIDDEN, StatusCode::NOT_FOUND].contains(&o.status)
+                || (route.method != Method::GET
+                    && o.status.is_client_error()
+                    && o.status != StatusCode::UNAUTHORIZED);
+            if refused {
+                Ok(())
+            } else {
+                Err(format!("{}, not refused for a {}", o.status, c.who))
+            }
+        }
+        Expect::Allowed(role) => {
+            let object_rule = OWNER_ONLY.contains(&route.path.as_str())
+                && o.status == StatusCode::FORBIDDEN
+                && !(route.path.starts_with("/api/") && role == Role::SuperAdmin);
+            if object_rule {
+                Ok(())
+            } else if [StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN].contains(&o.status)
+                || o.location.starts_with("/login?next=")
+            {
+                Err(format!("{} {:.150}: a {role} is allowed", o.status, o.body))
+            } else {
+                Ok(())
+            }
+        }
     }
 }
 
@@ -146,7 +270,8 @@ fn refused(route: &Route, o: &Outcome) -> Result<(), String> {
     }
 }
 
-#[tokio::test]
+// Both cores: server and client share the runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_answers_every_caller_as_the_route_table_says() {
     let started = Instant::now();
     let f = Fixture::build().await;
@@ -248,11 +373,21 @@ async fn every_route_answers_every_caller_as_the_route_table_says() {
         ("a rotated client's token", Cred::Bearer(&rotated_token)),
         ("a forged token", Cred::Bearer(&forged_token)),
     ];
+    let mut phases: Vec<Vec<Case>> = Vec::new();
+    let mut stale_cases = Vec::new();
     for route in &routes {
         let path = f.fill(&route.path);
+        // Stale credentials of the route's own kind (the other kind's come next).
         for (who, cred) in &stale_creds {
-            let o = send(&f, route, &path, cred).await;
-            check(route, who, refused(route, &o), &o);
+            let relevant = match (cred, route.access) {
+                (Cred::None, _) => true,
+                (Cred::Session(..), Access::Session(_)) => true,
+                (Cred::Bearer(_), Access::Api(_) | Access::Agent) => true,
+                _ => false,
+            };
+            if relevant {
+                stale_cases.push(Case::new(route, who, &path, cred.clone(), Expect::Refused));
+            }
         }
         // The other kind's valid credentials: a session on the API, a token on pages, a
         // person's API token on the self-hosted connector endpoints.
@@ -262,115 +397,111 @@ async fn every_route_answers_every_caller_as_the_route_table_says() {
             Access::Agent => Cred::Bearer(valid),
             Access::Public => continue,
         };
-        let o = send(&f, route, &path, &wrong).await;
-        check(
+        stale_cases.push(Case::new(
             route,
             "the other kind's credentials",
-            refused(route, &o),
-            &o,
-        );
+            &path,
+            wrong,
+            Expect::Refused,
+        ));
     }
+    phases.push(stale_cases);
 
-    // Another organization's Super Administrator: ids of the first are 404, and lists of
-    // its own never show them.
+    // Another organization's Super Administrator: ids of the first are 404 (a write may
+    // reject its empty body first: then it must answer as for an id that exists nowhere),
+    // and lists of its own never show them.
     let intruder = f.other.caller(Role::SuperAdmin);
+    let mut cross = Vec::new();
     for route in routes
         .iter()
         .filter(|r| min_role(r.access).is_some() && r.path != "/logout")
     {
-        let path = f.fill(&route.path);
         let cred = match route.access {
             Access::Session(_) => Cred::Session(&intruder.browser.client, &intruder.csrf),
             _ => Cred::Bearer(&intruder.token),
         };
-        let o = send(&f, route, &path, &cred).await;
-        let verdict = if !route.path.contains('{') {
-            match f.ids.values().find(|id| o.body.contains(id.as_str())) {
-                Some(id) => Err(format!("shows the other organization's {id}")),
-                None => Ok(()),
-            }
+        let expect = if !route.path.contains('{') {
+            Expect::NoOwnIds
         } else if route.method == Method::GET {
-            if o.status == StatusCode::NOT_FOUND {
-                Ok(())
-            } else {
-                Err(format!("{} {}, not 404", o.status, o.location))
-            }
+            Expect::NotFound
         } else {
-            // A write may reject its (empty) body first; either way the answer must be
-            // the one an id that exists nowhere gets.
-            let nowhere = send(&f, route, &nowhere(&route.path), &cred).await;
-            if o.status.is_success() || o.status != nowhere.status {
-                Err(format!(
-                    "{}, while an id that exists nowhere gets {}",
-                    o.status, nowhere.status
-                ))
-            } else {
-                Ok(())
-            }
+            Expect::AsNowhere
         };
-        check(route, "another organization", verdict, &o);
+        cross.push(Case::new(
+            route,
+            "another organization",
+            &f.fill(&route.path),
+            cred,
+            expect,
+        ));
     }
+    phases.push(cross);
 
-    // Roles below the route's minimum first (refused, nothing changes), then the roles
-    // allowed, reads before writes and signing out last.
+    // Roles below the route's minimum (refused, nothing changes).
+    let mut below = Vec::new();
     for route in &routes {
         let Some(min) = min_role(route.access) else {
             continue;
         };
-        let path = f.fill(&route.path);
         for c in f.own.callers.iter().filter(|c| rank(c.role) < rank(min)) {
-            let cred = match route.access {
-                Access::Session(_) => Cred::Session(&c.browser.client, &c.csrf),
-                _ => Cred::Bearer(&c.token),
-            };
-            let o = send(&f, route, &path, &cred).await;
-            let verdict = if [StatusCode::FORBIDDEN, StatusCode::NOT_FOUND].contains(&o.status)
-                || (route.method != Method::GET
-                    && o.status.is_client_error()
-                    && o.status != StatusCode::UNAUTHORIZED)
-            {
-                // Some writes reject a malformed body (400/422) before the role check.
-                Ok(())
-            } else {
-                Err(format!("{}, not refused for a {}", o.status, c.role))
-            };
-            check(route, c.role.as_str(), verdict, &o);
+            below.push(Case::new(
+                route,
+                c.role.as_str(),
+                &f.fill(&route.path),
+                c.cred(route),
+                Expect::Below,
+            ));
         }
     }
+    phases.push(below);
+
+    // The roles allowed: reads (at once), then writes one by one, signing out last.
     let mut allowed: Vec<&Route> = routes
         .iter()
         .filter(|r| min_role(r.access).is_some())
         .collect();
     allowed.sort_by_key(|r| (r.path == "/logout", r.method != Method::GET));
+    let (mut reads, mut writes) = (Vec::new(), Vec::new());
     for route in allowed {
         let min = min_role(route.access).unwrap();
-        let path = f.fill(&route.path);
         for c in f.own.callers.iter().filter(|c| rank(c.role) >= rank(min)) {
-            let cred = match route.access {
-                Access::Session(_) => Cred::Session(&c.browser.client, &c.csrf),
-                _ => Cred::Bearer(&c.token),
-            };
-            let o = send(&f, route, &path, &cred).await;
-            let object_rule = OWNER_ONLY.contains(&route.path.as_str())
-                && o.status == StatusCode::FORBIDDEN
-                && !(route.path.starts_with("/api/") && c.role == Role::SuperAdmin);
-            let verdict = if object_rule {
-                Ok(())
-            } else if [StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN].contains(&o.status)
-                || o.location.starts_with("/login?next=")
-            {
-                Err(format!(
-                    "{} {:.150}: a {} is allowed",
-                    o.status, o.body, c.role
-                ))
+            let case = Case::new(
+                route,
+                c.role.as_str(),
+                &f.fill(&route.path),
+                c.cred(route),
+                Expect::Allowed(c.role),
+            );
+            if route.method == Method::GET {
+                reads.push(case);
             } else {
-                Ok(())
-            };
-            check(route, c.role.as_str(), verdict, &o);
+                writes.push(case);
+            }
         }
+    }
+    phases.push(reads);
+    let mut outcomes = Vec::new();
+    for phase in phases {
+        outcomes.extend(run(&f, phase, PARALLEL).await);
+    }
+    outcomes.extend(run(&f, writes, 1).await);
+    for (case, o, nowhere) in &outcomes {
+        check(
+            case.route,
+            &case.who,
+            verdict(&f, case, o, nowhere.as_ref()),
+            o,
+        );
     }
 
     let elapsed = started.elapsed();
+    let mut slowest: Vec<(std::time::Duration, String)> = outcomes
+        .iter()
+        .map(|(c, o, _)| (o.took, format!("{} {}", c.route.method, c.route.path)))
+        .collect();
+    slowest.sort();
+    slowest.reverse();
+    println!("slowest answers: {:?}", &slowest[..5]);
     println!(
         "authorization matrix: {} routes, {checks} requests checked in {elapsed:?} (fixtures {built:?})",
         routes.len()

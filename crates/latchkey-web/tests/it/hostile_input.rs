@@ -200,7 +200,8 @@ fn api_answer(token_endpoint: bool, status: StatusCode, body: &str) -> Result<()
     Ok(())
 }
 
-#[tokio::test]
+// Both cores: server and client share the runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_input_makes_the_api_or_a_page_fail() {
     let started = Instant::now();
     let f = Fixture::build().await;
