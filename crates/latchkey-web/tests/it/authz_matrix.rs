@@ -379,12 +379,12 @@ async fn every_route_answers_every_caller_as_the_route_table_says() {
         let path = f.fill(&route.path);
         // Stale credentials of the route's own kind (the other kind's come next).
         for (who, cred) in &stale_creds {
-            let relevant = match (cred, route.access) {
-                (Cred::None, _) => true,
-                (Cred::Session(..), Access::Session(_)) => true,
-                (Cred::Bearer(_), Access::Api(_) | Access::Agent) => true,
-                _ => false,
-            };
+            let relevant = matches!(
+                (cred, route.access),
+                (Cred::None, _)
+                    | (Cred::Session(..), Access::Session(_))
+                    | (Cred::Bearer(_), Access::Api(_) | Access::Agent)
+            );
             if relevant {
                 stale_cases.push(Case::new(route, who, &path, cred.clone(), Expect::Refused));
             }
