@@ -9,6 +9,7 @@
 //! usable links it runs as a full sync. Progress is checkpointed after every page, so a sync
 //! whose worker died resumes where it stopped.
 
+pub mod agent_finish;
 pub mod detached;
 mod fetch;
 mod incremental;

@@ -146,6 +146,30 @@ pub async fn append_log(
     Ok(n == 1)
 }
 
+/// Appends a log line to job `job`'s last attempt whatever its state: for a step that another
+/// job runs after it ended (a self-hosted connector's sync is finished by the worker).
+pub async fn append_log_ended(
+    store: &Store,
+    job: Uuid,
+    level: LogLevel,
+    message: &str,
+    fields: &Value,
+) -> Result<()> {
+    let mut tx = relaxed(store).await?;
+    sqlx::query(
+        "INSERT INTO job_logs (org_id, job_id, attempt, level, message, fields)
+         SELECT j.org_id, j.id, j.attempts, $2, $3, $4 FROM jobs j WHERE j.id = $1",
+    )
+    .bind(job)
+    .bind(level.as_str())
+    .bind(message)
+    .bind(fields)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// Replaces the job's progress (e.g. `{"users": 5000}`). False when the lease is lost.
 pub async fn set_progress(store: &Store, lease: &Lease, progress: &Value) -> Result<bool> {
     let mut tx = relaxed(store).await?;

@@ -58,6 +58,8 @@ fn status_of(job: Option<&Job>, run: Option<&SyncRun>) -> &'static str {
         (_, Some("succeeded")) => "succeeded",
         (_, Some("cancelled")) => "cancelled",
         (_, Some("failed")) => "failed",
+        // A self-hosted connector's upload is complete; the worker is finishing the run.
+        (Some(JobStatus::Succeeded), Some("running")) => "running",
         (Some(JobStatus::Succeeded), _) => "succeeded",
         (Some(JobStatus::Cancelled), _) => "cancelled",
         (Some(JobStatus::Failed | JobStatus::Dead), _) => "failed",

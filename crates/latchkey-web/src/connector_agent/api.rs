@@ -22,8 +22,9 @@ use latchkey_entra::provision::agent::{
     self as prov, AGENT_PROVISION_JOB, AgentTask, Outcome, Prepared, Recorded,
 };
 use latchkey_entra::sync::detached::{self, AGENT_SYNC_JOB, Batch};
-use latchkey_entra::sync::{self, SyncKind};
+use latchkey_entra::sync::{self, SyncKind, agent_finish};
 use latchkey_store::connector_agents as agents;
+use latchkey_store::jobs as queue;
 use latchkey_store::jobs::{Job, JobId, JobStatus, Lease, LogLevel, worker};
 use latchkey_store::{OrgTx, StoreError, connectors, sync_runs};
 use serde::{Deserialize, Serialize};
@@ -686,7 +687,7 @@ async fn sync_result(
     match r {
         SyncResult::Succeeded {
             batches,
-            mut stats,
+            stats,
             warnings,
             unread,
         } => {
@@ -702,35 +703,33 @@ async fn sync_result(
                     ),
                 ));
             }
-            worker::append_log(
-                &state.store,
-                lease,
-                LogLevel::Info,
-                "Removing what the tenant no longer has",
-                &json!({}),
-            )
-            .await?;
-            let done =
-                sync::finish_full(&state.store, who.org, who.connector, run, &unread).await?;
-            let (message, fields) = done.describe();
-            worker::append_log(&state.store, lease, LogLevel::Info, &message, &fields).await?;
-            if let Some(obj) = stats.as_object_mut() {
-                let before = obj.get("deleted").and_then(Value::as_u64).unwrap_or(0);
-                obj.insert("deleted".into(), json!(before + done.deleted()));
-            }
+            // The sweep and expansion of a large tenant take longer than a request may: the
+            // worker finishes the run (`entra.agent_sync_finish`), enqueued with the check
+            // that this attempt still holds the task.
             let mut tx = state.store.org_tx(who.org).await?;
             if !agents::hold_lease(&mut tx, lease).await? {
                 return Err(lease_lost());
             }
-            let reason =
-                sync::record_success(&mut tx, who.connector, run, &stats, &warnings, None).await?;
+            queue::enqueue(
+                &mut tx,
+                &agent_finish::finish_job(
+                    who.connector,
+                    &agent_finish::FinishPayload {
+                        run,
+                        stats,
+                        warnings,
+                        unread,
+                    },
+                ),
+            )
+            .await?;
             tx.commit().await?;
             worker::append_log(
                 &state.store,
                 lease,
                 LogLevel::Info,
-                &format!("Sync finished. {reason}"),
-                &stats,
+                "Every batch arrived; Latchkey finishes the sync in the background",
+                &json!({"batches": batches}),
             )
             .await?;
             worker::complete(&state.store, &[*lease]).await?;

@@ -238,6 +238,7 @@ pub fn entra_handlers(keys: Arc<KeyRing>) -> latchkey_jobs::Registry {
             None,
             OutboundPolicy::INSECURE_DEV,
         ))
+        .with(latchkey_entra::sync::agent_finish::AgentSyncFinishHandler)
         .with(
             ProvisionHandler::new(keys, None, OutboundPolicy::INSECURE_DEV).with_verify(
                 VerifyPolicy {

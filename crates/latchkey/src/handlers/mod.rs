@@ -27,6 +27,7 @@ pub fn registry(w: Wiring) -> Registry {
             w.entra_app.clone(),
             w.outbound,
         ))
+        .with(latchkey_entra::sync::agent_finish::AgentSyncFinishHandler)
         .with(latchkey_entra::provision::ProvisionHandler::new(
             w.keys.clone(),
             w.entra_app.clone(),

@@ -19,7 +19,7 @@ struct Stack {
     port: u16,
     keys: String,
     serve: Option<Child>,
-    worker: Child,
+    worker: Option<Child>,
     http: reqwest::Client,
     org: Uuid,
     api_token: String,
@@ -35,7 +35,9 @@ impl Drop for Stack {
         if let Some(s) = self.serve.as_mut() {
             kill(s);
         }
-        kill(&mut self.worker);
+        if let Some(w) = self.worker.as_mut() {
+            kill(w);
+        }
     }
 }
 
@@ -86,27 +88,18 @@ impl Stack {
         ]));
         assert!(o.status.success(), "{}", stderr(&o));
         let creds: Value = serde_json::from_str(&stdout(&o)).unwrap();
-        let worker = latchkey()
-            .args(["worker"])
-            .env("DATABASE_URL", &db.url)
-            .env("LATCHKEY_MASTER_KEYS", &keys)
-            .env("LATCHKEY_ALLOW_INSECURE_CONNECTOR_URLS", "true")
-            .env("LATCHKEY_WORKER_POLL_MS", "200")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
         let mut s = Stack {
             db,
             sim,
             port: free_port(),
             keys,
             serve: None,
-            worker,
+            worker: None,
             http: reqwest::Client::new(),
             org,
             api_token: String::new(),
         };
+        s.start_worker();
         s.start_serve().await;
         let t: Value = s
             .http
@@ -132,6 +125,27 @@ impl Stack {
 
     fn store(&self) -> &Store {
         &self.db.store
+    }
+
+    fn start_worker(&mut self) {
+        self.worker = Some(
+            latchkey()
+                .args(["worker"])
+                .env("DATABASE_URL", &self.db.url)
+                .env("LATCHKEY_MASTER_KEYS", &self.keys)
+                .env("LATCHKEY_ALLOW_INSECURE_CONNECTOR_URLS", "true")
+                .env("LATCHKEY_WORKER_POLL_MS", "200")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+    }
+
+    fn kill_worker(&mut self) {
+        if let Some(mut w) = self.worker.take() {
+            kill(&mut w);
+        }
     }
 
     async fn start_serve(&mut self) {
@@ -742,4 +756,95 @@ async fn an_upload_cut_by_a_server_restart_loses_and_duplicates_nothing_and_stay
     assert_eq!(status, 404);
     let _ = other;
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Writes a full sync of the simulated tenant to a file with `latchkey connector sync --output`.
+async fn sync_file(s: &Stack, creds: &Value) -> (std::path::PathBuf, u64) {
+    let dir = std::env::temp_dir().join(format!("latchkey-agent-test-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("sync.jsonl");
+    let mut sync = s.connector(creds, &[("LATCHKEY_URL", "http://127.0.0.1:9/")]);
+    sync.args(["sync", "--output", file.to_str().unwrap()]);
+    let o = tokio::task::spawn_blocking(move || run(&mut sync))
+        .await
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let last: Value = serde_json::from_str(
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap(),
+    )
+    .unwrap();
+    let batches = last["end"]["batches"].as_u64().unwrap();
+    (file, batches)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_end_of_sync_sweep_runs_in_the_worker_not_in_the_result_request() {
+    const STALE: i64 = 100_000;
+    let mut s = Stack::start(43).await;
+    let (id, creds) = s.self_hosted("Sweep").await;
+    let (file, _) = sync_file(&s, &creds).await;
+    // A large sweep: the store holds many accounts the tenant no longer has.
+    sqlx::query(
+        "INSERT INTO resources (id, org_id, connector_id, type, external_id, display_name, last_seen_run)
+         SELECT gen_random_uuid(), $1, $2, 'user', 'stale-' || g, 'Stale ' || g, gen_random_uuid()
+           FROM generate_series(1, $3) AS g",
+    )
+    .bind(s.org)
+    .bind(id)
+    .bind(STALE)
+    .execute(s.store().system())
+    .await
+    .unwrap();
+    let stale = |store: Store| async move {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM resources WHERE connector_id = $1 AND deleted_at IS NULL
+                AND external_id LIKE 'stale-%'",
+        )
+        .bind(id)
+        .fetch_one(store.system())
+        .await
+        .unwrap()
+    };
+
+    // No worker runs: the upload and its result still succeed, and nothing is swept yet.
+    s.kill_worker();
+    let mut upload = s.connector(&creds, &[]);
+    upload.args(["upload", file.to_str().unwrap()]);
+    let started = Instant::now();
+    let o = tokio::task::spawn_blocking(move || run(&mut upload))
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stale(s.store().clone()).await,
+        STALE,
+        "the request swept nothing"
+    );
+    let queued: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM jobs WHERE kind = 'entra.agent_sync_finish' AND connector_id = $1 AND status = 'queued'",
+    )
+    .bind(id)
+    .fetch_one(s.store().system())
+    .await
+    .unwrap();
+    assert_eq!(queued, 1, "the worker's job to finish the sync");
+
+    // The worker finishes it: the run succeeds with the sweep in its stats.
+    s.start_worker();
+    let synced = s.wait_synced(id, 1).await;
+    let deleted: i64 =
+        sqlx::query_scalar("SELECT (stats->>'deleted')::bigint FROM sync_runs WHERE id = $1")
+            .bind(Uuid::parse_str(synced["id"].as_str().unwrap()).unwrap())
+            .fetch_one(s.store().system())
+            .await
+            .unwrap();
+    assert!(deleted >= STALE, "{deleted}");
+    assert_eq!(stale(s.store().clone()).await, 0);
+    eprintln!("upload with {STALE} stale rows to sweep took {took:?}");
+    assert!(took < Duration::from_secs(30), "{took:?}");
 }
