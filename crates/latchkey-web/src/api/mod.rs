@@ -55,15 +55,22 @@ where
                 format!("The body could not be read: {}", e.body_text()),
             )
         })?;
-        if bytes.windows(6).any(|w| w == b"\\u0000") {
-            return Err(ApiError::validation(vec![FieldError {
-                field: "body".into(),
-                message: "text may not contain NUL characters (\\u0000)".into(),
-            }]));
-        }
+        refuse_nul(&bytes)?;
         let axum::Json(value) = axum::Json::<T>::from_bytes(&bytes)?;
         Ok(ApiJson(value))
     }
+}
+
+/// A JSON text with an escaped NUL (`\u0000`) anywhere: 422. Postgres stores neither text
+/// nor jsonb with NUL in it, so such a body must never get as far as a query.
+pub(crate) fn refuse_nul(json: &[u8]) -> Result<(), ApiError> {
+    if json.windows(6).any(|w| w == b"\\u0000") {
+        return Err(ApiError::validation(vec![FieldError {
+            field: "body".into(),
+            message: "text may not contain NUL characters (\\u0000)".into(),
+        }]));
+    }
+    Ok(())
 }
 
 /// `application/json` or `application/<something>+json`, as axum's `Json` accepts.

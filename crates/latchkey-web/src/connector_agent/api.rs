@@ -517,6 +517,7 @@ pub async fn put_batch(
         return Err(ApiError::not_found());
     }
     let raw = decompress(&headers, &body)?;
+    crate::api::refuse_nul(&raw)?;
     let batch: Batch = serde_json::from_slice(&raw).map_err(|e| {
         ApiError::validation(vec![FieldError {
             field: "body".into(),
@@ -593,6 +594,7 @@ pub async fn logs(
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
     let (_, lease) = held(&state, &who, &id, &headers).await?;
+    crate::api::refuse_nul(&body)?;
     let body: LogBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError::validation(vec![FieldError {
             field: "body".into(),
@@ -652,6 +654,7 @@ pub async fn result(
 ) -> Result<Json<Value>, ApiError> {
     // The task first: another connector's task is not found, whatever the body says.
     let (job, lease) = held(&state, &who, &id, &headers).await?;
+    crate::api::refuse_nul(&body)?;
     let body: ResultBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError::validation(vec![FieldError {
             field: "body".into(),

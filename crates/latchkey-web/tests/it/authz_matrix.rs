@@ -216,7 +216,10 @@ fn verdict(f: &Fixture, c: &Case, o: &Outcome, nowhere: Option<&Outcome>) -> Res
             } else if [StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN].contains(&o.status)
                 || o.location.starts_with("/login?next=")
             {
-                Err(format!("{} {:.150}: a {role} is allowed", o.status, o.body))
+                Err(format!(
+                    "{} {:.150}: {} is allowed",
+                    o.status, o.body, c.who
+                ))
             } else {
                 Ok(())
             }
@@ -356,6 +359,7 @@ async fn every_route_answers_every_caller_as_the_route_table_says() {
         .unwrap();
     let valid = &f.own.caller(Role::SuperAdmin).token;
     let forged_token = format!("{}x", &valid[..valid.len() - 1]);
+    let forged_agent = format!("{}x", &f.own.agent[..f.own.agent.len() - 1]);
     let admin_session = &f.own.caller(Role::SuperAdmin).browser.client;
 
     let stale_creds: Vec<(&str, Cred)> = vec![
@@ -372,6 +376,7 @@ async fn every_route_answers_every_caller_as_the_route_table_says() {
         ("a revoked client's token", Cred::Bearer(&revoked_token)),
         ("a rotated client's token", Cred::Bearer(&rotated_token)),
         ("a forged token", Cred::Bearer(&forged_token)),
+        ("a forged connector token", Cred::Bearer(&forged_agent)),
     ];
     let mut phases: Vec<Vec<Case>> = Vec::new();
     let mut stale_cases = Vec::new();
@@ -435,6 +440,22 @@ async fn every_route_answers_every_caller_as_the_route_table_says() {
             expect,
         ));
     }
+    // Another organization's self-hosted connector: the first one's task is 404, and what
+    // it is answered never shows the first organization's ids.
+    for route in routes.iter().filter(|r| r.access == Access::Agent) {
+        let expect = if route.path.contains('{') {
+            Expect::NotFound
+        } else {
+            Expect::NoOwnIds
+        };
+        cross.push(Case::new(
+            route,
+            "another organization's connector",
+            &f.fill(&route.path),
+            Cred::Bearer(&f.other.agent),
+            expect,
+        ));
+    }
     phases.push(cross);
 
     // Roles below the route's minimum (refused, nothing changes).
@@ -478,6 +499,16 @@ async fn every_route_answers_every_caller_as_the_route_table_says() {
                 writes.push(case);
             }
         }
+    }
+    // The self-hosted connector on its own task: not refused (a missing lease is its 4xx).
+    for route in routes.iter().filter(|r| r.access == Access::Agent) {
+        writes.push(Case::new(
+            route,
+            "its connector",
+            &f.fill(&route.path),
+            Cred::Bearer(&f.own.agent),
+            Expect::Allowed(Role::Member),
+        ));
     }
     phases.push(reads);
     let mut outcomes = Vec::new();

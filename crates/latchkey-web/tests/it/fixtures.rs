@@ -24,6 +24,9 @@ pub struct Caller {
 pub struct Org {
     pub id: OrgId,
     pub callers: Vec<Caller>,
+    /// A self-hosted connector's token (its own credentials), and its client secret.
+    pub agent: String,
+    pub agent_secret: String,
 }
 
 impl Org {
@@ -52,6 +55,18 @@ impl Fixture {
         let admin = &own.caller(Role::SuperAdmin).token;
         let c = env.synced_connector(admin, true).await;
         let mut ids: HashMap<&'static str, String> = HashMap::new();
+        // The self-hosted connector starts a sync: a task of its own.
+        let (s, v) = env
+            .call(
+                Method::POST,
+                &own.agent,
+                "/api/v1/connector-agent/syncs",
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        ids.insert("agent_task", v["id"].as_str().unwrap().to_string());
+        ids.insert("agent_lease", v["lease"].as_str().unwrap().to_string());
         ids.insert("connector", c.clone());
 
         // A grant task (a group membership), and an account with its vault item.
@@ -158,7 +173,7 @@ impl Fixture {
                 ("connectors", _) => "connector",
                 ("jobs", _) => "job",
                 ("syncs", _) => "sync",
-                ("tasks", _) if path.starts_with("/api/v1/connector-agent") => "job",
+                ("tasks", _) if path.starts_with("/api/v1/connector-agent") => "agent_task",
                 ("tasks", _) => "task",
                 ("grants", _) => "grant",
                 ("accounts", _) => "user_resource",
@@ -211,7 +226,56 @@ async fn org(app: &TestApp, slug: &str) -> Org {
             token,
         });
     }
-    Org { id, callers }
+    let admin = &callers[0].token;
+    let (agent, agent_secret) = self_hosted(app, admin).await;
+    Org {
+        id,
+        callers,
+        agent,
+        agent_secret,
+    }
+}
+
+/// A self-hosted connector made over the API, its credentials and a token for them.
+async fn self_hosted(app: &TestApp, admin: &str) -> (String, String) {
+    let api = app.api();
+    let r = api
+        .post(app.url("/api/v1/connectors"))
+        .bearer_auth(admin)
+        .json(
+            &json!({"display_name": "On premises", "kind": "self_hosted",
+            "app": {"new": {"name": "On premises app"}}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let c: serde_json::Value = r.json().await.unwrap();
+    let r = api
+        .post(app.url(&format!(
+            "/api/v1/connectors/{}/agent-credentials",
+            c["id"].as_str().unwrap()
+        )))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let creds: serde_json::Value = r.json().await.unwrap();
+    let secret = creds["client_secret"].as_str().unwrap().to_string();
+    let r = api
+        .post(app.url("/api/v1/connector-agent/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", creds["client_id"].as_str().unwrap()),
+            ("client_secret", &secret),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let t: serde_json::Value = r.json().await.unwrap();
+    (t["access_token"].as_str().unwrap().to_string(), secret)
 }
 
 /// The CSRF token of the newest session of `email`.

@@ -177,6 +177,11 @@ async fn no_secret_reaches_a_response_a_log_line_a_job_log_or_the_database() {
         customer.client_secret.clone(),
     ));
     for org in [&f.own, &f.other] {
+        secrets.push((
+            "a self-hosted connector's secret".into(),
+            org.agent_secret.clone(),
+        ));
+        secrets.push(("a self-hosted connector's token".into(), org.agent.clone()));
         for c in &org.callers {
             secrets.push((format!("a {} API access token", c.role), c.token.clone()));
         }
