@@ -4,7 +4,8 @@
 //! fields, bad query parameters (cursors, enums, negative and non-numeric numbers), path ids
 //! that are not ids, methods it does not take and bodies that are not JSON. Every answer is
 //! below 500 and, when refused, a JSON error with a message. Every page and form gets bad
-//! query strings and hostile form fields: never a 5xx.
+//! query strings and hostile form fields (with a valid CSRF token: the session's, or a guest's
+//! for the forms before sign-in): never a 5xx.
 
 use crate::fixtures::Fixture;
 use latchkey_core::Role;
@@ -381,6 +382,9 @@ async fn no_input_makes_the_api_or_a_page_fail() {
         "user_ids",
         "risk",
     ];
+    let guest = app.browser();
+    let (_, login) = guest.get_text("/login").await;
+    let guest_csrf = crate::support::csrf_token(&login).expect("a pre-session token");
     let mut pages = 0usize;
     for route in route_table()
         .iter()
@@ -401,9 +405,11 @@ async fn no_input_makes_the_api_or_a_page_fail() {
                 bodies.push((format!("?{q}"), String::new()));
             }
         } else {
+            // The session's token, or for the forms before sign-in a guest's double-submit
+            // token, so that the fields themselves get read.
             let csrf = match route.access {
                 Access::Session(_) => admin.csrf.clone(),
-                _ => String::new(),
+                _ => guest_csrf.clone(),
             };
             // Long values, but the whole form under the 1 MiB body limit (32 fields).
             let long = "x".repeat(30_000);
@@ -428,13 +434,15 @@ async fn no_input_makes_the_api_or_a_page_fail() {
         }
         pages += 1;
         for (what, body) in bodies {
+            let client = match route.access {
+                Access::Public => &guest.client,
+                _ => &admin.browser.client,
+            };
             let r = if route.method == Method::GET {
                 let q = what.trim_start_matches('?');
-                admin.browser.client.get(app.url(&format!("{path}?{q}")))
+                client.get(app.url(&format!("{path}?{q}")))
             } else {
-                admin
-                    .browser
-                    .client
+                client
                     .request(route.method.clone(), app.url(&path))
                     .header("origin", &app.base)
                     .header("sec-fetch-site", "same-origin")
