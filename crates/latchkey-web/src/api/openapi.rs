@@ -485,7 +485,7 @@ const ENDPOINTS: &[Endpoint] = &[
     (
         "post",
         "/connector-agent/tasks/{id}/result",
-        "Self-hosted connector: how a task ended; a sync is finished (sweep, expansion) once all its batches arrived (Latchkey-Lease header)",
+        "Self-hosted connector: how a task ended; once all its batches arrived a sync is finished (sweep, expansion) by the worker; a successful sync result sent again after its acknowledgement was lost gets the same answer with repeated: true (Latchkey-Lease header)",
         Some("AgentResult"),
         200,
         "AgentResultAnswer",

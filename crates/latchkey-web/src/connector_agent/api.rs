@@ -643,8 +643,10 @@ pub enum ResultBody {
 /// Delay before a task that failed transiently on the connector is offered again.
 const RETRY_DELAY: Duration = Duration::from_secs(30);
 
-/// `POST /connector-agent/tasks/{id}/result`: how the task ended. A successful sync is
-/// finished here as a hosted one (sweep, expansion, stats, status), once every batch arrived.
+/// `POST /connector-agent/tasks/{id}/result`: how the task ended. A successful sync, once
+/// every batch arrived, is finished by the worker as a hosted one (sweep, expansion, stats,
+/// status); the same successful result sent again after the task completed gets the same
+/// answer (its acknowledgement was lost).
 pub async fn result(
     State(state): State<AppState>,
     who: AgentPrincipal,
@@ -653,7 +655,16 @@ pub async fn result(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     // The task first: another connector's task is not found, whatever the body says.
-    let (job, lease) = held(&state, &who, &id, &headers).await?;
+    let (job, lease) = match held(&state, &who, &id, &headers).await {
+        Ok(v) => v,
+        Err(e) => {
+            let repeated = match serde_json::from_slice::<ResultBody>(&body) {
+                Ok(b) => repeated_sync_result(&state, &who, &id, &b).await?,
+                Err(_) => None,
+            };
+            return repeated.map(Json).ok_or(e);
+        }
+    };
     crate::api::refuse_nul(&body)?;
     let body: ResultBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError::validation(vec![FieldError {
@@ -677,6 +688,31 @@ pub async fn result(
             "This result does not match the task's type.",
         )),
     }
+}
+
+/// A successful sync result sent again after the task was completed (its acknowledgement was
+/// lost on the way back): the same answer, changing nothing, when every batch it names arrived
+/// in the task's last attempt. `None` for anything else.
+async fn repeated_sync_result(
+    state: &AppState,
+    who: &AgentPrincipal,
+    id: &str,
+    body: &ResultBody,
+) -> Result<Option<Value>, ApiError> {
+    let ResultBody::Sync(SyncResult::Succeeded { batches, .. }) = body else {
+        return Ok(None);
+    };
+    let Ok(id) = Uuid::parse_str(id) else {
+        return Ok(None);
+    };
+    let mut tx = state.store.org_tx(who.org).await?;
+    let job = agents::job(&mut tx, who.connector, &kinds(), JobId(id)).await?;
+    if job.kind != AGENT_SYNC_JOB || job.status != JobStatus::Succeeded {
+        return Ok(None);
+    }
+    let received = agents::batches_received(&mut tx, job.id, job.attempts).await?;
+    tx.commit().await?;
+    Ok((received as u64 == *batches).then(|| json!({"status": "succeeded", "repeated": true})))
 }
 
 async fn sync_result(

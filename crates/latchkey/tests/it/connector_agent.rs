@@ -8,6 +8,8 @@ use latchkey_store::testing::TestDb;
 use latchkey_store::{Store, resources};
 use serde_json::{Value, json};
 use std::process::{Child, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -847,4 +849,108 @@ async fn the_end_of_sync_sweep_runs_in_the_worker_not_in_the_result_request() {
     assert_eq!(stale(s.store().clone()).await, 0);
     eprintln!("upload with {STALE} stale rows to sweep took {took:?}");
     assert!(took < Duration::from_secs(30), "{took:?}");
+}
+
+/// A proxy to Latchkey that forwards every request, except that the answer to the first
+/// result a connector posts is lost after Latchkey committed it (the connector sees 502, as
+/// from a load balancer whose upstream connection dropped). Counts the results posted.
+async fn ack_losing_proxy(
+    target: String,
+) -> (String, Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
+    use axum::body::Body;
+    use axum::extract::Request;
+    use axum::response::Response;
+    let client = reqwest::Client::new();
+    let results = Arc::new(AtomicUsize::new(0));
+    let seen = results.clone();
+    let app = axum::Router::new().fallback(move |req: Request| {
+        let client = client.clone();
+        let target = target.clone();
+        let seen = seen.clone();
+        async move {
+            let method = req.method().clone();
+            let pq = req
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_default();
+            let is_result = method == http::Method::POST && pq.ends_with("/result");
+            let headers = req.headers().clone();
+            let body = axum::body::to_bytes(req.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            let mut out = client.request(method, format!("{target}{pq}"));
+            for (k, v) in headers.iter() {
+                if k != http::header::HOST && k != http::header::CONTENT_LENGTH {
+                    out = out.header(k, v);
+                }
+            }
+            let r = out.body(body).send().await.unwrap();
+            if is_result && seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                return Response::builder().status(502).body(Body::empty()).unwrap();
+            }
+            let mut resp = Response::builder().status(r.status());
+            for (k, v) in r.headers() {
+                if k != http::header::TRANSFER_ENCODING && k != http::header::CONTENT_LENGTH {
+                    resp = resp.header(k, v);
+                }
+            }
+            resp.body(Body::from(r.bytes().await.unwrap())).unwrap()
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (base, results, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_result_acknowledgement_is_retried_and_answered_the_same() {
+    let s = Stack::start(44).await;
+    let (id, creds) = s.self_hosted("Ack").await;
+    let (file, total) = sync_file(&s, &creds).await;
+    let (proxy, results, _proxy_task) =
+        ack_losing_proxy(s.url("").trim_end_matches('/').to_string()).await;
+
+    let mut upload = s.connector(&creds, &[("LATCHKEY_URL", &proxy)]);
+    upload.args(["upload", file.to_str().unwrap()]);
+    let o = tokio::task::spawn_blocking(move || run(&mut upload))
+        .await
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        results.load(Ordering::SeqCst),
+        2,
+        "the result was sent again"
+    );
+    let answer: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(answer["batches"], total);
+    assert_eq!(answer["status"]["repeated"], true, "{answer}");
+
+    // Finished once.
+    s.wait_synced(id, 1).await;
+    let finishes: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM jobs WHERE kind = 'entra.agent_sync_finish' AND connector_id = $1",
+    )
+    .bind(id)
+    .fetch_one(s.store().system())
+    .await
+    .unwrap();
+    assert_eq!(finishes, 1);
+
+    // A result for a different number of batches is not taken for the same one.
+    let token: Value = s.agent_token(&creds).await.json().await.unwrap();
+    let task = answer["task_id"].as_str().unwrap();
+    let r = s
+        .http
+        .post(s.url(&format!("api/v1/connector-agent/tasks/{task}/result")))
+        .bearer_auth(token["access_token"].as_str().unwrap())
+        .header("Latchkey-Lease", Uuid::new_v4().to_string())
+        .json(&json!({"sync": {"status": "succeeded", "batches": total + 1, "stats": {}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
 }
