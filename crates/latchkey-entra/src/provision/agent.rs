@@ -4,8 +4,8 @@
 //! Entra credentials ([`carry_out`], the hosted task's Graph calls), and the server records the
 //! outcome exactly as a hosted task's ([`record`]): timestamps, stored grants, trail.
 //!
-//! Account-creation tasks are not handed to self-hosted connectors yet: provisioning accounts is
-//! not a task of hosted connectors either so far.
+//! Account tasks (create, deprovision) are not handed to self-hosted connectors yet: Latchkey
+//! refuses them when they are asked for, with the reason (`latchkey-web` provisioning service).
 
 use super::job::{Prep, build_request, grant_kind};
 use super::plan::{Operation, Step, plan};

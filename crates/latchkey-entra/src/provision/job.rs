@@ -147,7 +147,7 @@ pub(super) async fn enqueue_task(
 ) -> Result<Uuid, StoreError> {
     let row = connectors::get(tx, connector).await?;
     // A self-hosted connector carries out its grants and revokes itself
-    // (`agent::AGENT_PROVISION_JOB`); account tasks run here (the agent has no account support).
+    // (`agent::AGENT_PROVISION_JOB`); account tasks for it are refused when asked for.
     let kind = if row.kind == "self_hosted" && matches!(spec.operation, "grant" | "revoke") {
         super::agent::AGENT_PROVISION_JOB
     } else {

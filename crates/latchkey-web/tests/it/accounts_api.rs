@@ -639,3 +639,46 @@ async fn pages_offer_provisioning_to_owners_and_admins_only_with_csrf() {
         assert_eq!(s, StatusCode::NOT_FOUND, "{path}");
     }
 }
+
+#[tokio::test]
+async fn account_tasks_on_a_self_hosted_connector_are_refused_with_the_reason() {
+    let env = Env::start().await;
+    let (org, _) = env.app.org("contoso").await;
+    let (_, _, token) = env.app.api_token(org, Role::ConnectorAdmin).await;
+    let (s, c) = post(
+        &env,
+        &token,
+        "/api/v1/connectors",
+        json!({"display_name": "On premises", "kind": "self_hosted", "app": {"new": {"name": "Entra on premises"}}}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{c}");
+    let c = c["id"].as_str().unwrap().to_string();
+    for (path, body) in [
+        (
+            format!("/api/v1/connectors/{c}/accounts"),
+            json!({"user_principal_name": "new.hire@contoso.example", "display_name": "New Hire", "mail_nickname": "new.hire"}),
+        ),
+        (
+            format!(
+                "/api/v1/connectors/{c}/accounts/{}/deprovision",
+                Uuid::new_v4()
+            ),
+            json!({}),
+        ),
+    ] {
+        let (s, v) = post(&env, &token, &path, body).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {v}");
+        assert!(
+            v["error"]["fields"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("self-hosted connector"),
+            "{v}"
+        );
+    }
+    let (_, tasks) = env
+        .get(&token, &format!("/api/v1/connectors/{c}/tasks"))
+        .await;
+    assert!(tasks["items"].as_array().unwrap().is_empty(), "{tasks}");
+}
