@@ -398,11 +398,11 @@ async fn incremental(b: &Bench, a: Uuid, requests: u64, took: Duration) {
     .await
     .unwrap();
     tx.commit().await.unwrap();
-    for l in logs
-        .iter()
-        .filter(|l| l.message.contains("expanded grants"))
-    {
-        println!("  {}", l.message);
+    // Where the time went: every log line of the run, seconds after the first.
+    let start = logs.first().map(|l| l.at);
+    for l in &logs {
+        let after = start.map(|s| (l.at - s).as_seconds_f64()).unwrap_or(0.0);
+        println!("  +{after:6.2} s  {}", l.message);
     }
 }
 
