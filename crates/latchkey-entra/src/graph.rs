@@ -29,6 +29,7 @@ use serde_json::Value;
 use url::Url;
 
 use crate::auth::{AuthError, TokenProvider};
+use crate::endpoints::Endpoints;
 
 /// The Graph API version a request goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
@@ -270,6 +271,85 @@ struct RawPage<T> {
     delta_link: Option<String>,
 }
 
+/// Reads one page of a collection as Graph sends it (`value`, `@odata.nextLink`,
+/// `@odata.count`, `@odata.deltaLink`). The links must point at `endpoints`' Graph (they are
+/// followed with the connector's token); they inherit `cursor`'s consistency and permission.
+pub fn decode_page<T: DeserializeOwned>(
+    body: &[u8],
+    cursor: &PageCursor,
+    endpoints: &Endpoints,
+) -> Result<Page<T>, GraphError> {
+    let raw: RawPage<T> =
+        serde_json::from_slice(body).map_err(|e| GraphError::Decode(e.to_string()))?;
+    let follow = |link: Option<String>| -> Result<Option<PageCursor>, GraphError> {
+        link.map(|l| {
+            Ok(PageCursor {
+                url: checked_link(endpoints, &l)?.to_string(),
+                eventual: cursor.eventual,
+                permission: cursor.permission.clone(),
+            })
+        })
+        .transpose()
+    };
+    Ok(Page {
+        items: raw.value,
+        next: follow(raw.next_link)?,
+        count: raw.count,
+        delta_link: follow(raw.delta_link)?,
+    })
+}
+
+/// The answers of a `$batch` (`{"responses": [{"id", "status", "headers", "body"}]}`), whatever
+/// their status. Answers without a string id cannot be matched to a request and are left out;
+/// a status that is not an HTTP status reads as 0 (an error).
+pub fn decode_batch(body: &[u8]) -> Result<Vec<BatchResponse>, GraphError> {
+    let parsed: Value =
+        serde_json::from_slice(body).map_err(|e| GraphError::Decode(e.to_string()))?;
+    let Some(items) = parsed.get("responses").and_then(Value::as_array) else {
+        return Ok(Vec::new());
+    };
+    Ok(items
+        .iter()
+        .filter_map(|item| {
+            let id = item.get("id").and_then(Value::as_str)?.to_string();
+            let status = item
+                .get("status")
+                .and_then(Value::as_u64)
+                .and_then(|s| u16::try_from(s).ok())
+                .filter(|s| (100..=599).contains(s))
+                .unwrap_or(0);
+            let headers = item
+                .get("headers")
+                .and_then(Value::as_object)
+                .map(|h| {
+                    h.iter()
+                        .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let body = item.get("body").cloned().filter(|b| !b.is_null());
+            Some(BatchResponse {
+                id,
+                status,
+                headers,
+                body,
+            })
+        })
+        .collect())
+}
+
+/// A link from Graph (a next or delta link, or a stored cursor), accepted only on `endpoints`' Graph.
+fn checked_link(endpoints: &Endpoints, link: &str) -> Result<Url, GraphError> {
+    let url = Url::parse(link)
+        .map_err(|e| GraphError::Decode(format!("unreadable @odata.nextLink: {e}")))?;
+    if !endpoints.is_graph_url(&url) {
+        return Err(GraphError::UnsafeLink {
+            host: url.host_str().unwrap_or("?").to_string(),
+        });
+    }
+    Ok(url)
+}
+
 /// Retry limits of one client (one connector's job).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -509,7 +589,7 @@ fn parse_error_body(body: &[u8]) -> (String, String) {
 }
 
 /// Maps a non-success, non-retried Graph answer.
-fn map_error(
+pub fn map_error(
     status: u16,
     body: &[u8],
     method: &Method,
@@ -874,24 +954,7 @@ impl GraphClient {
             )
             .await?
             .2;
-        let raw: RawPage<T> =
-            serde_json::from_slice(&body).map_err(|e| GraphError::Decode(e.to_string()))?;
-        let follow = |link: Option<String>| -> Result<Option<PageCursor>, GraphError> {
-            link.map(|l| {
-                Ok(PageCursor {
-                    url: self.checked_link(&l)?.to_string(),
-                    eventual: cursor.eventual,
-                    permission: cursor.permission.clone(),
-                })
-            })
-            .transpose()
-        };
-        Ok(Page {
-            items: raw.value,
-            next: follow(raw.next_link)?,
-            count: raw.count,
-            delta_link: follow(raw.delta_link)?,
-        })
+        decode_page(&body, cursor, self.inner.tokens.endpoints())
     }
 
     /// The pages of a collection, fetched one at a time as the stream is polled, until Graph sends
@@ -1041,39 +1104,25 @@ impl GraphClient {
                     repeatable,
                 )
                 .await?;
-            let parsed: Value =
-                serde_json::from_slice(&bytes).map_err(|e| GraphError::Decode(e.to_string()))?;
-            let responses = parsed
-                .get("responses")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
+            let responses = decode_batch(&bytes)?;
             let mut retry: Vec<usize> = Vec::new();
             let mut wait: Option<Duration> = None;
             let mut last_status = 0u16;
             for &i in &pending {
                 let r = &requests[i];
-                let Some(item) = responses
-                    .iter()
-                    .find(|x| x.get("id").and_then(Value::as_str) == Some(r.id.as_str()))
-                else {
+                let Some(item) = responses.iter().find(|x| x.id == r.id) else {
                     results[i] = Some(Err(GraphError::Decode(format!(
                         "$batch answer has no response for request '{}'",
                         r.id
                     ))));
                     continue;
                 };
-                let status = item.get("status").and_then(Value::as_u64).unwrap_or(0) as u16;
-                let headers: BTreeMap<String, String> = item
-                    .get("headers")
-                    .and_then(Value::as_object)
-                    .map(|h| {
-                        h.iter()
-                            .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let body = item.get("body").cloned().filter(|b| !b.is_null());
+                let BatchResponse {
+                    status,
+                    headers,
+                    body,
+                    ..
+                } = item.clone();
                 if (200..300).contains(&status) {
                     results[i] = Some(Ok(BatchResponse {
                         id: r.id.clone(),
@@ -1177,14 +1226,7 @@ impl GraphClient {
 
     /// Refuses a link (nextLink) that leaves the configured Graph host.
     fn checked_link(&self, link: &str) -> Result<Url, GraphError> {
-        let url = Url::parse(link)
-            .map_err(|e| GraphError::Decode(format!("unreadable @odata.nextLink: {e}")))?;
-        if !self.inner.tokens.endpoints().is_graph_url(&url) {
-            return Err(GraphError::UnsafeLink {
-                host: url.host_str().unwrap_or("?").to_string(),
-            });
-        }
-        Ok(url)
+        checked_link(self.inner.tokens.endpoints(), link)
     }
 
     /// Reserves `delay` from the client's retry budget; false when it would overrun it.
@@ -1703,5 +1745,48 @@ mod tests {
         let u =
             Url::parse("https://graph.microsoft.com/v1.0/users/delta?%24deltatoken=abc").unwrap();
         assert!(redact_url(&u).ends_with("%24deltatoken=***"));
+    }
+
+    #[test]
+    fn batch_answers_keep_only_what_can_be_matched_and_real_statuses() {
+        let body = br#"{"responses": [
+            {"id": "0", "status": 200, "headers": {"Retry-After": "1", "X": 5}, "body": {"value": []}},
+            {"id": "1", "status": 65736},
+            {"id": 2, "status": 200},
+            {"id": "3", "status": -1, "body": null}
+        ]}"#;
+        let answers = decode_batch(body).unwrap();
+        let seen: Vec<(&str, u16)> = answers.iter().map(|a| (a.id.as_str(), a.status)).collect();
+        // 65736 would wrap to 200 as a u16: it is no status at all.
+        assert_eq!(seen, [("0", 200), ("1", 0), ("3", 0)]);
+        assert_eq!(answers[0].headers.len(), 1);
+        assert!(answers[2].body.is_none());
+        assert!(decode_batch(b"{\"responses\": 1}").unwrap().is_empty());
+        assert!(matches!(
+            decode_batch(b"{\"respo"),
+            Err(GraphError::Decode(_))
+        ));
+    }
+
+    #[test]
+    fn decoded_pages_follow_links_only_on_the_connectors_graph() {
+        let e = Endpoints::global();
+        let first = PageCursor {
+            url: "https://graph.microsoft.com/v1.0/users".into(),
+            eventual: true,
+            permission: None,
+        };
+        let ok = br#"{"value": [1, 2], "@odata.nextLink": "https://graph.microsoft.com/v1.0/users?$skiptoken=x"}"#;
+        let page = decode_page::<u8>(ok, &first, &e).unwrap();
+        assert_eq!(page.items, [1, 2]);
+        assert!(
+            page.next.unwrap().eventual,
+            "the next page keeps the consistency level"
+        );
+        let away = br#"{"value": [], "@odata.deltaLink": "http://169.254.169.254/v1.0/users"}"#;
+        assert!(matches!(
+            decode_page::<u8>(away, &first, &e),
+            Err(GraphError::UnsafeLink { .. })
+        ));
     }
 }

@@ -9,6 +9,8 @@ pub mod connector_agent;
 pub mod connectors;
 mod csrf;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub(crate) mod headers;
 mod input_guard;
 mod metrics;

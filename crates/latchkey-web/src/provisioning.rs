@@ -185,6 +185,24 @@ pub struct AccountInput {
     pub usage_location: Option<String>,
 }
 
+impl AccountInput {
+    /// The account to create (trimmed, blanks as absent), with the manager's Entra object id.
+    pub fn to_new_account(&self, manager: Option<Uuid>) -> NewAccount {
+        NewAccount {
+            user_principal_name: self.user_principal_name.trim().to_string(),
+            display_name: self.display_name.trim().to_string(),
+            mail_nickname: self.mail_nickname.trim().to_string(),
+            given_name: blank_none(&self.given_name),
+            surname: blank_none(&self.surname),
+            department: blank_none(&self.department),
+            job_title: blank_none(&self.job_title),
+            employee_id: blank_none(&self.employee_id),
+            usage_location: blank_none(&self.usage_location).map(|l| l.to_ascii_uppercase()),
+            manager,
+        }
+    }
+}
+
 fn blank_none(v: &Option<String>) -> Option<String> {
     v.as_deref()
         .map(str::trim)
@@ -229,18 +247,7 @@ pub async fn create_account(
         },
         None => None,
     };
-    let new = NewAccount {
-        user_principal_name: input.user_principal_name.trim().to_string(),
-        display_name: input.display_name.trim().to_string(),
-        mail_nickname: input.mail_nickname.trim().to_string(),
-        given_name: blank_none(&input.given_name),
-        surname: blank_none(&input.surname),
-        department: blank_none(&input.department),
-        job_title: blank_none(&input.job_title),
-        employee_id: blank_none(&input.employee_id),
-        usage_location: blank_none(&input.usage_location).map(|l| l.to_ascii_uppercase()),
-        manager,
-    };
+    let new = input.to_new_account(manager);
     if let Err(ps) = check(&new, &verified) {
         problems.extend(ps.into_iter().map(|p| FieldError {
             field: p.field.to_string(),

@@ -2,6 +2,7 @@
 //! `Prefer: odata.maxpagesize`, which only `$batch` items can carry here) and many small
 //! collections at once (`$batch` of 20, a few batches in flight).
 
+use crate::endpoints::Endpoints;
 use crate::graph::{ApiVersion, BatchRequest, GraphClient, GraphError};
 use futures::StreamExt;
 use http::Method;
@@ -31,16 +32,11 @@ struct RawPage {
 /// `https://graph/v1.0/users/delta?$skiptoken=…` → `users/delta?$skiptoken=…`; a link to another
 /// host or version is refused (the token must not travel there).
 pub fn relative(
-    graph: &GraphClient,
+    endpoints: &Endpoints,
     version: ApiVersion,
     link: &str,
 ) -> Result<String, GraphError> {
-    let base = graph
-        .tokens()
-        .endpoints()
-        .graph_base()
-        .as_str()
-        .trim_end_matches('/');
+    let base = endpoints.graph_base().as_str().trim_end_matches('/');
     let prefix = format!("{base}/{}/", version.as_str());
     link.strip_prefix(&prefix)
         .map(str::to_string)
@@ -66,8 +62,10 @@ fn request(id: usize, rel: &str, page_size: Option<u32>) -> BatchRequest {
     }
 }
 
-fn parse(
-    graph: &GraphClient,
+/// Reads a page answered inside a `$batch` (its links relative to the version root of
+/// `endpoints`' Graph).
+pub fn parse_page(
+    endpoints: &Endpoints,
     version: ApiVersion,
     body: Option<Value>,
 ) -> Result<RelPage, GraphError> {
@@ -77,11 +75,11 @@ fn parse(
         items: raw.value,
         next: raw
             .next_link
-            .map(|l| relative(graph, version, &l))
+            .map(|l| relative(endpoints, version, &l))
             .transpose()?,
         delta: raw
             .delta_link
-            .map(|l| relative(graph, version, &l))
+            .map(|l| relative(endpoints, version, &l))
             .transpose()?,
     })
 }
@@ -99,7 +97,7 @@ pub async fn page(
     let item = out
         .pop()
         .ok_or_else(|| GraphError::Decode("$batch answered no response".into()))??;
-    parse(graph, version, item.body)
+    parse_page(graph.tokens().endpoints(), version, item.body)
 }
 
 /// Reads many collections to the end (each followed through its next links), 20 per `$batch`
@@ -129,7 +127,7 @@ pub async fn collections(
             for ((i, _), res) in r? {
                 match res {
                     Ok(resp) => {
-                        let p = parse(graph, version, resp.body)?;
+                        let p = parse_page(graph.tokens().endpoints(), version, resp.body)?;
                         items[i].extend(p.items);
                         if let Some(n) = p.next {
                             pending.push((i, n));

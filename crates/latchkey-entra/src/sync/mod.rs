@@ -11,7 +11,7 @@
 
 pub mod agent_finish;
 pub mod detached;
-mod fetch;
+pub mod fetch;
 mod incremental;
 pub mod map;
 

@@ -191,13 +191,13 @@ pub async fn detail(tx: &mut OrgTx, caller: &Caller, id: Uuid) -> Result<Request
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBody {
-    entitlement_id: Uuid,
-    duration_seconds: Option<i64>,
+    pub(crate) entitlement_id: Uuid,
+    pub(crate) duration_seconds: Option<i64>,
     #[serde(default)]
-    justification: String,
+    pub(crate) justification: String,
     #[serde(default)]
-    emergency: bool,
-    requester_user_id: Option<Uuid>,
+    pub(crate) emergency: bool,
+    pub(crate) requester_user_id: Option<Uuid>,
 }
 
 /// `POST /access-requests` → 201 with the request (an ask for access already held through a
@@ -326,19 +326,21 @@ pub async fn get(
 #[serde(deny_unknown_fields)]
 pub struct CommentBody {
     #[serde(default)]
-    comment: String,
+    pub(crate) comment: String,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct ExtendBody {
-    duration_seconds: Option<i64>,
+    pub(crate) duration_seconds: Option<i64>,
     #[serde(default)]
-    justification: String,
+    pub(crate) justification: String,
 }
 
 /// An optional JSON body: none at all means the defaults.
-fn body_or_default<T: serde::de::DeserializeOwned + Default>(raw: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn body_or_default<T: serde::de::DeserializeOwned + Default>(
+    raw: &[u8],
+) -> Result<T, ApiError> {
     if raw.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }

@@ -82,8 +82,8 @@ pub async fn list(
 
 #[derive(Deserialize)]
 pub struct CreateBody {
-    name: Option<String>,
-    role: Option<String>,
+    pub(crate) name: Option<String>,
+    pub(crate) role: Option<String>,
 }
 
 #[derive(Serialize)]

@@ -72,15 +72,15 @@ fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBody {
-    display_name: String,
-    app: AppChoice,
+    pub(crate) display_name: String,
+    pub(crate) app: AppChoice,
     #[serde(default)]
-    owners: Option<Vec<Uuid>>,
+    pub(crate) owners: Option<Vec<Uuid>>,
     #[serde(default)]
-    settings: Option<SettingsInput>,
+    pub(crate) settings: Option<SettingsInput>,
     /// `entra` (default) or `self_hosted`.
     #[serde(default)]
-    kind: ConnectorKind,
+    pub(crate) kind: ConnectorKind,
 }
 
 pub async fn create(
@@ -134,11 +134,11 @@ pub async fn get(
 #[serde(deny_unknown_fields)]
 pub struct PatchBody {
     #[serde(default)]
-    display_name: Option<String>,
+    pub(crate) display_name: Option<String>,
     #[serde(default)]
-    owners: Option<Vec<Uuid>>,
+    pub(crate) owners: Option<Vec<Uuid>>,
     #[serde(default)]
-    settings: Option<SettingsInput>,
+    pub(crate) settings: Option<SettingsInput>,
 }
 
 pub async fn patch(

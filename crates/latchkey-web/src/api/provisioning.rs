@@ -30,11 +30,11 @@ fn asker(who: &ApiPrincipal) -> Asker {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GrantBody {
-    entitlement_id: Uuid,
-    principal_id: Uuid,
+    pub(crate) entitlement_id: Uuid,
+    pub(crate) principal_id: Uuid,
     /// RFC 3339; the grant ends then (PIM ends directory roles itself; others get a revoke task).
     #[serde(default)]
-    expires_at: Option<String>,
+    pub(crate) expires_at: Option<String>,
 }
 
 #[derive(Serialize)]

@@ -114,7 +114,7 @@ pub async fn load(tx: &mut OrgTx, id: Uuid) -> Result<Option<SyncView>, ApiError
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StartSync {
-    kind: SyncKind,
+    pub(crate) kind: SyncKind,
 }
 
 #[derive(Serialize)]

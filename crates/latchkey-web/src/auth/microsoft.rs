@@ -176,6 +176,28 @@ pub struct StartForm {
     login_hint: Option<String>,
 }
 
+/// The query parameters of `/auth/microsoft/callback`.
+pub struct CallbackParams(Vec<(String, String)>);
+
+impl CallbackParams {
+    pub fn parse(query: &str) -> Self {
+        CallbackParams(
+            url::form_urlencoded::parse(query.as_bytes())
+                .into_owned()
+                .collect(),
+        )
+    }
+
+    /// The first value of `name`; an empty value counts as absent.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    }
+}
+
 /// `POST /auth/microsoft`: a fresh state bound to this browser, then the authorize endpoint.
 pub async fn start(
     State(state): State<AppState>,
@@ -289,17 +311,8 @@ pub async fn callback(
     who: Option<SignedIn>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, Refusal> {
-    let query = query.unwrap_or_default();
-    let params: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
-        .into_owned()
-        .collect();
-    let get = |k: &str| {
-        params
-            .iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.as_str())
-            .filter(|v| !v.is_empty())
-    };
+    let params = CallbackParams::parse(&query.unwrap_or_default());
+    let get = |k: &str| params.get(k);
     let raw_state = get("state").ok_or(Refusal::UnknownState)?;
     let st = match signin::consume_state(&state.store, &sha256_hex(raw_state.as_bytes())).await {
         Ok(s) => s,

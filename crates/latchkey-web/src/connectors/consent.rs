@@ -143,6 +143,14 @@ impl From<StoreError> for CallbackError {
     }
 }
 
+/// The `state` of a consent callback's query string (the first one; empty counts as none).
+pub fn callback_state(query: &str) -> Option<String> {
+    url::form_urlencoded::parse(query.trim_start_matches('?').as_bytes())
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.into_owned())
+        .filter(|v| !v.is_empty())
+}
+
 /// Handles the redirect back from Microsoft. On success the connector is tested and synced.
 pub async fn complete(
     state: &AppState,
@@ -151,13 +159,9 @@ pub async fn complete(
 ) -> Result<Uuid, (Option<Uuid>, CallbackError)> {
     // The state is checked first, whatever else the callback says: an answer to a consent
     // Latchkey did not start for this session is not read any further.
-    let raw: String = url::form_urlencoded::parse(query.trim_start_matches('?').as_bytes())
-        .find(|(k, _)| k == "state")
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default();
-    if raw.is_empty() {
+    let Some(raw) = callback_state(query) else {
         return Err((None, CallbackError::UnknownState));
-    }
+    };
     let st = match oauth_states::consume(&state.store, &sha256_hex(raw.as_bytes())).await {
         Ok(s) => s,
         Err(StoreError::NotFound) => return Err((None, CallbackError::UnknownState)),

@@ -153,7 +153,7 @@ pub struct SettingsForm {
 }
 
 impl SettingsForm {
-    fn to_input(&self) -> SettingsInput {
+    pub fn to_input(&self) -> SettingsInput {
         let oauth = self.mode == "oauth";
         SettingsInput {
             auth: Some(AuthInput {
