@@ -226,7 +226,7 @@ async fn rotation_under_concurrent_writes_loses_nothing() {
                 n += 1;
                 // Each writer keeps to its own secrets (a quarter of the first ones and those
                 // it adds), as one connector's settings are saved by one request at a time.
-                let (o, id) = if n % 5 == 0 {
+                let (o, id) = if n.is_multiple_of(5) {
                     let o = orgs[(n % 2) as usize];
                     let id = Uuid::now_v7();
                     rows.lock().unwrap().push((o, id));
