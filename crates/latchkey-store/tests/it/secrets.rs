@@ -205,13 +205,15 @@ async fn rotation_under_concurrent_writes_loses_nothing() {
     // Four writers: two still on the old key ring, two restarted with the new one. Each
     // updates existing secrets and adds new ones, and reads what it wrote.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let written = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut writers = Vec::new();
     for w in 0..4u64 {
         let (store, ring) = (
             db.store.clone(),
             if w < 2 { old.clone() } else { new.clone() },
         );
-        let (last, rows, stop) = (last.clone(), rows.clone(), stop.clone());
+        let (last, rows, stop, written) =
+            (last.clone(), rows.clone(), stop.clone(), written.clone());
         let mut mine: Vec<(OrgId, Uuid)> = rows
             .lock()
             .unwrap()
@@ -244,17 +246,25 @@ async fn rotation_under_concurrent_writes_loses_nothing() {
                 assert_eq!(read.expose_secret(), value);
                 tx.commit().await.unwrap();
                 last.lock().unwrap().insert(id, value);
+                written.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             n
         }));
     }
     // `keys rotate` while they write (small batches, so it interleaves with them).
+    // At least three passes, and until the writers have written a few hundred times.
     let mut rotated = 0;
-    for _ in 0..3 {
+    let mut passes = 0;
+    let started = std::time::Instant::now();
+    while passes < 3
+        || (written.load(std::sync::atomic::Ordering::Relaxed) < 300
+            && started.elapsed() < std::time::Duration::from_secs(20))
+    {
         rotated += secrets::rotate_all(&db.store, &new, 7)
             .await
             .unwrap()
             .rotated;
+        passes += 1;
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut writes = 0;
@@ -262,7 +272,7 @@ async fn rotation_under_concurrent_writes_loses_nothing() {
         writes += w.await.unwrap();
     }
     assert!(
-        rotated > 0 && writes > 100,
+        rotated > 0 && writes >= 300,
         "rotated {rotated}, writes {writes}"
     );
 
@@ -282,6 +292,6 @@ async fn rotation_under_concurrent_writes_loses_nothing() {
         assert_eq!(got.expose_secret(), last[&id], "secret {id}");
     }
     println!(
-        "rotation under load: {writes} writes during rotation, {rotated} re-encrypted while they ran"
+        "rotation under load: {writes} writes during {passes} rotation passes, {rotated} re-encrypted while they ran"
     );
 }
