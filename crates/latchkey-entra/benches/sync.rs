@@ -375,7 +375,12 @@ async fn run(full: bool) {
     if !skip("latency") {
         latency(&mut b).await;
     }
-    b.db.drop_it().await;
+    // LATCHKEY_BENCH_KEEP_DB=1 keeps the database (its name is printed) for EXPLAIN ANALYZE.
+    if std::env::var("LATCHKEY_BENCH_KEEP_DB").is_ok_and(|v| v == "1") {
+        println!("kept database {}", b.db.name);
+    } else {
+        b.db.drop_it().await;
+    }
 }
 
 async fn incremental(b: &Bench, a: Uuid, requests: u64, took: Duration) {
