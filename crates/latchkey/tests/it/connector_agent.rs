@@ -2,8 +2,10 @@
 //! against a real `latchkey serve` (and `worker`, for the hosted connector it is compared with)
 //! and the simulated tenant.
 
-use crate::support::{free_port, latchkey, run, stderr, stdout};
-use latchkey_entra_sim::{GroupKind, SimConfig, SimHandle, SimServer};
+use crate::support::{
+    eventually, free_port, kill9, latchkey, membership_to_grant, run, snapshot, stderr, stdout,
+};
+use latchkey_entra_sim::{SimConfig, SimHandle, SimServer};
 use latchkey_store::testing::TestDb;
 use latchkey_store::{Store, resources};
 use serde_json::{Value, json};
@@ -27,36 +29,14 @@ struct Stack {
     api_token: String,
 }
 
-fn kill(child: &mut Child) {
-    child.kill().ok();
-    child.wait().ok();
-}
-
 impl Drop for Stack {
     fn drop(&mut self) {
         if let Some(s) = self.serve.as_mut() {
-            kill(s);
+            kill9(s);
         }
         if let Some(w) = self.worker.as_mut() {
-            kill(w);
+            kill9(w);
         }
-    }
-}
-
-async fn eventually<T, F, Fut>(what: &str, within: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        if Instant::now() > deadline {
-            panic!("timed out waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -146,7 +126,7 @@ impl Stack {
 
     fn kill_worker(&mut self) {
         if let Some(mut w) = self.worker.take() {
-            kill(&mut w);
+            kill9(&mut w);
         }
     }
 
@@ -183,7 +163,7 @@ impl Stack {
 
     fn kill_serve(&mut self) {
         if let Some(mut s) = self.serve.take() {
-            kill(&mut s);
+            kill9(&mut s);
         }
     }
 
@@ -293,14 +273,7 @@ impl Stack {
         Vec<(String, String, String, Value)>,
         Vec<resources::GrantKey>,
     ) {
-        let mut tx = self
-            .store()
-            .org_tx(latchkey_core::OrgId(self.org))
-            .await
-            .unwrap();
-        let s = resources::snapshot(&mut tx, connector).await.unwrap();
-        tx.commit().await.unwrap();
-        s
+        snapshot(self.store(), self.org, connector).await
     }
 
     async fn agent_token(&self, creds: &Value) -> reqwest::Response {
@@ -357,36 +330,7 @@ impl Stack {
     /// `(entitlement id, principal id, group, user)`: membership of a plain security group
     /// for a user who is not in it, on `connector`.
     async fn membership_to_grant(&self, connector: Uuid) -> (Uuid, Uuid, Uuid, Uuid) {
-        let group = self
-            .sim
-            .truth_groups()
-            .into_iter()
-            .find(|g| g.kind == GroupKind::Security)
-            .expect("a security group");
-        let members = self.sim.group_members(group.id).unwrap();
-        let user = self
-            .sim
-            .truth_users()
-            .into_iter()
-            .find(|u| !members.contains(&u.id) && u.account_enabled && !u.on_premises_sync_enabled)
-            .expect("a user outside the group");
-        let (entitlement,): (Uuid,) = sqlx::query_as(
-            "SELECT e.id FROM entitlements e JOIN resources r ON r.id = e.resource_id
-              WHERE r.connector_id = $1 AND r.external_id = $2 AND e.slug = 'members'",
-        )
-        .bind(connector)
-        .bind(group.id.to_string())
-        .fetch_one(self.store().system())
-        .await
-        .unwrap();
-        let (principal,): (Uuid,) =
-            sqlx::query_as("SELECT id FROM resources WHERE connector_id = $1 AND external_id = $2")
-                .bind(connector)
-                .bind(user.id.to_string())
-                .fetch_one(self.store().system())
-                .await
-                .unwrap();
-        (entitlement, principal, group.id, user.id)
+        membership_to_grant(&self.sim, self.store(), connector).await
     }
 }
 
@@ -474,7 +418,7 @@ async fn a_self_hosted_connector_syncs_provisions_and_rotates_its_credentials() 
         "{t}"
     );
     assert!(!s.sim.group_members(group).unwrap().contains(&user));
-    kill(&mut agent);
+    kill9(&mut agent);
 
     // Provisioning on: the grant is carried out in the tenant and verified.
     let mut agent = s
@@ -510,7 +454,7 @@ async fn a_self_hosted_connector_syncs_provisions_and_rotates_its_credentials() 
             .any(|g| g["entitlement_id"] == json!(entitlement)),
         "{grants}"
     );
-    kill(&mut agent);
+    kill9(&mut agent);
 
     // Rotation: the old secret works during the grace period, then not; the new one does.
     let old_token: Value = s.agent_token(&creds).await.json().await.unwrap();

@@ -2,14 +2,15 @@
 //! processes on one PostgreSQL (a test database of the shared server, or a private cluster
 //! the test may restart), a simulated Entra tenant, and an API client.
 
-use crate::support::{free_port, latchkey, run, stderr, stdout};
-use latchkey_entra_sim::{GroupKind, SimConfig, SimHandle, SimServer};
+pub use crate::support::{eventually, kill9};
+use crate::support::{free_port, latchkey, membership_to_grant, run, snapshot, stderr, stdout};
+use latchkey_entra_sim::{SimConfig, SimHandle, SimServer};
 use latchkey_store::testing::TestDb;
 use latchkey_store::{DbConfig, Store, resources};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use uuid::Uuid;
 
 /// Lease of the test workers: a killed worker's job is taken over within a few seconds.
@@ -46,29 +47,6 @@ impl Drop for Stack {
         } else {
             let _ = std::fs::remove_dir_all(&self.logs);
         }
-    }
-}
-
-/// `kill -9`: `Child::kill` sends SIGKILL on Unix; the process gets no chance to clean up.
-pub fn kill9(child: &mut Child) {
-    child.kill().ok();
-    child.wait().ok();
-}
-
-pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        if Instant::now() > deadline {
-            panic!("timed out after {within:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -350,14 +328,7 @@ impl Stack {
         Vec<(String, String, String, Value)>,
         Vec<resources::GrantKey>,
     ) {
-        let mut tx = self
-            .store
-            .org_tx(latchkey_core::OrgId(self.org))
-            .await
-            .unwrap();
-        let s = resources::snapshot(&mut tx, connector).await.unwrap();
-        tx.commit().await.unwrap();
-        s
+        snapshot(&self.store, self.org, connector).await
     }
 
     /// Asserts that `connector` holds what the simulated tenant holds: the users and groups
@@ -395,36 +366,7 @@ impl Stack {
     /// `(entitlement id, principal id, group, user)`: membership of a plain security group
     /// for a user who is not in it.
     pub async fn membership_to_grant(&self, connector: Uuid) -> (Uuid, Uuid, Uuid, Uuid) {
-        let group = self
-            .sim
-            .truth_groups()
-            .into_iter()
-            .find(|g| g.kind == GroupKind::Security)
-            .expect("a security group");
-        let members = self.sim.group_members(group.id).unwrap();
-        let user = self
-            .sim
-            .truth_users()
-            .into_iter()
-            .find(|u| !members.contains(&u.id) && u.account_enabled && !u.on_premises_sync_enabled)
-            .expect("a user outside the group");
-        let (entitlement,): (Uuid,) = sqlx::query_as(
-            "SELECT e.id FROM entitlements e JOIN resources r ON r.id = e.resource_id
-              WHERE r.connector_id = $1 AND r.external_id = $2 AND e.slug = 'members'",
-        )
-        .bind(connector)
-        .bind(group.id.to_string())
-        .fetch_one(self.store.system())
-        .await
-        .unwrap();
-        let (principal,): (Uuid,) =
-            sqlx::query_as("SELECT id FROM resources WHERE connector_id = $1 AND external_id = $2")
-                .bind(connector)
-                .bind(user.id.to_string())
-                .fetch_one(self.store.system())
-                .await
-                .unwrap();
-        (entitlement, principal, group.id, user.id)
+        membership_to_grant(&self.sim, &self.store, connector).await
     }
 
     /// Waits for a provisioning task to end; returns it as the API shows it.
