@@ -368,11 +368,18 @@ pub fn csv(report: &Report) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use time::macros::datetime;
 
-    fn item(n: u128, by: &str, decision: &str, at: OffsetDateTime, viewed: bool) -> Item {
+    /// A decided item for tests (`by` is `user:<id>`, `api_client:<id>` or `end_rule`).
+    pub(crate) fn item(
+        n: u128,
+        by: &str,
+        decision: &str,
+        at: OffsetDateTime,
+        viewed: bool,
+    ) -> Item {
         let user = by
             .strip_prefix("user:")
             .map(|u| Uuid::parse_str(u).unwrap());

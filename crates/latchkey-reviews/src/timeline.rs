@@ -50,3 +50,62 @@ pub fn timeline(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::tests::item;
+    use time::macros::datetime;
+
+    #[test]
+    fn counts_at_each_moment_what_was_decided_and_what_was_removed_by_then() {
+        let by = format!("user:{}", uuid::Uuid::from_u128(9));
+        let mut kept = item(1, &by, "keep", datetime!(2026-02-01 1:00 UTC), true);
+        let mut revoked = item(2, &by, "revoke", datetime!(2026-02-01 2:00 UTC), true);
+        // Verified in the tenant an hour after the decision.
+        revoked.revocation_task_id = Some(uuid::Uuid::from_u128(20));
+        revoked.task_status = Some("succeeded".into());
+        revoked.task_verified_at = Some(datetime!(2026-02-01 3:00 UTC));
+        let mut manual = item(3, &by, "revoke", datetime!(2026-02-01 2:00 UTC), true);
+        // A manual task still open: decided, not (yet) removed.
+        manual.manual_task_id = Some(uuid::Uuid::from_u128(30));
+        manual.manual_status = Some("open".into());
+        let mut open = item(4, &by, "keep", datetime!(2026-02-01 0:00 UTC), false);
+        open.decision = None;
+        open.decided_at = None;
+        kept.assigned_at = datetime!(2026-02-01 0:00 UTC);
+        let items = vec![kept, revoked, manual, open];
+        let points = timeline(
+            &items,
+            datetime!(2026-02-01 0:00 UTC),
+            datetime!(2026-02-01 4:00 UTC),
+            4,
+        );
+        let got: Vec<(OffsetDateTime, i64, i64, i64)> = points
+            .iter()
+            .map(|p| (p.at, p.decided, p.undecided, p.revoked))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (datetime!(2026-02-01 0:00 UTC), 0, 4, 0),
+                (datetime!(2026-02-01 1:00 UTC), 1, 3, 0),
+                (datetime!(2026-02-01 2:00 UTC), 3, 1, 0),
+                (datetime!(2026-02-01 3:00 UTC), 3, 1, 1),
+                (datetime!(2026-02-01 4:00 UTC), 3, 1, 1),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_empty_or_instant_campaign_still_has_a_start_and_an_end() {
+        let at = datetime!(2026-02-01 0:00 UTC);
+        let points = timeline(&[], at, at - time::Duration::hours(1), 0);
+        assert_eq!(points.len(), 2);
+        assert!(
+            points
+                .iter()
+                .all(|p| p.at == at && p.decided == 0 && p.undecided == 0)
+        );
+    }
+}

@@ -744,7 +744,24 @@ async fn a_campaign_over_a_synced_app_decided_by_two_reviewers() {
     assert_eq!(sa["kept_without_evidence_pct"], 100);
     assert_eq!(sa["rapid_decisions"], 1);
     assert_eq!(sa["bulk_decisions"], 2);
-    assert!(sa["median_seconds_to_decide"].as_i64().unwrap() >= 0);
+    // Time to decide: from the item's assignment (the campaign's start) to its decision.
+    let started = rfc3339(&campaign["created_at"]);
+    let waits = |by: &str| -> Vec<i64> {
+        let mut w: Vec<i64> = rows
+            .iter()
+            .filter(|r| r["decided_by"] == by)
+            .map(|r| (rfc3339(&r["decided_at"]) - started).whole_seconds().max(0))
+            .collect();
+        w.sort_unstable();
+        w
+    };
+    let wa = waits(&alice_tag);
+    assert_eq!(wa.len(), 4);
+    assert_eq!(sa["median_seconds_to_decide"], (wa[1] + wa[2]) / 2);
+    assert!(
+        wa[3] - wa[0] >= 10,
+        "Alice's decisions were spread out: {wa:?}"
+    );
     assert_eq!(
         sa["flags"],
         json!(["Kept 2 of 2 item(s) without opening their evidence (100%)."])
@@ -754,6 +771,7 @@ async fn a_campaign_over_a_synced_app_decided_by_two_reviewers() {
         .find(|s| s["decided_by"] == bob_tag.as_str())
         .unwrap();
     assert_eq!(sb["decisions"], 1);
+    assert_eq!(sb["median_seconds_to_decide"], waits(&bob_tag)[0]);
     assert_eq!(sb["kept_without_evidence"], 0);
     assert_eq!(sb["rapid_decisions"], 0);
     assert_eq!(sb["flags"], json!([]));
@@ -805,7 +823,7 @@ async fn a_campaign_over_a_synced_app_decided_by_two_reviewers() {
     }
 
     // Another organization sees none of it.
-    let (org_b, _) = env.app.org("fabrikam").await;
+    let (org_b, admin_of_b) = env.app.org("fabrikam").await;
     let (_, _, token_b) = env.app.api_token(org_b, Role::SuperAdmin).await;
     for path in [
         format!("/api/v1/review-campaigns/{cid}"),
@@ -855,6 +873,46 @@ async fn a_campaign_over_a_synced_app_decided_by_two_reviewers() {
         let (s, _) = other.get_text(&path).await;
         assert_eq!(s, StatusCode::NOT_FOUND, "{path}");
     }
+    for path in [
+        format!("/reviews/campaigns/{cid}/report"),
+        format!("/reviews/campaigns/{cid}/report.json"),
+    ] {
+        let (s, _) = other.get_text(&path).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{path}");
+    }
+    let keep1_id = id(keep1);
+    let admin_of_b = admin_of_b.0.to_string();
+    let posts: [(String, Vec<(&str, &str)>); 5] = [
+        (
+            format!("/reviews/items/{keep1_id}"),
+            vec![("decision", "revoke")],
+        ),
+        (
+            format!("/reviews/items/{keep1_id}/reassign"),
+            vec![("reviewer_id", admin_of_b.as_str())],
+        ),
+        (
+            "/reviews/decide".to_string(),
+            vec![("item_id", keep1_id.as_str()), ("decision", "revoke")],
+        ),
+        (format!("/reviews/campaigns/{cid}/close"), vec![]),
+        (
+            format!("/reviews/manual-tasks/{manual}/done"),
+            vec![("note", "not yours")],
+        ),
+    ];
+    for (action, form) in &posts {
+        let r = other.submit("/reviews/campaigns/new", action, form).await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{action}");
+    }
+    // And nothing it tried changed anything.
+    let (_, after) = env
+        .get(
+            &token,
+            &format!("/api/v1/review-campaigns/{cid}/report?format=json"),
+        )
+        .await;
+    assert_eq!(after, report);
 }
 
 #[tokio::test]
@@ -1146,4 +1204,469 @@ async fn the_deadline_revokes_what_nobody_decided_and_templates_repeat() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+impl Env {
+    /// Every item of a campaign, page after page.
+    async fn all_items(&self, token: &str, campaign: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let (s, v) = self
+                .get(
+                    token,
+                    &format!("/api/v1/review-campaigns/{campaign}/items?limit=200{cursor}"),
+                )
+                .await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+            out.extend(v["items"].as_array().unwrap().iter().cloned());
+            match v["next_cursor"].as_str() {
+                Some(next) => cursor = format!("&cursor={next}"),
+                None => return out,
+            }
+        }
+    }
+
+    async fn start_campaign(&self, token: &str, body: Value) -> Value {
+        let (s, v) = self.post(token, "/api/v1/review-campaigns", body).await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        v
+    }
+
+    /// Waits for a provisioning task to succeed (verified in the tenant).
+    async fn task_succeeded(&self, token: &str, task: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (_, t) = self.get(token, &format!("/api/v1/tasks/{task}")).await;
+            if t["status"] == "succeeded" {
+                return;
+            }
+            assert!(Instant::now() < deadline, "task never succeeded: {t}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Runs a full sync of the connector to its end.
+    async fn full_sync(&self, token: &str, c: &str) {
+        let (s, started) = self
+            .post(
+                token,
+                &format!("/api/v1/connectors/{c}/syncs"),
+                json!({"kind": "full"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{started}");
+        let run = id(&started);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let (_, v) = self.get(token, &format!("/api/v1/syncs/{run}")).await;
+            if v["status"] == "succeeded" {
+                return;
+            }
+            assert!(v["status"] != "failed", "sync failed: {v}");
+            assert!(Instant::now() < deadline, "sync never finished: {v}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn grant_ids(items: &[Value], keep: impl Fn(&Value) -> bool) -> std::collections::BTreeSet<String> {
+    items
+        .iter()
+        .filter(|i| keep(i))
+        .map(|i| i["grant_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn rfc3339(v: &Value) -> time::OffsetDateTime {
+    time::OffsetDateTime::parse(
+        v.as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn scopes_filter_the_snapshot_which_later_syncs_leave_alone_and_items_move_between_reviewers()
+{
+    let env = Env::start(47).await;
+    let (org, admin) = env.app.org("contoso").await;
+    let (_, _, token) = env.app.api_token(org, Role::SuperAdmin).await;
+    let alice = env
+        .app
+        .person(org, "alice@contoso.example", Role::Member)
+        .await;
+    let bob = env
+        .app
+        .person(org, "bob@contoso.example", Role::Member)
+        .await;
+    let c = env.synced_connector(&token, alice).await;
+    let (_, conn) = env.get(&token, &format!("/api/v1/connectors/{c}")).await;
+    let app = conn["app"]["id"].as_str().unwrap().to_string();
+    let truth = env.sim.truth_users();
+    let guests: std::collections::BTreeSet<String> = truth
+        .iter()
+        .filter(|u| u.user_type == "Guest")
+        .map(|u| u.id.to_string())
+        .collect();
+    assert!(!guests.is_empty(), "the tenant has guests");
+    let sec = env.group_of(GroupKind::Security);
+    let sec_ent = env.members_entitlement(&token, &c, sec).await;
+    let sec_users = env.user_members(sec);
+    // Alice, the app's owner, holds access in Entra herself.
+    let alice_account = sec_users[0];
+    env.link(org, alice, alice_account).await;
+
+    // Everything the app gives, through the app rather than its connector: the app's owner
+    // reviews it, except her own access, which goes to the fallback.
+    let everything = env
+        .start_campaign(
+            &token,
+            json!({"name": "Everything", "scope": {"app_ids": [app]},
+                   "reviewers": {"strategy": "app_owner", "fallback_user_id": admin.0},
+                   "deadline": "2100-01-01T00:00:00Z", "end_rule": "keep"}),
+        )
+        .await;
+    let all_id = id(&everything);
+    let all = env.all_items(&token, &all_id).await;
+    assert_eq!(everything["counts"]["items"], all.len() as i64);
+    assert_eq!(everything["counts"]["unassigned"], 0);
+    let mut own = 0;
+    for i in &all {
+        if i["principal"]["external_id"] == alice_account.to_string() {
+            own += 1;
+            assert_eq!(i["reviewer"]["id"], admin.0.to_string(), "{i}");
+            assert_eq!(i["reviewer"]["source"], "fallback");
+        } else {
+            assert_eq!(i["reviewer"]["id"], alice.0.to_string(), "{i}");
+            assert_eq!(i["reviewer"]["source"], "app_owner");
+        }
+    }
+    assert!(own > 0, "Alice's own access is in the campaign");
+    for kind in ["group", "role"] {
+        assert!(
+            all.iter().any(|i| i["access"]["resource_type"] == kind),
+            "{kind} access in the full scope"
+        );
+    }
+    // Without a fallback, Alice's own access waits for an administrator to reassign it.
+    let no_fallback = env
+        .start_campaign(
+            &token,
+            json!({"name": "Security group, owner only", "scope": {"connector_ids": [c], "entitlement_ids": [sec_ent]},
+                   "reviewers": {"strategy": "app_owner"},
+                   "deadline": "2100-01-01T00:00:00Z", "end_rule": "keep"}),
+        )
+        .await;
+    let nf_items = env.all_items(&token, &id(&no_fallback)).await;
+    let alone: Vec<&Value> = nf_items
+        .iter()
+        .filter(|i| i["reviewer"].is_null())
+        .collect();
+    assert!(!alone.is_empty());
+    assert_eq!(no_fallback["counts"]["unassigned"], alone.len() as i64);
+    for i in alone {
+        assert_eq!(i["principal"]["external_id"], alice_account.to_string());
+    }
+
+    // Narrowed scopes take exactly their part of everything.
+    let directory_roles = env
+        .start_campaign(
+            &token,
+            json!({"name": "Directory roles", "scope": {"app_ids": [app], "resource_types": ["role"]},
+                   "reviewers": {"strategy": "app_owner", "fallback_user_id": admin.0},
+                   "deadline": "2100-01-01T00:00:00Z", "end_rule": "keep"}),
+        )
+        .await;
+    let want = grant_ids(&all, |i| i["access"]["resource_type"] == "role");
+    assert!(!want.is_empty());
+    assert_eq!(
+        grant_ids(&env.all_items(&token, &id(&directory_roles)).await, |_| {
+            true
+        }),
+        want,
+        "directory roles"
+    );
+    let guest_campaign = env
+        .start_campaign(
+            &token,
+            json!({"name": "Guests", "scope": {"connector_ids": [c], "guests_only": true},
+                   "reviewers": {"strategy": "app_owner", "fallback_user_id": admin.0},
+                   "deadline": "2100-01-01T00:00:00Z", "end_rule": "keep"}),
+        )
+        .await;
+    let guest_items = env.all_items(&token, &id(&guest_campaign)).await;
+    let want = grant_ids(&all, |i| {
+        guests.contains(i["principal"]["external_id"].as_str().unwrap())
+    });
+    assert!(!want.is_empty(), "guests hold access");
+    assert_eq!(grant_ids(&guest_items, |_| true), want, "guests");
+    assert!(guest_items.iter().all(|i| i["principal"]["guest"] == true));
+    let inactive = env
+        .start_campaign(
+            &token,
+            json!({"name": "Inactive", "scope": {"connector_ids": [c], "inactive_days": 90, "include_inherited": false},
+                   "reviewers": {"strategy": "app_owner", "fallback_user_id": admin.0},
+                   "deadline": "2100-01-01T00:00:00Z", "end_rule": "keep"}),
+        )
+        .await;
+    let since = rfc3339(&inactive["created_at"]) - time::Duration::days(90);
+    let want = grant_ids(&all, |i| {
+        i["principal"]["type"] == "user"
+            && i["evidence"]["how"] == "direct"
+            && match i["evidence"]["last_sign_in"].as_str() {
+                None => true,
+                Some(_) => rfc3339(&i["evidence"]["last_sign_in"]) < since,
+            }
+    });
+    assert!(
+        !want.is_empty(),
+        "some users have not signed in for 90 days"
+    );
+    let inactive_items = env.all_items(&token, &id(&inactive)).await;
+    assert_eq!(grant_ids(&inactive_items, |_| true), want, "inactive users");
+    for i in &inactive_items {
+        assert_eq!(i["evidence"]["sign_in_known"], true);
+        assert_eq!(i["evidence"]["recommendation"]["decision"], "revoke", "{i}");
+    }
+
+    // The tenant changes and a full sync reads it: one member leaves the security group, an
+    // outsider joins it (both through provisioning). The running campaign is unchanged.
+    let leaver = sec_users[1];
+    let leaver_item = by_principal(&all, leaver, &sec_ent);
+    let (s, v) = env
+        .call(
+            reqwest::Method::DELETE,
+            &token,
+            &format!(
+                "/api/v1/connectors/{c}/grants/{}",
+                leaver_item["grant_id"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    env.task_succeeded(&token, v["task_id"].as_str().unwrap())
+        .await;
+    let outsider = truth
+        .iter()
+        .find(|u| u.user_type == "Member" && u.account_enabled && !sec_users.contains(&u.id))
+        .unwrap()
+        .id;
+    let outsider_resource = env.resource(&token, &c, "user", outsider).await;
+    let (s, v) = env
+        .post(
+            &token,
+            &format!("/api/v1/connectors/{c}/grants"),
+            json!({"entitlement_id": sec_ent, "principal_id": outsider_resource}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let grant_task = v["task_id"].as_str().unwrap().to_string();
+    env.task_succeeded(&token, &grant_task).await;
+    assert!(env.sim.group_members(sec).unwrap().contains(&outsider));
+    assert!(!env.sim.group_members(sec).unwrap().contains(&leaver));
+    env.full_sync(&token, &c).await;
+    assert_eq!(
+        env.all_items(&token, &all_id).await,
+        all,
+        "the snapshot, evidence and all, is what it was"
+    );
+    // A campaign started now sees today's tenant, with the grant Latchkey made as evidence.
+    let now_campaign = env
+        .start_campaign(
+            &token,
+            json!({"name": "Security group", "scope": {"connector_ids": [c], "entitlement_ids": [sec_ent],
+                    "principal_types": ["user"], "include_inherited": false},
+                   "reviewers": {"strategy": "specific", "user_ids": [alice.0], "fallback_user_id": admin.0},
+                   "deadline": "2100-01-01T00:00:00Z", "end_rule": "keep"}),
+        )
+        .await;
+    let cid = id(&now_campaign);
+    let items = env.all_items(&token, &cid).await;
+    let members = env.user_members(sec);
+    assert_eq!(items.len(), members.len());
+    assert!(
+        items
+            .iter()
+            .all(|i| i["principal"]["external_id"] != leaver.to_string())
+    );
+    let joined = by_principal(&items, outsider, &sec_ent);
+    assert_eq!(
+        joined["evidence"]["granted_through_latchkey"]["task_id"],
+        grant_task.as_str(),
+        "{joined}"
+    );
+    assert!(
+        all.iter()
+            .all(|i| i["principal"]["external_id"] != outsider.to_string()
+                || i["access"]["entitlement_id"] != sec_ent)
+    );
+
+    // Reassigning: Alice hands an item to Bob, who now has it in his inbox, and she cannot
+    // decide it any more.
+    let moved = by_principal(&items, sec_users[2], &sec_ent);
+    let moved_id = id(moved);
+    let a = env.signed_in("alice@contoso.example").await;
+    let page = format!("/reviews/items/{moved_id}");
+    let (s, html) = a.get_text(&page).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(html.contains("bob@contoso.example"), "Bob is offered");
+    let r = a
+        .submit(
+            &page,
+            &format!("{page}/reassign"),
+            &[
+                ("reviewer_id", &bob.0.to_string()),
+                ("comment", "Bob runs that team"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let (_, v) = env
+        .get(
+            &token,
+            &format!("/api/v1/review-campaigns/{cid}/items?reviewer_id={}", bob.0),
+        )
+        .await;
+    let bobs = v["items"].as_array().unwrap();
+    assert_eq!(bobs.len(), 1, "{v}");
+    assert_eq!(bobs[0]["id"], moved_id.as_str());
+    assert_eq!(bobs[0]["reviewer"]["source"], "reassigned");
+    assert!(bobs[0]["decision"].is_null());
+    let b = env.signed_in("bob@contoso.example").await;
+    let (_, html) = b.get_text("/reviews").await;
+    assert!(html.contains(&moved_id));
+    let (_, html) = a.get_text("/reviews").await;
+    assert!(!html.contains(&moved_id));
+    let r = a.submit("/reviews", &page, &[("decision", "keep")]).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // Nobody is given their own access, not even by an administrator.
+    let (s, v) = env
+        .post(
+            &token,
+            &format!("/api/v1/review-campaigns/{cid}/items"),
+            json!({"decisions": [{"item_id": id(by_principal(&items, alice_account, &sec_ent)),
+                                  "decision": "reassign", "reviewer_id": alice.0}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["error"]["fields"][0]["field"], "reviewer_id");
+    let r = b.submit("/reviews", &page, &[("decision", "keep")]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+
+    // Bulk decisions through the API are all or nothing.
+    let others: Vec<String> = items
+        .iter()
+        .filter(|i| id(i) != moved_id && i["principal"]["external_id"] != alice_account.to_string())
+        .map(id)
+        .take(2)
+        .collect();
+    let (s, v) = env
+        .post(
+            &token,
+            &format!("/api/v1/review-campaigns/{cid}/items"),
+            json!({"decisions": [{"item_id": others[0], "decision": "keep"},
+                                 {"item_id": moved_id, "decision": "revoke"}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    let (_, v) = env
+        .get(
+            &token,
+            &format!("/api/v1/review-campaigns/{cid}/items?decision=undecided&limit=200"),
+        )
+        .await;
+    assert!(
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["id"] == others[0].as_str()),
+        "the failed batch recorded nothing"
+    );
+    let (s, v) = env
+        .post(
+            &token,
+            &format!("/api/v1/review-campaigns/{cid}/items"),
+            json!({"decisions": [{"item_id": others[0], "decision": "keep", "comment": "Quarterly check"},
+                                 {"item_id": others[1], "decision": "keep", "comment": "Quarterly check"}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    for i in v["items"].as_array().unwrap() {
+        assert_eq!(i["decision"]["decision"], "keep");
+        assert_eq!(i["decision"]["bulk"], true);
+        assert_eq!(i["decision"]["comment"], "Quarterly check");
+        assert!(
+            i["decision"]["decided_by"]
+                .as_str()
+                .unwrap()
+                .starts_with("api_client:")
+        );
+    }
+    let (_, v) = env
+        .get(
+            &token,
+            &format!("/api/v1/review-campaigns/{cid}/items?decision=keep"),
+        )
+        .await;
+    let mut kept: Vec<String> = v["items"].as_array().unwrap().iter().map(id).collect();
+    kept.sort();
+    let mut want = vec![others[0].clone(), others[1].clone(), moved_id.clone()];
+    want.sort();
+    assert_eq!(kept, want);
+
+    // Access inherited through a group is shown with its path, and revoking it is a manual
+    // task (provisioning removes only direct access), the tenant untouched.
+    let inherited = all
+        .iter()
+        .find(|i| {
+            i["evidence"]["how"].as_str().unwrap().starts_with("group:")
+                && i["principal"]["type"] == "user"
+                && i["principal"]["external_id"] != leaver.to_string()
+                && i["access"]["resource_type"] == "group"
+        })
+        .expect("access inherited through a nested group");
+    let path = inherited["evidence"]["how"].as_str().unwrap();
+    let first = path
+        .split('>')
+        .next()
+        .unwrap()
+        .strip_prefix("group:")
+        .unwrap();
+    let via = env
+        .sim
+        .truth_groups()
+        .into_iter()
+        .find(|g| g.id.to_string() == first)
+        .unwrap()
+        .display_name;
+    let admin_b = env.signed_in("admin@contoso.example").await;
+    let (s, html) = admin_b
+        .get_text(&format!("/reviews/items/{}", id(inherited)))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(html.contains("Via group "), "the group path in words");
+    if !via.contains(['&', '<', '>', '"', '\'']) {
+        assert!(html.contains(&format!("Via group {via}")), "{via}");
+    }
+    let (s, v) = env
+        .post(
+            &token,
+            &format!("/api/v1/review-campaigns/{all_id}/items"),
+            json!({"decisions": [{"item_id": id(inherited), "decision": "revoke", "comment": "Not via that group"}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let rev = &v["items"][0]["revocation"];
+    assert_eq!(rev["result"], "manual_task_open", "{v}");
+    assert!(rev["task_id"].is_null());
+    assert!(
+        rev["detail"]
+            .as_str()
+            .unwrap()
+            .ends_with("not directly: revoke that group membership instead."),
+        "{rev}"
+    );
 }
