@@ -33,7 +33,7 @@ pub struct Scope {
     /// Only users who have not signed in for this many days (or never).
     #[serde(default)]
     pub inactive_days: Option<i64>,
-    /// Also access inherited through groups (default true).
+    /// Also access inherited through groups: nested memberships and group-based licences (default true).
     #[serde(default = "yes")]
     pub include_inherited: bool,
 }

@@ -16,7 +16,9 @@ pub struct SnapshotScope {
     pub guests_only: bool,
     /// Only users whose last sign-in is older than this (or who never signed in).
     pub inactive_days: Option<i64>,
-    /// Also access inherited through groups (expanded grants), each with its path.
+    /// Also access inherited through groups, each with its path: memberships and roles
+    /// expanded through nested groups, and group-based licences (which the tenant reports with
+    /// their group, not expanded).
     pub include_inherited: bool,
 }
 
@@ -49,13 +51,13 @@ pub async fn snapshot_items(tx: &mut OrgTx, campaign: Uuid, scope: &SnapshotScop
                 SELECT pt.id, pt.requested_by FROM provisioning_tasks pt
                  WHERE pt.org_id = $1 AND pt.connector_id = g.connector_id AND pt.entitlement_id = g.entitlement_id
                    AND pt.principal_id = g.principal_id AND pt.operation = 'grant' AND pt.status = 'succeeded'
-                   AND NOT g.expanded
+                   AND NOT g.expanded AND g.source = 'direct'
                  ORDER BY pt.verified_at DESC NULLS LAST LIMIT 1) t ON true
            LEFT JOIN LATERAL (
                 SELECT ar.id, ar.expires_at FROM access_requests ar
                  WHERE ar.org_id = $1 AND ar.connector_id = g.connector_id AND ar.entitlement_id = g.entitlement_id
                    AND ar.principal_id = g.principal_id AND ar.state IN ('provisioning', 'active')
-                   AND NOT g.expanded
+                   AND NOT g.expanded AND g.source = 'direct'
                  ORDER BY ar.created_at DESC LIMIT 1) jr ON true
           WHERE g.org_id = $1 AND g.connector_id = ANY($3) AND g.deleted_at IS NULL
             AND (cardinality($4::uuid[]) = 0 OR g.entitlement_id = ANY($4))
@@ -64,7 +66,7 @@ pub async fn snapshot_items(tx: &mut OrgTx, campaign: Uuid, scope: &SnapshotScop
             AND (NOT $7 OR coalesce(p.profile->>'user_type', '') = 'Guest')
             AND ($8::int8 IS NULL OR (p.type = 'user'
                  AND coalesce((p.profile->>'last_sign_in')::timestamptz, '-infinity') < now() - make_interval(days => $8::int)))
-            AND ($9 OR NOT g.expanded)
+            AND ($9 OR (NOT g.expanded AND g.source = 'direct'))
          ON CONFLICT (id) DO NOTHING",
     )
     .bind(org.0)
