@@ -73,6 +73,28 @@ async fn resolve(tx: &mut OrgTx, spec: &CampaignSpec) -> Result<Vec<Uuid>, Revie
     }
     connectors_out.sort();
     connectors_out.dedup();
+    if spec.scope.inactive_days.is_some() {
+        // Inactivity is judged from the tenant's sign-in activity; without it every user would
+        // look inactive.
+        for c in &connectors_out {
+            let row = connectors::get(tx, *c).await?;
+            let fetches = row
+                .settings
+                .as_ref()
+                .and_then(|s| s.get("fetch_sign_in_activity"))
+                .and_then(serde_json::Value::as_bool)
+                .unwrap_or(false);
+            if !fetches {
+                problems.push(Problem::new(
+                    "scope.inactive_days",
+                    format!(
+                        "{} does not fetch sign-in activity, so Latchkey cannot tell who is inactive. Turn on \"Fetch user sign-in activity\" in its settings (and let it sync), or leave out the inactivity filter.",
+                        row.display_name
+                    ),
+                ));
+            }
+        }
+    }
     for u in &spec.reviewers.user_ids {
         if !user_usable(tx, *u).await? {
             problems.push(Problem::new(

@@ -14,7 +14,10 @@ pub struct SnapshotScope {
     /// Types of the principal holding the grant (`user`, `group`, ...).
     pub principal_types: Vec<String>,
     pub guests_only: bool,
-    /// Only users whose last sign-in is older than this (or who never signed in).
+    /// Only users whose last sign-in is older than this (or who never signed in), as the tenant
+    /// reports it. Sign-in activity counts only while the connector fetches it (a date kept from
+    /// before it was turned off is stale): users without it are left out, and their items say
+    /// that sign-ins are not known.
     pub inactive_days: Option<i64>,
     /// Also access inherited through groups, each with its path: memberships and roles
     /// expanded through nested groups, and group-based licences (which the tenant reports with
@@ -40,7 +43,9 @@ pub async fn snapshot_items(tx: &mut OrgTx, campaign: Uuid, scope: &SnapshotScop
                   WHERE ui.org_id = $1 AND ui.tenant_id = lower(c.settings->'auth'->>'tenant_id')
                     AND ui.object_id = lower(p.external_id)),
                 r.type, r.display_name, e.slug, e.display_name, g.kind, g.source, g.first_seen_at,
-                p.profile ? 'last_sign_in', (p.profile->>'last_sign_in')::timestamptz,
+                p.profile ? 'last_sign_in' AND coalesce((c.settings->>'fetch_sign_in_activity')::bool, false),
+                CASE WHEN coalesce((c.settings->>'fetch_sign_in_activity')::bool, false)
+                     THEN (p.profile->>'last_sign_in')::timestamptz END,
                 t.id, t.requested_by, jr.id, jr.expires_at
            FROM grants g
            JOIN connectors c ON c.id = g.connector_id AND c.org_id = $1
@@ -65,6 +70,7 @@ pub async fn snapshot_items(tx: &mut OrgTx, campaign: Uuid, scope: &SnapshotScop
             AND (cardinality($6::text[]) = 0 OR p.type = ANY($6))
             AND (NOT $7 OR coalesce(p.profile->>'user_type', '') = 'Guest')
             AND ($8::int8 IS NULL OR (p.type = 'user'
+                 AND p.profile ? 'last_sign_in' AND coalesce((c.settings->>'fetch_sign_in_activity')::bool, false)
                  AND coalesce((p.profile->>'last_sign_in')::timestamptz, '-infinity') < now() - make_interval(days => $8::int)))
             AND ($9 OR (NOT g.expanded AND g.source = 'direct'))
          ON CONFLICT (id) DO NOTHING",

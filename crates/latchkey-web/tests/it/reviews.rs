@@ -1669,4 +1669,52 @@ async fn scopes_filter_the_snapshot_which_later_syncs_leave_alone_and_items_move
             .ends_with("not directly: revoke that group membership instead."),
         "{rev}"
     );
+
+    // Without sign-in activity (turned off), the last sign-in is unknown rather than the date
+    // kept from before, nothing is recommended on it, and inactivity cannot be filtered on.
+    let (s, v) = env
+        .call(
+            reqwest::Method::PATCH,
+            &token,
+            &format!("/api/v1/connectors/{c}"),
+            Some(json!({"settings": {"fetch_sign_in_activity": false}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    env.full_sync(&token, &c).await;
+    let blind = env
+        .start_campaign(
+            &token,
+            json!({"name": "Without sign-ins", "scope": {"connector_ids": [c], "entitlement_ids": [sec_ent],
+                    "principal_types": ["user"], "include_inherited": false},
+                   "reviewers": {"strategy": "app_owner", "fallback_user_id": admin.0},
+                   "deadline": "2100-01-01T00:00:00Z", "end_rule": "keep"}),
+        )
+        .await;
+    let blind_items = env.all_items(&token, &id(&blind)).await;
+    assert!(!blind_items.is_empty());
+    for i in &blind_items {
+        assert_eq!(i["evidence"]["sign_in_known"], false, "{i}");
+        assert!(i["evidence"]["last_sign_in"].is_null(), "{i}");
+        if i["principal"]["enabled"] != false {
+            assert!(i["evidence"]["recommendation"].is_null(), "{i}");
+        }
+    }
+    let (s, html) = admin_b
+        .get_text(&format!("/reviews/items/{}", id(&blind_items[0])))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(html.contains("Not reported by the tenant"));
+    let (s, v) = env
+        .post(
+            &token,
+            "/api/v1/review-campaigns",
+            json!({"name": "Inactive again", "scope": {"connector_ids": [c], "inactive_days": 90},
+                   "reviewers": {"strategy": "app_owner"}, "deadline": "2100-01-01T00:00:00Z", "end_rule": "keep"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["error"]["fields"][0]["field"], "scope.inactive_days");
+    // Campaigns started before keep the evidence they were started with.
+    assert_eq!(env.all_items(&token, &id(&inactive)).await, inactive_items);
 }
