@@ -45,7 +45,7 @@ pub struct Outcome {
 }
 
 fn may_act(who: &Who, item: &Item) -> Result<(), ReviewError> {
-    if who.user.is_some() && item.subject_user_id == who.user {
+    if who.person.is_some() && item.subject_user_id == who.person {
         return Err(ReviewError::Forbidden(format!(
             "Nobody reviews their own access: {} is yours. Reassign it to someone else or ask an administrator.",
             item.entitlement_name

@@ -23,6 +23,7 @@ fn system(label: &str) -> Who {
         actor: Actor::system(label),
         user: None,
         admin: true,
+        person: None,
     }
 }
 

@@ -49,6 +49,9 @@ pub struct Who {
     pub user: Option<Uuid>,
     /// May run campaigns and decide or reassign any item (administrators, admin API clients).
     pub admin: bool,
+    /// The person behind the actor: the person themself, or the one who created the API
+    /// client. Their own access is never theirs to decide, whichever way they come.
+    pub person: Option<Uuid>,
 }
 
 impl Who {

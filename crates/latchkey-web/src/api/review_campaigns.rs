@@ -45,13 +45,17 @@ fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| ApiError::not_found())
 }
 
-/// The API client as a reviews actor: administrators' clients run campaigns and decide.
-pub fn who(p: &ApiPrincipal) -> Who {
-    Who {
+/// The API client as a reviews actor: administrators' clients run campaigns and decide, but
+/// never on the access of the person who created the client.
+pub async fn who(tx: &mut OrgTx, p: &ApiPrincipal) -> Result<Who, StoreError> {
+    let (creator, _) =
+        latchkey_store::access_requests::api_client_creator(tx, p.client_id.0).await?;
+    Ok(Who {
         actor: Actor::api_client(p.client_id.0, format!("API client {}", p.client_id.0)),
         user: None,
         admin: p.role.can_manage_connectors(),
-    }
+        person: creator,
+    })
 }
 
 /// A campaign as the API shows it.
@@ -150,7 +154,8 @@ pub async fn create(
     ApiJson(body): ApiJson<CreateCampaign>,
 ) -> Result<(StatusCode, Json<CampaignView>), ApiError> {
     let mut tx = state.store.org_tx(p.org_id).await?;
-    let c = start_campaign(&mut tx, &body, &who(&p)).await?;
+    let actor = who(&mut tx, &p).await?;
+    let c = start_campaign(&mut tx, &body, &actor).await?;
     let view = load(&mut tx, c.id).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(view)))
@@ -210,7 +215,8 @@ pub async fn close(
     let mut tx = state.store.org_tx(p.org_id).await?;
     // Another organization's campaign is 404 before any role check.
     reviews::get_campaign(&mut tx, id).await?;
-    end_campaign(&mut tx, id, EndReason::Closed, &who(&p)).await?;
+    let actor = who(&mut tx, &p).await?;
+    end_campaign(&mut tx, id, EndReason::Closed, &actor).await?;
     let view = load(&mut tx, id).await?;
     tx.commit().await?;
     Ok(Json(view))
@@ -283,7 +289,8 @@ pub async fn decide_items(
     let id = parse_id(&id)?;
     let mut tx = state.store.org_tx(p.org_id).await?;
     reviews::get_campaign(&mut tx, id).await?;
-    let done = decide(&mut tx, id, &body.decisions, &who(&p)).await?;
+    let actor = who(&mut tx, &p).await?;
+    let done = decide(&mut tx, id, &body.decisions, &actor).await?;
     let mut items = Vec::with_capacity(done.len());
     for o in &done {
         items.push(item_view(&reviews::get_item(&mut tx, o.item_id).await?));

@@ -1472,6 +1472,10 @@ async fn scopes_filter_the_snapshot_which_later_syncs_leave_alone_and_items_move
         all,
         "the snapshot, evidence and all, is what it was"
     );
+    // The administrator holds access in Entra too.
+    assert!(sec_users.len() >= 4, "{sec_users:?}");
+    let admin_account = sec_users[3];
+    env.link(org, admin, admin_account).await;
     // A campaign started now sees today's tenant, with the grant Latchkey made as evidence.
     let now_campaign = env
         .start_campaign(
@@ -1554,11 +1558,36 @@ async fn scopes_filter_the_snapshot_which_later_syncs_leave_alone_and_items_move
     assert_eq!(v["error"]["fields"][0]["field"], "reviewer_id");
     let r = b.submit("/reviews", &page, &[("decision", "keep")]).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    // Nor does anyone decide their own access through an API client they created.
+    let (_, creds) = latchkey_web::api::api_clients::create_client(
+        env.app.store(),
+        org,
+        &latchkey_core::DisplayName::parse("admin's script").unwrap(),
+        Role::SuperAdmin,
+        Some(admin),
+    )
+    .await
+    .unwrap();
+    let admins_token = env.app.token(&creds.client_id, &creds.client_secret).await;
+    let admins_item = id(by_principal(&items, admin_account, &sec_ent));
+    let (s, v) = env
+        .post(
+            &admins_token,
+            &format!("/api/v1/review-campaigns/{cid}/items"),
+            json!({"decisions": [{"item_id": admins_item, "decision": "keep"}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
 
     // Bulk decisions through the API are all or nothing.
     let others: Vec<String> = items
         .iter()
-        .filter(|i| id(i) != moved_id && i["principal"]["external_id"] != alice_account.to_string())
+        .filter(|i| {
+            let holder = i["principal"]["external_id"].as_str().unwrap();
+            id(i) != moved_id
+                && holder != alice_account.to_string()
+                && holder != admin_account.to_string()
+        })
         .map(id)
         .take(2)
         .collect();

@@ -27,6 +27,7 @@ pub fn who_of(s: &SignedIn) -> Who {
         actor: Actor::user(s.user_id.0, s.email.clone()),
         user: Some(s.user_id.0),
         admin: s.role.can_manage_connectors(),
+        person: Some(s.user_id.0),
     }
 }
 
