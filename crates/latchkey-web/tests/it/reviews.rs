@@ -865,6 +865,14 @@ async fn a_campaign_over_a_synced_app_decided_by_two_reviewers() {
         "another organization's connector"
     );
     let other = env.signed_in("admin@fabrikam.example").await;
+    for path in ["/reviews", "/reviews/campaigns"] {
+        let (s, html) = other.get_text(path).await;
+        assert_eq!(s, StatusCode::OK, "{path}");
+        assert!(
+            !html.contains(&cid) && !html.contains("Q4 Entra access"),
+            "{path}"
+        );
+    }
     for path in [
         format!("/reviews/campaigns/{cid}"),
         format!("/reviews/campaigns/{cid}/report.csv"),
