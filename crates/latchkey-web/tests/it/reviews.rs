@@ -1377,6 +1377,49 @@ async fn scopes_filter_the_snapshot_which_later_syncs_leave_alone_and_items_move
         assert_eq!(i["principal"]["external_id"], alice_account.to_string());
     }
 
+    // The same from the entitlement's page, through the New campaign form.
+    let admin_page = env.signed_in("admin@contoso.example").await;
+    let ent_page = format!("/apps/{app}/entitlements/{sec_ent}");
+    let (s, html) = admin_page.get_text(&ent_page).await;
+    assert_eq!(s, StatusCode::OK);
+    let start = format!("/reviews/campaigns/new?connector_id={c}&amp;entitlement_id={sec_ent}");
+    assert!(html.contains(&start), "a link to review this access");
+    let new_page = start.replace("&amp;", "&");
+    let (s, html) = admin_page.get_text(&new_page).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        html.contains(&format!(
+            r#"name="entitlement_id" value="{sec_ent}" checked"#
+        )),
+        "the entitlement is chosen"
+    );
+    let admin_id = admin.0.to_string();
+    let r = admin_page
+        .submit(
+            &new_page,
+            "/reviews/campaigns",
+            &[
+                ("name", "Security group from its page"),
+                ("connector_id", &c),
+                ("entitlement_id", &sec_ent),
+                ("include_inherited", "yes"),
+                ("strategy", "app_owner"),
+                ("deadline", "2099-12-31"),
+                ("end_rule", "keep"),
+                ("fallback_user_id", &admin_id),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let from_page = crate::support::location(&r)
+        .strip_prefix("/reviews/campaigns/")
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        grant_ids(&env.all_items(&token, &from_page).await, |_| true),
+        grant_ids(&nf_items, |_| true)
+    );
+
     // Narrowed scopes take exactly their part of everything.
     let directory_roles = env
         .start_campaign(

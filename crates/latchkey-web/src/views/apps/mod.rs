@@ -289,6 +289,8 @@ pub struct EntitlementPage {
     next_cursor: Option<String>,
     connector_id: Uuid,
     can_provision: bool,
+    /// May start an access review of this entitlement (administrators).
+    can_review: bool,
     who: String,
     /// Principals matching `who`, to grant to.
     candidates: Vec<Resource>,
@@ -397,6 +399,7 @@ pub async fn entitlement(
     Ok(EntitlementPage {
         connector_id: connector.id,
         can_provision,
+        can_review: who.role.can_manage_connectors(),
         who: who_q,
         candidates,
         nav: Nav::new(&who, "apps"),

@@ -1,5 +1,5 @@
 //! Campaigns: the list with progress, and the New campaign form (scope, reviewers, deadline,
-//! end rule, repeat) for administrators.
+//! end rule, repeat) for administrators, also started from one entitlement's page.
 
 use super::{ONLY_ADMINS, day, web_error, who_of};
 use crate::auth::SignedIn;
@@ -9,12 +9,12 @@ use crate::state::AppState;
 use crate::views::{FieldProblem, Nav, problem};
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::Form;
 use latchkey_reviews::{CreateCampaign, EndRule, ReviewError, Reviewers, Scope, Strategy};
 use latchkey_store::page::clamp_limit;
-use latchkey_store::{OrgTx, StoreError, connectors, reviews, users};
+use latchkey_store::{OrgTx, StoreError, connectors, resources, reviews, users};
 use serde::Deserialize;
 use time::{Date, OffsetDateTime, Time};
 use uuid::Uuid;
@@ -80,6 +80,8 @@ pub struct NewPage {
     nav: Nav,
     form: NewForm,
     connectors: Vec<Choice>,
+    /// Entitlements the scope is narrowed to (a campaign started from an entitlement's page).
+    entitlements: Vec<Choice>,
     resource_types: Vec<Choice>,
     people: Vec<Choice>,
     errors: Vec<FieldProblem>,
@@ -102,6 +104,9 @@ pub struct NewForm {
     pub name: String,
     #[serde(default)]
     pub connector_id: Vec<Uuid>,
+    /// Only these entitlements (none: all).
+    #[serde(default)]
+    pub entitlement_id: Vec<Uuid>,
     #[serde(default)]
     pub resource_type: Vec<String>,
     #[serde(default)]
@@ -140,7 +145,26 @@ async fn page(
 ) -> Result<NewPage, StoreError> {
     let conns = connectors::list(tx, None, 200).await?.items;
     let people = users::list(tx, None, clamp_limit(Some(200))).await?.items;
+    let mut entitlements = Vec::new();
+    for e in &form.entitlement_id {
+        for c in &form.connector_id {
+            match resources::get_entitlement(tx, *c, *e).await {
+                Ok(ent) => {
+                    let resource = resources::get_resource(tx, *c, ent.resource_id).await?;
+                    entitlements.push(Choice {
+                        id: ent.id.to_string(),
+                        label: format!("{} of {}", ent.display_name, resource.display_name),
+                        checked: true,
+                    });
+                    break;
+                }
+                Err(StoreError::NotFound) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
     Ok(NewPage {
+        entitlements,
         nav: Nav::new(who, "reviews"),
         connectors: conns
             .into_iter()
@@ -172,11 +196,24 @@ async fn page(
     })
 }
 
-pub async fn new(State(state): State<AppState>, who: SignedIn) -> Result<NewPage, WebError> {
+/// `?connector_id=&entitlement_id=`: start from one entitlement (its page links here).
+#[derive(Deserialize, Default)]
+pub struct NewQuery {
+    connector_id: Option<Uuid>,
+    entitlement_id: Option<Uuid>,
+}
+
+pub async fn new(
+    State(state): State<AppState>,
+    who: SignedIn,
+    Query(q): Query<NewQuery>,
+) -> Result<NewPage, WebError> {
     who.require(who.role.can_manage_connectors(), ONLY_ADMINS)?;
     let mut tx = who.tx(&state).await?;
     let deadline = (OffsetDateTime::now_utc() + time::Duration::days(14)).date();
     let form = NewForm {
+        connector_id: q.connector_id.into_iter().collect(),
+        entitlement_id: q.entitlement_id.into_iter().collect(),
         strategy: "app_owner".into(),
         end_rule: "keep".into(),
         deadline: deadline.to_string(),
@@ -255,6 +292,7 @@ fn parse(form: &NewForm) -> Result<CreateCampaign, Vec<FieldProblem>> {
         name: form.name.clone(),
         scope: Scope {
             connector_ids: form.connector_id.clone(),
+            entitlement_ids: form.entitlement_id.clone(),
             resource_types: form.resource_type.clone(),
             guests_only: form.guests_only.is_some(),
             inactive_days,
