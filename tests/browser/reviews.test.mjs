@@ -1,7 +1,7 @@
 // Access reviews in Chromium against the simulated tenant: an administrator syncs a tenant,
 // starts a campaign over its directory roles, reviews items in the inbox (one with its
 // evidence, two in bulk, one revoked), follows the progress chart and the report, downloads
-// the CSV and closes the campaign.
+// the CSV and closes the campaign; then starts a campaign of one group from the group's page.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startDemo, launchBrowser, shot } from './harness.mjs';
@@ -161,4 +161,33 @@ test('a reviewer works through a campaign: evidence, decisions, revoke, chart, r
   await page.getByRole('link', { name: 'Access reviews' }).click();
   await page.getByText('Nothing to review').waitFor();
   await shot(page, 'reviews-08-closed');
+});
+
+test('a campaign of one group, started from the group\'s page, reviews exactly its members', async () => {
+  const sim = async (path) => (await fetch(`${demo.sim}${path}`)).json();
+  const group = (await sim('/_sim/truth/groups')).value.find((g) => g.kind === 'security');
+  const members = (await sim(`/_sim/truth/groups/${group.id}`)).members;
+
+  await page.goto(`${demo.base}/apps`);
+  await page.getByRole('link', { name: 'Contoso directory', exact: true }).click();
+  await page.goto(`${page.url().split('?')[0]}?tab=entitlements`);
+  await page.locator('#q').fill(group.display_name);
+  await page.getByRole('button', { name: 'Filter' }).click();
+  const row = page.locator('tr', { has: page.locator('code', { hasText: /^members$/ }) }).first();
+  await row.getByRole('link', { name: /^Grant or revoke/ }).click();
+  await page.getByRole('link', { name: 'Review who has this access' }).click();
+
+  // The form arrives with the app and the group chosen.
+  await page.getByRole('heading', { name: 'New access review' }).waitFor();
+  assert.ok(await page.getByLabel('Contoso directory (Contoso Entra)').isChecked());
+  const escaped = group.display_name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  assert.ok(await page.getByLabel(new RegExp(`of ${escaped}$`)).isChecked());
+  await page.getByLabel('Name', { exact: true }).fill(`${group.display_name} members`);
+  await page.getByLabel('Include access inherited through groups').uncheck();
+  await shot(page, 'reviews-09-new-from-group');
+  await page.getByRole('button', { name: 'Start campaign' }).click();
+  await page.waitForURL(/\/reviews\/campaigns\/[0-9a-f-]+$/);
+  // One item per direct member in the tenant.
+  await page.getByText(`0 of ${members.length} decided`).waitFor();
+  await shot(page, 'reviews-10-group-campaign');
 });

@@ -3,7 +3,9 @@
 //! a revoke verified in the tenant, a distribution list's member turned into a manual task,
 //! closing with the end rule, the report (JSON and CSV) and its approver-quality signals, the
 //! deadline job revoking what nobody decided, reminders, a recurring template, and another
-//! organization seeing none of it.
+//! organization seeing none of it; scopes (apps, directory roles, guests, inactive users, one
+//! entitlement from its page) against the full scope, a snapshot that later syncs leave alone,
+//! reassignment, API bulk decisions, inherited access, and unknown sign-in activity.
 
 use crate::support::{Browser, PASSWORD, TestApp};
 use latchkey_access::policy::{ApproverRule, Stage};
