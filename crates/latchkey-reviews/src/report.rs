@@ -462,6 +462,73 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_provisioning_result_says_what_became_of_a_revoke() {
+        let at = datetime!(2026-02-01 0:01:00 UTC);
+        let by = format!("user:{}", Uuid::from_u128(9));
+        let kept = item(1, &by, "keep", at, true);
+        assert_eq!(provisioning_result(&kept), None);
+
+        let mut i = item(2, &by, "revoke", at, true);
+        let task = Uuid::from_u128(20);
+        i.revocation_task_id = Some(task);
+        i.task_status = Some("running".into());
+        i.task_job_status = Some("running".into());
+        assert_eq!(
+            provisioning_result(&i),
+            Some(("pending", format!("Provisioning task {task} is running")))
+        );
+        // The job gave up before the task recorded an outcome.
+        i.task_job_status = Some("dead".into());
+        assert_eq!(
+            provisioning_result(&i).map(|r| r.0),
+            Some("failed"),
+            "a dead job is a failed revoke"
+        );
+        i.task_status = Some("failed".into());
+        i.task_error = Some("Graph answered 403".into());
+        assert_eq!(
+            provisioning_result(&i),
+            Some(("failed", "Graph answered 403".to_string()))
+        );
+        assert_eq!(revoked_at(&i), None, "a failed revoke removed nothing");
+        i.task_status = Some("succeeded".into());
+        i.task_verified_at = Some(datetime!(2026-02-01 0:02:00 UTC));
+        assert_eq!(
+            provisioning_result(&i),
+            Some((
+                "verified",
+                format!(
+                    "Provisioning task {task} removed the access; verified in the tenant at 2026-02-01T00:02:00Z"
+                )
+            ))
+        );
+        assert_eq!(revoked_at(&i), i.task_verified_at);
+
+        let mut m = item(3, &by, "revoke", at, true);
+        m.manual_task_id = Some(Uuid::from_u128(30));
+        m.manual_status = Some("open".into());
+        m.manual_reason = Some("manage it in Exchange".into());
+        assert_eq!(
+            provisioning_result(&m),
+            Some(("manual_task_open", "manage it in Exchange".to_string()))
+        );
+        m.manual_status = Some("done".into());
+        m.manual_completed_at = Some(datetime!(2026-02-02 0:00 UTC));
+        assert_eq!(
+            provisioning_result(&m).map(|r| r.0),
+            Some("manual_task_done")
+        );
+        assert_eq!(revoked_at(&m), m.manual_completed_at);
+
+        let mut gone = item(4, &by, "revoke", at, true);
+        gone.revocation_note = Some("already gone".into());
+        assert_eq!(
+            provisioning_result(&gone),
+            Some(("not_needed", "already gone".to_string()))
+        );
+    }
+
+    #[test]
     fn csv_cells_are_quoted_and_formulas_neutralised() {
         assert_eq!(csv_cell("plain"), "plain");
         assert_eq!(csv_cell("a,b"), "\"a,b\"");
