@@ -18,8 +18,13 @@
 //! "Since the last successful run" (not this run's start) covers what a failed run wrote and the
 //! next one only rereads.
 
+mod neighbourhood;
+mod paths;
+
 use crate::{OrgTx, Result};
+use paths::{Neighbourhood, Path};
 use serde::Serialize;
+use std::collections::{HashMap, HashSet};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -180,12 +185,12 @@ pub async fn expand_changes(
     // The run's membership hops in the changed groups: written by it, or deleted since.
     let hops: Vec<Hop> = sqlx::query_as(
         "SELECT e.resource_id AS group_id, g.principal_id AS member_id,
-                'group:' || k AS group_label, 'group:' || coalesce(m.external_id, '') AS member_label,
+                'group:' || changed.k AS group_label, 'group:' || coalesce(m.external_id, '') AS member_label,
                 coalesce(m.type = 'group', false) AS member_is_group,
                 g.deleted_at IS NULL AS current
-           FROM unnest($3::text[]) AS k
-           JOIN entitlements e ON e.org_id = $1 AND e.connector_id = $2
-                              AND e.id = sync_entitlement_id(sync_resource_id($2, k), 'members')
+           FROM (SELECT k, sync_entitlement_id(sync_resource_id($2, k), 'members') AS members_id
+                   FROM unnest($3::text[]) AS k OFFSET 0) AS changed
+           JOIN entitlements e ON e.org_id = $1 AND e.connector_id = $2 AND e.id = changed.members_id
            JOIN grants g ON g.org_id = $1 AND g.connector_id = $2 AND g.entitlement_id = e.id
            LEFT JOIN resources m ON m.id = g.principal_id
           WHERE NOT g.expanded AND g.kind = 'group_members'
@@ -235,8 +240,8 @@ pub async fn expand_changes(
 
     // The run's direct grants to groups (app roles, directory roles), written or deleted: their
     // expanded grants are recomputed whole, group by group.
-    let via: Vec<(Uuid, Uuid, String, bool)> = sqlx::query_as(
-        "SELECT g.entitlement_id, g.principal_id, 'group:' || r.external_id, g.deleted_at IS NULL
+    let via: Vec<(Uuid, Uuid, String, bool, String)> = sqlx::query_as(
+        "SELECT g.entitlement_id, g.principal_id, 'group:' || r.external_id, g.deleted_at IS NULL, g.kind
            FROM resources r
            JOIN grants g ON g.org_id = r.org_id AND g.connector_id = r.connector_id AND g.principal_id = r.id
           WHERE r.org_id = $1 AND r.connector_id = $2 AND r.type = 'group'
@@ -267,100 +272,144 @@ pub async fn expand_changes(
     .rows_affected();
 
     // Recompute through the hops that exist now, and the current grants to groups.
-    let (hop_groups, hop_members): (Vec<Uuid>, Vec<Uuid>) = hops
-        .iter()
-        .filter(|h| h.current)
-        .map(|h| (h.group_id, h.member_id))
-        .unzip();
-    let (via_ents, via_groups): (Vec<Uuid>, Vec<Uuid>) =
-        via.iter().filter(|v| v.3).map(|v| (v.0, v.1)).unzip();
-    out.inserted = sqlx::query(
-        "WITH RECURSIVE
-         hop(x, m) AS (SELECT DISTINCT t.x, t.m FROM unnest($4::uuid[], $5::uuid[]) AS t(x, m)),
-         -- up(x, top, path, chain): top reaches x through chain (top first, x last).
-         up AS (
-             SELECT h.x, h.x AS top, 'group:' || r.external_id AS path, ARRAY[h.x] AS chain
-               FROM (SELECT DISTINCT x FROM hop) h
-               JOIN resources r ON r.id = h.x AND r.deleted_at IS NULL
-             UNION ALL
-             SELECT u.x, e.resource_id, 'group:' || pr.external_id || '>' || u.path, e.resource_id || u.chain
-               FROM up u
-               JOIN grants g ON g.org_id = $1 AND g.connector_id = $2 AND g.principal_id = u.top
-                            AND g.kind = 'group_members' AND NOT g.expanded AND g.deleted_at IS NULL
-               JOIN entitlements e ON e.id = g.entitlement_id AND e.deleted_at IS NULL
-               JOIN resources pr ON pr.id = e.resource_id AND pr.type = 'group' AND pr.deleted_at IS NULL
-              WHERE NOT e.resource_id = ANY(u.chain)
-         ),
-         -- down(x, member, suffix, chain): member is reached from x's hop through the groups in
-         -- chain (the hop's member first, when it is a group); suffix spells chain.
-         down AS (
-             SELECT h.x, h.m AS member, '' AS suffix, ARRAY[]::uuid[] AS chain FROM hop h
-             UNION ALL
-             SELECT d.x, g.principal_id, d.suffix || '>group:' || gr.external_id, d.chain || d.member
-               FROM down d
-               JOIN resources gr ON gr.id = d.member AND gr.type = 'group' AND gr.deleted_at IS NULL
-               JOIN grants g ON g.org_id = $1 AND g.connector_id = $2
-                            AND g.entitlement_id = sync_entitlement_id(d.member, 'members')
-                            AND g.kind = 'group_members' AND NOT g.expanded AND g.deleted_at IS NULL
-              WHERE NOT d.member = ANY(d.chain) AND NOT g.principal_id = ANY(d.chain)
-         ),
-         paths AS (
-             SELECT u.top, d.member, u.path || d.suffix AS source,
-                    cardinality(u.chain) + cardinality(d.chain) AS len
-               FROM up u JOIN down d ON d.x = u.x
-              WHERE NOT (u.chain && d.chain) AND NOT d.member = ANY(u.chain)
-         ),
-         -- Whole expansions of the groups whose grants changed: eff(top, member, path, chain).
-         eff AS (
-             SELECT DISTINCT v.top, g.principal_id AS member, 'group:' || r.external_id AS path, ARRAY[v.top] AS chain
-               FROM unnest($6::uuid[]) AS v(top)
-               JOIN resources r ON r.id = v.top AND r.deleted_at IS NULL
-               JOIN grants g ON g.org_id = $1 AND g.connector_id = $2
-                            AND g.entitlement_id = sync_entitlement_id(v.top, 'members')
-                            AND g.kind = 'group_members' AND NOT g.expanded AND g.deleted_at IS NULL
-             UNION ALL
-             SELECT e.top, g.principal_id, e.path || '>group:' || gr.external_id, e.chain || e.member
-               FROM eff e
-               JOIN resources gr ON gr.id = e.member AND gr.type = 'group' AND gr.deleted_at IS NULL
-               JOIN grants g ON g.org_id = $1 AND g.connector_id = $2
-                            AND g.entitlement_id = sync_entitlement_id(e.member, 'members')
-                            AND g.kind = 'group_members' AND NOT g.expanded AND g.deleted_at IS NULL
-              WHERE NOT e.member = ANY(e.chain) AND NOT g.principal_id = ANY(e.chain)
-         ),
-         all_rows AS (
-             SELECT DISTINCT ON (entitlement_id, principal_id, source) * FROM (
-                 SELECT sync_entitlement_id(top, 'members') AS entitlement_id, member AS principal_id,
-                        'group_members' AS kind, source
-                   FROM paths WHERE len > 1
-                 UNION ALL
-                 SELECT g.entitlement_id, p.member, g.kind, p.source
-                   FROM paths p
-                   JOIN grants g ON g.org_id = $1 AND g.connector_id = $2 AND g.principal_id = p.top
-                                AND g.kind = ANY($8) AND NOT g.expanded AND g.deleted_at IS NULL
-                 UNION ALL
-                 SELECT g.entitlement_id, e.member, g.kind, e.path
-                   FROM (SELECT DISTINCT * FROM unnest($6::uuid[], $7::uuid[])) AS v(top, ent)
-                   JOIN grants g ON g.org_id = $1 AND g.connector_id = $2 AND g.principal_id = v.top
-                                AND g.entitlement_id = v.ent
-                                AND g.kind = ANY($8) AND NOT g.expanded AND g.deleted_at IS NULL
-                   JOIN eff e ON e.top = v.top
-             ) x
-         )
-         INSERT INTO grants (id, org_id, connector_id, entitlement_id, principal_id, kind, source, expanded, last_seen_run)
-         SELECT sync_grant_id(entitlement_id, principal_id, source, ''), $1, $2, entitlement_id, principal_id, kind, source, true, $3
-           FROM all_rows
-         ON CONFLICT (id) DO NOTHING",
+    let hops: Vec<&Hop> = hops.iter().filter(|h| h.current).collect();
+    let via: Vec<&(Uuid, Uuid, String, bool, String)> = via.iter().filter(|v| v.3).collect();
+    let hop_pairs: Vec<(Uuid, Uuid)> = hops.iter().map(|h| (h.group_id, h.member_id)).collect();
+    let hop_groups: Vec<Uuid> = distinct(hops.iter().map(|h| h.group_id));
+    let via_groups: Vec<Uuid> = distinct(via.iter().map(|v| v.1));
+    let below_hops: Vec<Uuid> = distinct(
+        hops.iter()
+            .filter(|h| h.member_is_group)
+            .map(|h| h.member_id),
+    );
+
+    let mut graph = Neighbourhood::default();
+    let starts: Vec<Uuid> = distinct(
+        hop_groups
+            .iter()
+            .chain(&via_groups)
+            .chain(&below_hops)
+            .copied(),
+    );
+    graph.read_groups(tx, connector, &starts).await?;
+    graph.read_up(tx, connector, &hop_groups).await?;
+    let down_from: Vec<Uuid> = distinct(below_hops.iter().chain(&via_groups).copied());
+    graph.read_down(tx, connector, &down_from).await?;
+
+    let through = graph.through_hops(&hop_pairs);
+    let held = grants_to_groups(tx, connector, &distinct(through.iter().map(|p| p.top))).await?;
+    let mut rows = Rows::default();
+    for p in &through {
+        if p.len > 1 {
+            rows.add(None, p, "group_members");
+        }
+        for (ent, kind) in held.get(&p.top).map_or(&[][..], Vec::as_slice) {
+            rows.add(Some(*ent), p, kind);
+        }
+    }
+    let mut seen_via = HashSet::new();
+    for (ent, top, _, _, kind) in via {
+        if seen_via.insert((*ent, *top)) {
+            for p in graph.below(*top) {
+                rows.add(Some(*ent), &p, kind);
+            }
+        }
+    }
+    out.inserted = rows.insert(tx, connector, run).await?;
+    Ok(out)
+}
+
+fn distinct(ids: impl IntoIterator<Item = Uuid>) -> Vec<Uuid> {
+    let mut seen = HashSet::new();
+    ids.into_iter().filter(|id| seen.insert(*id)).collect()
+}
+
+/// The current direct grants that reach a group's members (app roles, directory roles) held by
+/// each of `groups`: `(entitlement, kind)` by group.
+async fn grants_to_groups(
+    tx: &mut OrgTx,
+    connector: Uuid,
+    groups: &[Uuid],
+) -> Result<HashMap<Uuid, Vec<(Uuid, String)>>> {
+    let org = tx.org();
+    let rows: Vec<(Uuid, Uuid, String)> = sqlx::query_as(
+        "SELECT principal_id, entitlement_id, kind FROM grants
+          WHERE org_id = $1 AND connector_id = $2 AND principal_id = ANY($3)
+            AND kind = ANY($4) AND NOT expanded AND deleted_at IS NULL",
     )
     .bind(org.0)
     .bind(connector)
-    .bind(run)
-    .bind(&hop_groups)
-    .bind(&hop_members)
-    .bind(&via_groups)
-    .bind(&via_ents)
+    .bind(groups)
     .bind(VIA_GROUP_KINDS)
-    .execute(tx.conn())
-    .await?
-    .rows_affected();
+    .fetch_all(tx.conn())
+    .await?;
+    let mut out: HashMap<Uuid, Vec<(Uuid, String)>> = HashMap::new();
+    for (group, ent, kind) in rows {
+        out.entry(group).or_default().push((ent, kind));
+    }
     Ok(out)
+}
+
+/// Expanded grants to write, once each: an entitlement (`None`: the top group's `members`), a
+/// principal and a path.
+#[derive(Default)]
+struct Rows {
+    seen: HashSet<(Uuid, bool, Uuid, String)>,
+    ents: Vec<Option<Uuid>>,
+    tops: Vec<Uuid>,
+    members: Vec<Uuid>,
+    kinds: Vec<String>,
+    sources: Vec<String>,
+}
+
+impl Rows {
+    /// Statement size: the arrays of one insert.
+    const CHUNK: usize = 10_000;
+
+    fn add(&mut self, ent: Option<Uuid>, path: &Path, kind: &str) {
+        let key = (
+            ent.unwrap_or(path.top),
+            ent.is_some(),
+            path.member,
+            path.source.clone(),
+        );
+        if !self.seen.insert(key) {
+            return;
+        }
+        self.ents.push(ent);
+        self.tops.push(path.top);
+        self.members.push(path.member);
+        self.kinds.push(kind.to_string());
+        self.sources.push(path.source.clone());
+    }
+
+    /// Inserts the rows not stored yet; returns how many it inserted.
+    async fn insert(self, tx: &mut OrgTx, connector: Uuid, run: Uuid) -> Result<u64> {
+        let org = tx.org();
+        let mut inserted = 0;
+        for start in (0..self.members.len()).step_by(Self::CHUNK) {
+            let end = (start + Self::CHUNK).min(self.members.len());
+            inserted += sqlx::query(
+                "INSERT INTO grants (id, org_id, connector_id, entitlement_id, principal_id, kind, source, expanded, last_seen_run)
+                 SELECT sync_grant_id(t.ent, t.member, t.source, ''), $1, $2, t.ent, t.member, t.kind, t.source, true, $3
+                   FROM (SELECT coalesce(u.ent, sync_entitlement_id(u.top, 'members')) AS ent,
+                                u.member, u.kind, u.source
+                           FROM unnest($4::uuid[], $5::uuid[], $6::uuid[], $7::text[], $8::text[])
+                                AS u(ent, top, member, kind, source)) AS t
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(org.0)
+            .bind(connector)
+            .bind(run)
+            .bind(&self.ents[start..end])
+            .bind(&self.tops[start..end])
+            .bind(&self.members[start..end])
+            .bind(&self.kinds[start..end])
+            .bind(&self.sources[start..end])
+            .execute(tx.conn())
+            .await?
+            .rows_affected();
+        }
+        Ok(inserted)
+    }
 }
