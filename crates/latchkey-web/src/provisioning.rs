@@ -81,16 +81,6 @@ async fn authorised(tx: &mut OrgTx, who: &Asker, connector: Uuid) -> Result<(), 
     }
 }
 
-/// Why accounts are not created or deprovisioned through a self-hosted connector (yet).
-pub const SELF_HOSTED_ACCOUNTS: &str = "Accounts cannot be created or deprovisioned through a self-hosted connector yet (Latchkey holds no credentials for that tenant, and the connector does not take account tasks); grants and revokes are carried out by the connector. Create or disable the account in Microsoft Entra ID; the next sync brings it in.";
-
-fn self_hosted_refused(kind: &str) -> Result<(), ServiceError> {
-    if kind == "self_hosted" {
-        return Err(invalid("connector", SELF_HOSTED_ACCOUNTS));
-    }
-    Ok(())
-}
-
 fn invalid(field: &str, message: impl Into<String>) -> ServiceError {
     ServiceError::Invalid(vec![FieldError {
         field: field.to_string(),
@@ -219,8 +209,9 @@ pub async fn create_account(
 ) -> Result<Uuid, ServiceError> {
     let mut tx = state.store.org_tx(who.org).await?;
     authorised(&mut tx, who, connector).await?;
+    // A self-hosted connector's last connection test is its own: `capabilities` are empty and
+    // Entra itself checks the domain when the connector creates the account.
     let row = connectors::get(&mut tx, connector).await?;
-    self_hosted_refused(&row.kind)?;
     let verified: Vec<String> = row
         .capabilities
         .as_ref()
@@ -272,7 +263,6 @@ pub async fn deprovision(
 ) -> Result<Uuid, ServiceError> {
     let mut tx = state.store.org_tx(who.org).await?;
     authorised(&mut tx, who, connector).await?;
-    self_hosted_refused(&connectors::get(&mut tx, connector).await?.kind)?;
     let r = resources::get_resource(&mut tx, connector, account).await?;
     if r.rtype != "user" {
         return Err(invalid(

@@ -179,24 +179,23 @@ async fn keep_password(
 /// existing account is the one its lost attempt created.
 const CLOCK_SKEW: time::Duration = time::Duration::minutes(1);
 
-/// Creates the account with the kept password: `(object id, UPN)`. On a retry, "that UPN
-/// already exists" for an account created after the password was kept is the account the
-/// lost attempt created (with that same password), not a conflict.
-async fn created_or_ours(
+/// Creates the account with the kept `password` (kept at `kept_at`): `(object id, UPN)`. On a
+/// retry (`retried`: an earlier attempt had the same password), "that UPN already exists" for
+/// an account created after the password was kept is the account the lost attempt created
+/// (with that same password), not a conflict. The self-hosted connector uses it too.
+pub(super) async fn created_or_ours(
     graph: &crate::graph::GraphClient,
     new: &NewAccount,
-    pending: &Kept,
+    password: &latchkey_crypto::SecretString,
+    kept_at: time::OffsetDateTime,
+    retried: bool,
 ) -> Result<(Uuid, String), AccountError> {
-    match create_account(graph, new, &pending.kept.secret).await {
+    match create_account(graph, new, password).await {
         Ok(c) => Ok((c.id, c.user_principal_name)),
-        Err(AccountError::DuplicateUpn(upn)) if pending.retried => {
-            match find_by_upn(graph, &upn).await? {
-                Some((id, Some(created))) if created >= pending.kept.created_at - CLOCK_SKEW => {
-                    Ok((id, upn))
-                }
-                _ => Err(AccountError::DuplicateUpn(upn)),
-            }
-        }
+        Err(AccountError::DuplicateUpn(upn)) if retried => match find_by_upn(graph, &upn).await? {
+            Some((id, Some(created))) if created >= kept_at - CLOCK_SKEW => Ok((id, upn)),
+            _ => Err(AccountError::DuplicateUpn(upn)),
+        },
         Err(e) => Err(e),
     }
 }
@@ -234,7 +233,15 @@ pub(super) async fn create(
         Some(id) => id,
         None => {
             let pending = keep_password(h, ctx, connector, task, &new).await?;
-            match created_or_ours(&graph, &new, &pending).await {
+            match created_or_ours(
+                &graph,
+                &new,
+                &pending.kept.secret,
+                pending.kept.created_at,
+                pending.retried,
+            )
+            .await
+            {
                 Ok((id, upn)) => {
                     let mut tx = store.org_tx(org).await.map_err(db)?;
                     vault::activate(&mut tx, &h.keys, pending.kept.id, &id.to_string(), &upn)

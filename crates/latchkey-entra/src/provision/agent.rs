@@ -4,9 +4,11 @@
 //! Entra credentials ([`carry_out`], the hosted task's Graph calls), and the server records the
 //! outcome exactly as a hosted task's ([`record`]): timestamps, stored grants, trail.
 //!
-//! Account tasks (create, deprovision) are not handed to self-hosted connectors yet: Latchkey
-//! refuses them when they are asked for, with the reason (`latchkey-web` provisioning service).
+//! Account tasks (create, deprovision) take the same path with their own task and outcome
+//! ([`super::agent_account`]): the new account's password is kept in the vault before the
+//! task is handed out, and only the handed-out task carries it.
 
+use super::agent_account::AccountTask;
 use super::job::{Prep, build_request, grant_kind};
 use super::plan::{Operation, Step, plan};
 use super::scim::provision_on_demand;
@@ -14,6 +16,7 @@ use super::write::{
     Applied, ProvisionError, Verification, VerifyPolicy, apply_until, external_id_after, verify,
 };
 use crate::graph::GraphClient;
+use latchkey_crypto::KeyRing;
 use latchkey_store::provisioning::{self, Task};
 use latchkey_store::{OrgTx, StoreError};
 use serde::{Deserialize, Serialize};
@@ -24,7 +27,7 @@ use uuid::Uuid;
 pub const AGENT_PROVISION_JOB: &str = "connector_agent.provision";
 
 /// Who the trail names for what a self-hosted connector did.
-const ACTOR: &str = "self_hosted_connector";
+pub(super) const ACTOR: &str = "self_hosted_connector";
 
 /// A planned task as the connector receives it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,6 +51,8 @@ pub struct AgentTask {
 #[derive(Debug, Clone)]
 pub enum Prepared {
     Task(Box<AgentTask>),
+    /// An account task (create, deprovision): with the kept password when creating.
+    Account(Box<AccountTask>),
     /// Refused before any Graph call (recorded: the task failed with this sentence).
     Refused(String),
     /// An earlier attempt finished it.
@@ -55,8 +60,10 @@ pub enum Prepared {
 }
 
 /// Plans task `task_id` of `connector` (marks it running). A refusal is recorded at once.
+/// `keys` keep a new account's password in the vault before the task is handed out.
 pub async fn prepare(
     tx: &mut OrgTx,
+    keys: &KeyRing,
     connector: Uuid,
     task_id: Uuid,
 ) -> Result<Prepared, StoreError> {
@@ -65,6 +72,12 @@ pub async fn prepare(
         return Ok(Prepared::Done);
     }
     provisioning::set_running(tx, task.id).await?;
+    if matches!(
+        task.operation.as_str(),
+        "create_account" | "deprovision_account"
+    ) {
+        return super::agent_account::prepare(tx, keys, connector, &task).await;
+    }
     let (req, _, scim) = match build_request(tx, connector, &task).await {
         Ok(v) => v,
         Err(Prep::Store(e)) => return Err(e),
@@ -101,7 +114,7 @@ pub async fn prepare(
     })))
 }
 
-async fn refuse(tx: &mut OrgTx, task: &Task, why: &str) -> Result<(), StoreError> {
+pub(super) async fn refuse(tx: &mut OrgTx, task: &Task, why: &str) -> Result<(), StoreError> {
     provisioning::set_failed(tx, task.id, why, None).await?;
     provisioning::add_event(tx, task.id, ACTOR, "refused", Some(why)).await
 }

@@ -146,9 +146,9 @@ pub(super) async fn enqueue_task(
     requested_by: &str,
 ) -> Result<Uuid, StoreError> {
     let row = connectors::get(tx, connector).await?;
-    // A self-hosted connector carries out its grants and revokes itself
-    // (`agent::AGENT_PROVISION_JOB`); account tasks for it are refused when asked for.
-    let kind = if row.kind == "self_hosted" && matches!(spec.operation, "grant" | "revoke") {
+    // A self-hosted connector carries out its tasks itself (`agent::AGENT_PROVISION_JOB`):
+    // grants and revokes, and account tasks (`agent_account`).
+    let kind = if row.kind == "self_hosted" {
         super::agent::AGENT_PROVISION_JOB
     } else {
         PROVISION_JOB

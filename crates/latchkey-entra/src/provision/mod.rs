@@ -35,6 +35,7 @@
 mod account_job;
 pub mod accounts;
 pub mod agent;
+pub mod agent_account;
 mod job;
 mod plan;
 mod scim;

@@ -21,6 +21,7 @@ use latchkey_entra::provision::ProvisionPayload;
 use latchkey_entra::provision::agent::{
     self as prov, AGENT_PROVISION_JOB, AgentTask, Outcome, Prepared, Recorded,
 };
+use latchkey_entra::provision::agent_account::{self as prov_account, AccountOutcome, AccountTask};
 use latchkey_entra::sync::detached::{self, AGENT_SYNC_JOB, Batch};
 use latchkey_entra::sync::{self, SyncKind, agent_finish};
 use latchkey_store::connector_agents as agents;
@@ -242,6 +243,9 @@ struct TaskOut {
     sync: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     provision: Option<AgentTask>,
+    /// An account task; a new account's password is in it, and nowhere else.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    account: Option<AccountTask>,
 }
 
 fn lease_of(job: &Job) -> Result<Lease, ApiError> {
@@ -283,6 +287,7 @@ async fn start_sync(
         ttype: "sync",
         sync: Some(json!({"kind": "full"})),
         provision: None,
+        account: None,
     })
 }
 
@@ -297,7 +302,7 @@ async fn start_provision(
     let payload: ProvisionPayload = serde_json::from_value(job.payload.clone())
         .map_err(|e| ApiError::internal(format!("provisioning payload: {e}")))?;
     let mut tx = state.store.org_tx(who.org).await?;
-    let prepared = match prov::prepare(&mut tx, who.connector, payload.task_id).await {
+    let prepared = match prov::prepare(&mut tx, &state.keys, who.connector, payload.task_id).await {
         Err(StoreError::NotFound) => {
             Prepared::Refused("the provisioning task no longer exists".into())
         }
@@ -339,6 +344,34 @@ async fn start_provision(
                 ttype: "provision",
                 sync: None,
                 provision: Some(*task),
+                account: None,
+            }))
+        }
+        Prepared::Account(task) => {
+            // The plan the outcome is recorded against, kept with the attempt without the
+            // password (the job's checkpoint is shown and stored in the clear).
+            worker::checkpoint(
+                &state.store,
+                &lease,
+                Some(&json!({"account": task.without_password()})),
+            )
+            .await?;
+            worker::append_log(
+                &state.store,
+                &lease,
+                LogLevel::Info,
+                &format!("{} (on the self-hosted connector)", task.summary),
+                &json!({"task_id": task.task_id}),
+            )
+            .await?;
+            Ok(Some(TaskOut {
+                id: job.id.as_uuid(),
+                lease: lease.token,
+                attempt: job.attempts,
+                ttype: "account",
+                sync: None,
+                provision: None,
+                account: Some(*task),
             }))
         }
     }
@@ -638,6 +671,7 @@ pub enum SyncResult {
 pub enum ResultBody {
     Sync(SyncResult),
     Provision(Outcome),
+    Account(AccountOutcome),
 }
 
 /// Delay before a task that failed transiently on the connector is offered again.
@@ -681,6 +715,11 @@ pub async fn result(
         }
         (ResultBody::Provision(o), AGENT_PROVISION_JOB) => {
             provision_result(&state, &who, &job, &lease, o)
+                .instrument(span)
+                .await
+        }
+        (ResultBody::Account(o), AGENT_PROVISION_JOB) => {
+            account_result(&state, &who, &job, &lease, o)
                 .instrument(span)
                 .await
         }
@@ -830,6 +869,15 @@ async fn provision_result(
     lease: &Lease,
     outcome: Outcome,
 ) -> Result<Json<Value>, ApiError> {
+    if job
+        .checkpoint
+        .as_ref()
+        .is_some_and(|c| c.get("account").is_some())
+    {
+        return Err(ApiError::bad_request(
+            "This result does not match the task's type.",
+        ));
+    }
     let planned: AgentTask = job
         .checkpoint
         .clone()
@@ -852,6 +900,74 @@ async fn provision_result(
         Outcome::Verified { .. } => (LogLevel::Info, "Verified in Microsoft Graph".to_string()),
         Outcome::Refused { why } | Outcome::Failed { why, .. } => (LogLevel::Error, why.clone()),
         Outcome::Unverified { why, .. } => (
+            LogLevel::Error,
+            format!("The change could not be verified: {why}."),
+        ),
+    };
+    worker::append_log(
+        &state.store,
+        lease,
+        level,
+        &line,
+        &json!({"task_id": planned.task_id}),
+    )
+    .await?;
+    let status = match recorded {
+        Recorded::Succeeded => {
+            worker::complete(&state.store, &[*lease]).await?;
+            "succeeded"
+        }
+        Recorded::Failed => {
+            worker::finish(&state.store, lease, JobStatus::Failed, Some(&line)).await?;
+            "failed"
+        }
+        Recorded::Retry => {
+            worker::retry_later(&state.store, lease, RETRY_DELAY, &line).await?;
+            "retrying"
+        }
+    };
+    Ok(Json(json!({"status": status})))
+}
+
+async fn account_result(
+    state: &AppState,
+    who: &AgentPrincipal,
+    job: &Job,
+    lease: &Lease,
+    outcome: AccountOutcome,
+) -> Result<Json<Value>, ApiError> {
+    let planned: AccountTask = job
+        .checkpoint
+        .as_ref()
+        .and_then(|v| v.get("account"))
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .ok_or_else(|| ApiError::bad_request("This result does not match the task's type."))?;
+    let mut tx = state.store.org_tx(who.org).await?;
+    if !agents::hold_lease(&mut tx, lease).await? {
+        return Err(lease_lost());
+    }
+    let recorded = prov_account::record(
+        &mut tx,
+        &state.keys,
+        who.connector,
+        &planned,
+        &outcome,
+        job.attempts < job.max_attempts,
+    )
+    .await?;
+    tx.commit().await?;
+    let (level, line) = match &outcome {
+        AccountOutcome::Verified { .. } if recorded == Recorded::Succeeded => {
+            (LogLevel::Info, "Verified in Microsoft Graph".to_string())
+        }
+        AccountOutcome::Verified { .. } => (
+            LogLevel::Error,
+            "The self-hosted connector reported the account without reading it back".to_string(),
+        ),
+        AccountOutcome::Refused { why } | AccountOutcome::Failed { why, .. } => {
+            (LogLevel::Error, why.clone())
+        }
+        AccountOutcome::Unverified { why, .. } => (
             LogLevel::Error,
             format!("The change could not be verified: {why}."),
         ),

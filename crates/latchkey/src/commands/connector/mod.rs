@@ -25,7 +25,7 @@ use url::Url;
     about = "The self-hosted Entra connector: runs in your environment and connects out to Latchkey",
     long_about = "The self-hosted Entra connector. Configured by environment variables (or the matching flags). \
 Without a subcommand it runs as a service: it gets a short-lived token with its Latchkey client ID and secret, \
-heartbeats, carries out the tasks Latchkey hands it (syncs, grants, revokes) with the same code as hosted \
+heartbeats, carries out the tasks Latchkey hands it (syncs, grants, revokes, creating and deprovisioning accounts) with the same code as hosted \
 connectors, syncs at LATCHKEY_SYNC_INTERVAL and uploads the results in compressed batches. Outbound HTTPS only."
 )]
 pub struct ConnectorArgs {
@@ -88,9 +88,14 @@ pub struct ConnectorSettings {
     /// Login authority [default: the Graph domain's cloud, e.g. https://login.microsoftonline.com]
     #[arg(long, env = "ENTRA_LOGIN_AUTHORITY", global = true)]
     pub entra_login_authority: Option<String>,
-    /// Carry out provisioning tasks (grants, revokes): true or false [default: false]
+    /// Carry out provisioning tasks (grants, revokes, creating and deprovisioning accounts):
+    /// true or false [default: false]
     #[arg(long, env = "LATCHKEY_PROVISIONING", global = true)]
     pub latchkey_provisioning: Option<String>,
+    /// Deprovisioning may delete an account when Latchkey asks (needs LATCHKEY_PROVISIONING):
+    /// true or false [default: false]
+    #[arg(long, env = "LATCHKEY_ALLOW_ACCOUNT_DELETION", global = true)]
+    pub latchkey_allow_account_deletion: Option<String>,
     /// Skip groups synchronised from on-premises Active Directory: true or false [default: false]
     #[arg(long, env = "ENTRA_SKIP_AD_GROUPS", global = true)]
     pub entra_skip_ad_groups: Option<String>,
@@ -134,6 +139,8 @@ pub struct LatchkeyConfig {
     pub client_id: String,
     pub client_secret: SecretString,
     pub provisioning: bool,
+    /// Deprovisioning may delete accounts (LATCHKEY_ALLOW_ACCOUNT_DELETION).
+    pub allow_account_deletion: bool,
     pub sync_interval: Duration,
     pub poll_interval: Duration,
     pub upload_pause: Duration,
@@ -208,6 +215,24 @@ impl ConnectorSettings {
         )
     }
 
+    /// LATCHKEY_ALLOW_ACCOUNT_DELETION, which only makes sense with LATCHKEY_PROVISIONING.
+    pub fn allow_account_deletion(&self) -> Result<bool, ConfigError> {
+        let allow = config::flag(
+            "LATCHKEY_ALLOW_ACCOUNT_DELETION",
+            self.latchkey_allow_account_deletion.clone(),
+        )?;
+        let provisioning =
+            config::flag("LATCHKEY_PROVISIONING", self.latchkey_provisioning.clone())?;
+        if allow && !provisioning {
+            return Err(ConfigError::invalid(
+                "LATCHKEY_ALLOW_ACCOUNT_DELETION",
+                "true",
+                "false unless LATCHKEY_PROVISIONING is true (deleting accounts is provisioning)",
+            ));
+        }
+        Ok(allow)
+    }
+
     pub fn entra(&self) -> Result<EntraConfig, ConfigError> {
         let tenant_id = required(
             "ENTRA_TENANT_ID",
@@ -266,8 +291,7 @@ impl ConnectorSettings {
                 "ENTRA_DISABLE_AUDIT_FEED",
                 self.entra_disable_audit_feed.clone(),
             )?,
-            // Account tasks are not handed to self-hosted connectors yet.
-            allow_account_deletion: false,
+            allow_account_deletion: self.allow_account_deletion()?,
         };
         let connection = ConnectionSettings {
             tenant_id,
@@ -321,6 +345,7 @@ impl ConnectorSettings {
                 "LATCHKEY_PROVISIONING",
                 self.latchkey_provisioning.clone(),
             )?,
+            allow_account_deletion: self.allow_account_deletion()?,
             sync_interval: duration(
                 "LATCHKEY_SYNC_INTERVAL",
                 self.latchkey_sync_interval.as_deref(),

@@ -9,6 +9,7 @@ use super::{EntraConfig, LatchkeyConfig, spool};
 use latchkey_entra::graph::GraphClient;
 use latchkey_entra::provision::VerifyPolicy;
 use latchkey_entra::provision::agent::{self as prov, AgentTask};
+use latchkey_entra::provision::agent_account::{self as prov_account, AccountTask};
 use latchkey_entra::sync::SyncError;
 use latchkey_entra::sync::detached::LogLine;
 use latchkey_jobs::LogLevel;
@@ -32,6 +33,9 @@ pub struct TaskOut {
     pub ttype: String,
     #[serde(default)]
     pub provision: Option<AgentTask>,
+    /// An account task (a new account's password is in it: never logged).
+    #[serde(default)]
+    pub account: Option<AccountTask>,
 }
 
 /// The tasks this process holds (their leases are renewed by the heartbeats), each with the
@@ -284,6 +288,43 @@ async fn run_provision(
     Ok(())
 }
 
+async fn run_account(
+    client: &Arc<Client>,
+    graph: &GraphClient,
+    latchkey: &LatchkeyConfig,
+    held: &Held,
+    task: &TaskOut,
+) -> anyhow::Result<()> {
+    let Some(planned) = &task.account else {
+        anyhow::bail!("an account task without its plan");
+    };
+    held.add(task.id, task.lease);
+    tracing::info!(task = %task.id, "{}", planned.summary);
+    let outcome = prov_account::carry_out(
+        graph,
+        planned,
+        latchkey.provisioning,
+        latchkey.allow_account_deletion,
+        VerifyPolicy::default(),
+    )
+    .await;
+    let body = Body::Json(json!({ "account": outcome }));
+    let r = client
+        .call(
+            Method::POST,
+            &format!("tasks/{}/result", task.id),
+            Some(task.lease),
+            &body,
+        )
+        .await;
+    held.remove(task.id);
+    let a = r?;
+    if !a.status.is_success() {
+        tracing::warn!(status = %a.status, "Latchkey did not take the task's result: {}", a.message());
+    }
+    Ok(())
+}
+
 pub async fn run(entra: EntraConfig, latchkey: LatchkeyConfig) -> anyhow::Result<()> {
     let conn = super::connect(&entra).await?;
     let client = Arc::new(Client::new(&latchkey, None)?);
@@ -334,6 +375,11 @@ pub async fn run(entra: EntraConfig, latchkey: LatchkeyConfig) -> anyhow::Result
                     last_sync = Some(Instant::now());
                     if let Err(e) = run_sync(&client, &entra, &latchkey, &held, &t).await {
                         tracing::error!(error = %e, "sync task failed");
+                    }
+                }
+                Some(t) if t.ttype == "account" => {
+                    if let Err(e) = run_account(&client, &conn.graph, &latchkey, &held, &t).await {
+                        tracing::error!(error = %e, "account task failed");
                     }
                 }
                 Some(t) => {
