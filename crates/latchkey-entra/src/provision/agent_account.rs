@@ -109,7 +109,8 @@ pub(super) async fn prepare(
             let new: NewAccount = match serde_json::from_value(task.details.clone()) {
                 Ok(n) => n,
                 Err(e) => {
-                    return refused(tx, task, format!("The account task is unreadable: {e}.")).await;
+                    return refused(tx, task, format!("The account task is unreadable: {e}."))
+                        .await;
                 }
             };
             let upn = new.user_principal_name.trim().to_string();

@@ -27,6 +27,8 @@ struct Stack {
     http: reqwest::Client,
     org: Uuid,
     api_token: String,
+    /// Where `serve` and `worker` write their logs (at debug level), when a test reads them.
+    logs: Option<std::path::PathBuf>,
 }
 
 impl Drop for Stack {
@@ -42,6 +44,11 @@ impl Drop for Stack {
 
 impl Stack {
     async fn start(seed: u64) -> Stack {
+        Stack::start_with(seed, None).await
+    }
+
+    /// [`Stack::start`], with the server's and the worker's debug logs in `logs`.
+    async fn start_with(seed: u64, logs: Option<std::path::PathBuf>) -> Stack {
         let db = TestDb::new().await;
         let sim = SimServer::start(SimConfig::small(seed)).await.unwrap();
         let keys = latchkey_crypto::generate_key_entry("k1");
@@ -80,6 +87,7 @@ impl Stack {
             http: reqwest::Client::new(),
             org,
             api_token: String::new(),
+            logs,
         };
         s.start_worker();
         s.start_serve().await;
@@ -109,19 +117,37 @@ impl Stack {
         &self.db.store
     }
 
+    /// Where a process of the stack writes its output: `name` in the log directory (at debug
+    /// level), or nowhere.
+    fn output(&self, cmd: &mut std::process::Command, name: &str) {
+        match &self.logs {
+            Some(dir) => {
+                let file = |n: &str| {
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(dir.join(n))
+                        .unwrap()
+                };
+                cmd.env("RUST_LOG", "debug")
+                    .stdout(file(&format!("{name}.out")))
+                    .stderr(file(&format!("{name}.err")));
+            }
+            None => {
+                cmd.stdout(Stdio::null()).stderr(Stdio::null());
+            }
+        }
+    }
+
     fn start_worker(&mut self) {
-        self.worker = Some(
-            latchkey()
-                .args(["worker"])
-                .env("DATABASE_URL", &self.db.url)
-                .env("LATCHKEY_MASTER_KEYS", &self.keys)
-                .env("LATCHKEY_ALLOW_INSECURE_CONNECTOR_URLS", "true")
-                .env("LATCHKEY_WORKER_POLL_MS", "200")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
+        let mut cmd = latchkey();
+        cmd.args(["worker"])
+            .env("DATABASE_URL", &self.db.url)
+            .env("LATCHKEY_MASTER_KEYS", &self.keys)
+            .env("LATCHKEY_ALLOW_INSECURE_CONNECTOR_URLS", "true")
+            .env("LATCHKEY_WORKER_POLL_MS", "200");
+        self.output(&mut cmd, "worker");
+        self.worker = Some(cmd.spawn().unwrap());
     }
 
     fn kill_worker(&mut self) {
@@ -131,8 +157,8 @@ impl Stack {
     }
 
     async fn start_serve(&mut self) {
-        let child = latchkey()
-            .args(["serve"])
+        let mut cmd = latchkey();
+        cmd.args(["serve"])
             .env("DATABASE_URL", &self.db.url)
             .env("LATCHKEY_LISTEN", format!("127.0.0.1:{}", self.port))
             .env("LATCHKEY_MASTER_KEYS", &self.keys)
@@ -140,12 +166,9 @@ impl Stack {
             .env(
                 "LATCHKEY_CONNECTOR_ROTATION_GRACE_SECS",
                 GRACE_SECS.to_string(),
-            )
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.serve = Some(child);
+            );
+        self.output(&mut cmd, "serve");
+        self.serve = Some(cmd.spawn().unwrap());
         let http = self.http.clone();
         let ready = self.url("readyz");
         eventually("the server to answer", Duration::from_secs(30), || {
@@ -897,4 +920,290 @@ async fn a_lost_result_acknowledgement_is_retried_and_answered_the_same() {
         .await
         .unwrap();
     assert_eq!(r.status(), 409);
+}
+
+/// The stored user `external` of `connector` (its Latchkey id), if any.
+async fn stored_user(store: &Store, connector: Uuid, external: Uuid) -> Option<Uuid> {
+    sqlx::query_scalar(
+        "SELECT id FROM resources WHERE connector_id = $1 AND type = 'user' AND external_id = $2
+            AND deleted_at IS NULL",
+    )
+    .bind(connector)
+    .bind(external.to_string())
+    .fetch_optional(store.system())
+    .await
+    .unwrap()
+}
+
+/// Every row of the tables a password could leak into, as text, that contains `needle`.
+async fn rows_containing(store: &Store, needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for table in [
+        "jobs",
+        "job_logs",
+        "provisioning_tasks",
+        "provisioning_events",
+        "audit_events",
+        "vault_items",
+        "resources",
+        "sync_runs",
+    ] {
+        // The table names are this list's own.
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM {table} t WHERE strpos(t::text, $1) > 0"
+        )))
+        .bind(needle)
+        .fetch_one(store.system())
+        .await
+        .unwrap();
+        if n > 0 {
+            found.push(format!("{table}: {n}"));
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_self_hosted_connector_creates_and_deprovisions_accounts_and_the_password_stays_in_its_task()
+ {
+    let dir = std::env::temp_dir().join(format!("latchkey-agent-accounts-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let s = Stack::start_with(45, Some(dir.clone())).await;
+    let (id, creds) = s.self_hosted("Accounts").await;
+    let agent_out = |name: &str| {
+        let file = |ext: &str| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join(format!("{name}.{ext}")))
+                .unwrap()
+        };
+        (file("out"), file("err"))
+    };
+    let spawn = |name: &str, env: &[(&str, &str)]| {
+        let (out, err) = agent_out(name);
+        let mut env = env.to_vec();
+        env.push(("RUST_LOG", "debug"));
+        s.connector(&creds, &env)
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap()
+    };
+    let domain = s.sim.domain();
+    let account = |nick: &str, manager: Option<Uuid>| {
+        json!({"user_principal_name": format!("{nick}@{domain}"), "display_name": format!("New {nick}"),
+               "mail_nickname": nick, "usage_location": "gb", "manager_id": manager})
+    };
+    let in_tenant = |upn: &str| {
+        s.sim
+            .truth_users()
+            .into_iter()
+            .filter(|u| u.user_principal_name == upn)
+            .collect::<Vec<_>>()
+    };
+
+    // Provisioning off: the connector refuses the account, and nothing reaches the tenant.
+    let mut agent = spawn("agent-off", &[("LATCHKEY_PROVISIONING", "false")]);
+    s.wait_synced(id, 1).await;
+    s.sim.clear_requests();
+    let (status, started) = s
+        .api(
+            reqwest::Method::POST,
+            &format!("connectors/{id}/accounts"),
+            Some(account("refused.hire", None)),
+        )
+        .await;
+    assert_eq!(status, 202, "{started}");
+    let refused = started["task_id"].as_str().unwrap().to_string();
+    let t = s.task(&refused).await;
+    assert_eq!(t["status"], "failed", "{t}");
+    assert!(
+        t["error"]
+            .as_str()
+            .unwrap()
+            .contains("LATCHKEY_PROVISIONING"),
+        "{t}"
+    );
+    assert!(t.get("vault_item_id").is_none(), "{t}");
+    assert_eq!(s.sim.graph_writes(), Vec::<String>::new());
+    assert!(in_tenant(&format!("refused.hire@{domain}")).is_empty());
+    let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM vault_items WHERE task_id = $1")
+        .bind(Uuid::parse_str(&refused).unwrap())
+        .fetch_one(s.store().system())
+        .await
+        .unwrap();
+    assert_eq!(kept, 0, "the refused task's password is dropped");
+    kill9(&mut agent);
+
+    // Provisioning on: the account is created in the tenant, read back, stored, verified.
+    let mut agent = spawn("agent-on", &[("LATCHKEY_PROVISIONING", "true")]);
+    let boss = s
+        .sim
+        .truth_users()
+        .into_iter()
+        .find(|u| u.user_type == "Member" && u.account_enabled)
+        .unwrap();
+    let boss_resource = stored_user(s.store(), id, boss.id).await.unwrap();
+    let (status, started) = s
+        .api(
+            reqwest::Method::POST,
+            &format!("connectors/{id}/accounts"),
+            Some(account("new.hire", Some(boss_resource))),
+        )
+        .await;
+    assert_eq!(status, 202, "{started}");
+    let task = started["task_id"].as_str().unwrap().to_string();
+    let t = s.task(&task).await;
+    assert_eq!(t["status"], "succeeded", "{t}");
+    assert_eq!(t["operation"], "create_account");
+    for k in ["provisioned_at", "verified_at"] {
+        assert!(t[k].is_string(), "{k} in {t}");
+    }
+    let upn = format!("new.hire@{domain}");
+    let created = in_tenant(&upn);
+    assert_eq!(created.len(), 1, "one account in the tenant");
+    let created = &created[0];
+    assert!(created.account_enabled);
+    assert_eq!(created.usage_location.as_deref(), Some("GB"));
+    assert_eq!(s.sim.user_manager(created.id), Some(boss.id));
+    let stored = stored_user(s.store(), id, created.id)
+        .await
+        .expect("stored as a user at once");
+    assert_eq!(t["principal_id"], json!(stored));
+
+    // The vault reveals the password the tenant has, once.
+    let item = t["vault_item_id"]
+        .as_str()
+        .expect("a vault item")
+        .to_string();
+    let reveal = format!("vault/{item}/reveal");
+    let (status, v) = s.api(reqwest::Method::POST, &reveal, None).await;
+    assert_eq!(status, 200, "{v}");
+    let password = v["password"].as_str().unwrap().to_string();
+    assert_eq!(v["account_id"], created.id.to_string());
+    assert!(s.sim.user_password_is(created.id, &password));
+    let (status, _) = s.api(reqwest::Method::POST, &reveal, None).await;
+    assert_eq!(status, 410);
+
+    // Handed out again after the connector died between creating the account and reporting:
+    // the same password, and the account its lost attempt made, not a second one.
+    let hold = s.sim.hold("POST", "/v1.0/users");
+    let (status, started) = s
+        .api(
+            reqwest::Method::POST,
+            &format!("connectors/{id}/accounts"),
+            Some(account("second.hire", None)),
+        )
+        .await;
+    assert_eq!(status, 202, "{started}");
+    let second = started["task_id"].as_str().unwrap().to_string();
+    tokio::time::timeout(Duration::from_secs(60), hold.held())
+        .await
+        .expect("the connector asked Graph to create the account");
+    kill9(&mut agent);
+    hold.release();
+    let second_upn = format!("second.hire@{domain}");
+    assert_eq!(in_tenant(&second_upn).len(), 1, "created before the crash");
+    // Its lease runs out (as 60 s without a heartbeat would make it).
+    sqlx::query(
+        "UPDATE jobs SET locked_until = now() - interval '1 second'
+          WHERE id = (SELECT job_id FROM provisioning_tasks WHERE id = $1)",
+    )
+    .bind(Uuid::parse_str(&second).unwrap())
+    .execute(s.store().system())
+    .await
+    .unwrap();
+    let mut agent = spawn("agent-again", &[("LATCHKEY_PROVISIONING", "true")]);
+    let t = s.task(&second).await;
+    assert_eq!(t["status"], "succeeded", "{t}");
+    let again = in_tenant(&second_upn);
+    assert_eq!(again.len(), 1, "no second account");
+    let (_, job) = s
+        .api(
+            reqwest::Method::GET,
+            &format!("jobs/{}", t["job_id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(job["attempts"], 2, "{job}");
+    let (status, v) = s
+        .api(
+            reqwest::Method::POST,
+            &format!("vault/{}/reveal", t["vault_item_id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let second_password = v["password"].as_str().unwrap().to_string();
+    assert!(s.sim.user_password_is(again[0].id, &second_password));
+
+    // Deprovisioning: deleting is off on this connector, so that is refused and changes
+    // nothing; disabling sign-in is carried out and read back.
+    s.sim.clear_requests();
+    let (status, started) = s
+        .api(
+            reqwest::Method::POST,
+            &format!("connectors/{id}/accounts/{stored}/deprovision"),
+            Some(json!({"delete": true})),
+        )
+        .await;
+    assert_eq!(status, 202, "{started}");
+    let t = s.task(started["task_id"].as_str().unwrap()).await;
+    assert_eq!(t["status"], "failed", "{t}");
+    assert!(
+        t["error"]
+            .as_str()
+            .unwrap()
+            .contains("LATCHKEY_ALLOW_ACCOUNT_DELETION"),
+        "{t}"
+    );
+    assert_eq!(s.sim.graph_writes(), Vec::<String>::new());
+    let (status, started) = s
+        .api(
+            reqwest::Method::POST,
+            &format!("connectors/{id}/accounts/{stored}/deprovision"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, 202, "{started}");
+    let t = s.task(started["task_id"].as_str().unwrap()).await;
+    assert_eq!(t["status"], "succeeded", "{t}");
+    assert!(t["verified_at"].is_string(), "{t}");
+    assert!(!in_tenant(&upn)[0].account_enabled, "sign-in disabled");
+    let enabled: Option<bool> = sqlx::query_scalar(
+        "SELECT (profile->>'account_enabled')::boolean FROM resources WHERE id = $1",
+    )
+    .bind(stored)
+    .fetch_one(s.store().system())
+    .await
+    .unwrap();
+    assert_eq!(enabled, Some(false), "the stored account shows it at once");
+    kill9(&mut agent);
+
+    // The passwords went to the connector in its task and to the person at the reveal:
+    // no log of the connector, the server or the worker has them, nor the database.
+    for p in [&password, &second_password] {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            assert!(!text.contains(p.as_str()), "the password in {path:?}");
+        }
+        assert_eq!(rows_containing(s.store(), p).await, Vec::<String>::new());
+    }
+    // Controls: the scans see what is there (the account's name is in the connector's log (its
+    // stderr) and
+    // in the task).
+    let agent_log = std::fs::read_to_string(dir.join("agent-on.err")).unwrap();
+    assert!(
+        agent_log.contains(&format!("create account {upn}")),
+        "{agent_log}"
+    );
+    assert!(!rows_containing(s.store(), &upn).await.is_empty());
+    let logged: u64 = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(logged > 10_000, "the logs were written ({logged} bytes)");
+    std::fs::remove_dir_all(&dir).ok();
 }
