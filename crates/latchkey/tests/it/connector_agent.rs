@@ -1191,9 +1191,8 @@ async fn a_self_hosted_connector_creates_and_deprovisions_accounts_and_the_passw
         }
         assert_eq!(rows_containing(s.store(), p).await, Vec::<String>::new());
     }
-    // Controls: the scans see what is there (the account's name is in the connector's log (its
-    // stderr) and
-    // in the task).
+    // Controls: the scans see what is there (the account's name is in the connector's log, on
+    // its stderr, and in the task).
     let agent_log = std::fs::read_to_string(dir.join("agent-on.err")).unwrap();
     assert!(
         agent_log.contains(&format!("create account {upn}")),
