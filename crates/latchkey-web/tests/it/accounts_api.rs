@@ -641,7 +641,8 @@ async fn pages_offer_provisioning_to_owners_and_admins_only_with_csrf() {
 }
 
 #[tokio::test]
-async fn account_tasks_on_a_self_hosted_connector_are_refused_with_the_reason() {
+async fn account_tasks_on_a_self_hosted_connector_are_queued_for_the_connector() {
+    use crate::support::PASSWORD;
     let env = Env::start().await;
     let (org, _) = env.app.org("contoso").await;
     let (_, _, token) = env.app.api_token(org, Role::ConnectorAdmin).await;
@@ -654,31 +655,85 @@ async fn account_tasks_on_a_self_hosted_connector_are_refused_with_the_reason() 
     .await;
     assert_eq!(s, StatusCode::CREATED, "{c}");
     let c = c["id"].as_str().unwrap().to_string();
-    for (path, body) in [
-        (
-            format!("/api/v1/connectors/{c}/accounts"),
-            json!({"user_principal_name": "new.hire@contoso.example", "display_name": "New Hire", "mail_nickname": "new.hire"}),
-        ),
-        (
-            format!(
-                "/api/v1/connectors/{c}/accounts/{}/deprovision",
-                Uuid::new_v4()
-            ),
-            json!({}),
-        ),
-    ] {
-        let (s, v) = post(&env, &token, &path, body).await;
-        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {v}");
-        assert!(
-            v["error"]["fields"][0]["message"]
-                .as_str()
-                .unwrap()
-                .contains("self-hosted connector"),
-            "{v}"
-        );
-    }
+    let accounts = format!("/api/v1/connectors/{c}/accounts");
+
+    // Checked as for any connector: nothing is stored.
+    let (s, v) = post(
+        &env,
+        &token,
+        &accounts,
+        json!({"user_principal_name": "no-at-sign", "display_name": "X", "mail_nickname": "x"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["error"]["fields"][0]["field"], "user_principal_name");
+    // An account Latchkey does not hold cannot be deprovisioned.
+    let (s, v) = post(
+        &env,
+        &token,
+        &format!("{accounts}/{}/deprovision", Uuid::new_v4()),
+        json!({}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
     let (_, tasks) = env
         .get(&token, &format!("/api/v1/connectors/{c}/tasks"))
         .await;
     assert!(tasks["items"].as_array().unwrap().is_empty(), "{tasks}");
+
+    // Over the API: a task the connector carries out (a job of its own queue, which workers
+    // never claim).
+    let (s, v) = post(
+        &env,
+        &token,
+        &accounts,
+        json!({"user_principal_name": "new.hire@contoso.example", "display_name": "New Hire", "mail_nickname": "new.hire"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let task = v["task_id"].as_str().unwrap().to_string();
+    let (_, t) = env.get(&token, &format!("/api/v1/tasks/{task}")).await;
+    assert_eq!(t["operation"], "create_account", "{t}");
+    assert_eq!(t["status"], "queued", "{t}");
+    let kind: String = sqlx::query_scalar("SELECT kind FROM jobs WHERE id = $1")
+        .bind(Uuid::parse_str(t["job_id"].as_str().unwrap()).unwrap())
+        .fetch_one(env.app.store().system())
+        .await
+        .unwrap();
+    assert_eq!(kind, "connector_agent.provision");
+
+    // In the browser: the form says who creates the account, and posting it asks for one.
+    let admin = env.app.browser();
+    admin.login("admin@contoso.example", PASSWORD).await;
+    let form = format!("/connectors/{c}/accounts/new");
+    let (s, html) = admin.get_text(&form).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        html.contains("self-hosted connector creates the account"),
+        "{html}"
+    );
+    let r = admin
+        .submit(
+            &form,
+            &form,
+            &[
+                ("user_principal_name", "second.hire@contoso.example"),
+                ("display_name", "Second Hire"),
+                ("mail_nickname", "second.hire"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(crate::support::location(&r).starts_with(&format!("/connectors/{c}/tasks/")));
+    let (_, tasks) = env
+        .get(&token, &format!("/api/v1/connectors/{c}/tasks"))
+        .await;
+    let items = tasks["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{tasks}");
+    assert!(
+        items
+            .iter()
+            .all(|t| t["operation"] == "create_account" && t["status"] == "queued"),
+        "{tasks}"
+    );
 }
