@@ -43,7 +43,7 @@ pub struct AccountTask {
 #[serde(tag = "operation", rename_all = "snake_case")]
 pub enum AccountWork {
     CreateAccount {
-        account: NewAccount,
+        account: Box<NewAccount>,
         /// The first password, kept pending in Latchkey's vault before the task was handed
         /// out. Only in the task the connector receives.
         #[serde(
@@ -139,7 +139,7 @@ pub(super) async fn prepare(
                 task_id: task.id,
                 summary: format!("create account {upn}"),
                 work: AccountWork::CreateAccount {
-                    account: new,
+                    account: Box::new(new),
                     password: Some(password),
                     kept_at,
                     retried,
@@ -527,12 +527,12 @@ mod tests {
             task_id: Uuid::nil(),
             summary: "create account a@contoso.com".into(),
             work: AccountWork::CreateAccount {
-                account: NewAccount {
+                account: Box::new(NewAccount {
                     user_principal_name: "a@contoso.com".into(),
                     display_name: "A".into(),
                     mail_nickname: "a".into(),
                     ..Default::default()
-                },
+                }),
                 password: Some(SecretString::from("s3cret-Aa1".to_string())),
                 kept_at: OffsetDateTime::UNIX_EPOCH,
                 retried: false,
