@@ -1,13 +1,15 @@
 //! Secrets scan: a deployment that has done the secret-handling things (connectors created
 //! with client secrets, one with a wrong secret whose connection test fails, syncs and
 //! provisioning run by a worker against the simulated tenant, API clients created and
-//! tokens issued, an account created and its password revealed), then every place a secret
+//! tokens issued, an account created and its password revealed, one through a self-hosted
+//! connector too), then every place a secret
 //! could leak is searched for every secret: every HTTP response this test received (status
 //! line, headers and body; then every page and GET endpoint crawled as an administrator),
 //! every line logged at debug level by the server, the worker and their libraries, every job
 //! log row, and a full `pg_dump` of the database. Only the two answers whose purpose is to
 //! show a secret once are left out: the API client creation (its secret) and the token
-//! endpoint (its access token), and the vault reveal (the password). No JWT may appear
+//! endpoint (its access token), the vault reveals (the password), and the task a self-hosted
+//! connector claims to create an account (the password it sends to Graph). No JWT may appear
 //! anywhere else either: that covers the Microsoft Graph access tokens the worker was given,
 //! which this test cannot know.
 
@@ -260,6 +262,90 @@ async fn no_secret_reaches_a_response_a_log_line_a_job_log_or_the_database() {
     let (s, body) = seen.record("PATCH connector", r).await;
     assert!(s.is_success(), "{s} {body}");
 
+    // An account through the self-hosted connector: its password goes to the connector in the
+    // task it claims (that answer is left out, as the reveal is), the connector reports the
+    // account it made, and the asker reveals the password once.
+    let agent_connector: Uuid =
+        sqlx::query_scalar("SELECT id FROM connectors WHERE org_id = $1 AND kind = 'self_hosted'")
+            .bind(f.own.id.0)
+            .fetch_one(app.store().system())
+            .await
+            .unwrap();
+    let agent_upn = format!("agent.hire@{}", f.env.sim.domain());
+    let r = api
+        .post(app.url(&format!(
+            "/api/v1/connectors/{agent_connector}/accounts"
+        )))
+        .bearer_auth(&scanner)
+        .json(&json!({"user_principal_name": agent_upn, "display_name": "Agent Hire", "mail_nickname": "agent.hire"}))
+        .send()
+        .await
+        .unwrap();
+    let (s, body) = seen.record("POST self-hosted account", r).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{body}");
+    let agent_task = serde_json::from_str::<Value>(&body).unwrap()["task_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = api
+        .post(app.url("/api/v1/connector-agent/tasks/next"))
+        .bearer_auth(&f.own.agent)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let handed_text = r.text().await.unwrap();
+    let handed: Value = serde_json::from_str(&handed_text).unwrap();
+    assert_eq!(handed["type"], "account", "{handed}");
+    let agent_password = handed["account"]["work"]["password"]
+        .as_str()
+        .expect("the password in the task")
+        .to_string();
+    secrets.push((
+        "a self-hosted connector's account password".into(),
+        agent_password.clone(),
+    ));
+    let account_id = Uuid::new_v4();
+    let r = api
+        .post(app.url(&format!(
+            "/api/v1/connector-agent/tasks/{}/result",
+            handed["id"].as_str().unwrap()
+        )))
+        .bearer_auth(&f.own.agent)
+        .header("latchkey-lease", handed["lease"].as_str().unwrap())
+        .json(
+            &json!({"account": {"outcome": "verified", "done": {"kind": "created",
+            "account_id": account_id, "user_principal_name": agent_upn,
+            "user": {"id": account_id, "userPrincipalName": agent_upn, "displayName": "Agent Hire",
+                     "accountEnabled": true}}}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (s, body) = seen.record("POST self-hosted account result", r).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let r = api
+        .get(app.url(&format!("/api/v1/tasks/{agent_task}")))
+        .bearer_auth(&scanner)
+        .send()
+        .await
+        .unwrap();
+    let (_, body) = seen.record("GET self-hosted account task", r).await;
+    let t: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(t["status"], "succeeded", "{t}");
+    let r = api
+        .post(app.url(&format!(
+            "/api/v1/vault/{}/reveal",
+            t["vault_item_id"].as_str().unwrap()
+        )))
+        .bearer_auth(&scanner)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let agent_revealed: Value = r.json().await.unwrap();
+    assert_eq!(agent_revealed["password"], agent_password.as_str());
+
     // The created account's password, revealed once (the answer that shows it is left out).
     let vault = f.ids["vault"].clone();
     let r = api
@@ -324,7 +410,14 @@ async fn no_secret_reaches_a_response_a_log_line_a_job_log_or_the_database() {
     scan("control", &created_text, &secrets, &mut control);
     scan("control", &revealed.to_string(), &secrets, &mut control);
     scan("control", &format!("Bearer {scanner}"), &[], &mut control);
-    assert_eq!(control.len(), 3, "the scan misses known secrets");
+    scan("control", &handed_text, &secrets, &mut control);
+    scan(
+        "control",
+        &agent_revealed.to_string(),
+        &secrets,
+        &mut control,
+    );
+    assert_eq!(control.len(), 5, "the scan misses known secrets");
 
     let mut findings = Vec::new();
     for (what, text) in &seen.0 {
