@@ -445,7 +445,7 @@ const ENDPOINTS: &[Endpoint] = &[
     (
         "post",
         "/connector-agent/tasks/next",
-        "Self-hosted connector: claim its next task (sync or provisioning); 204 when there is none",
+        "Self-hosted connector: claim its next task (sync, provisioning, or an account to create or deprovision); 204 when there is none",
         None,
         200,
         "AgentTask",
@@ -557,7 +557,8 @@ fn schemas() -> Value {
             "tasks": {"type": "array", "items": {"type": "object", "properties": {"id": {"type": "string"}, "held": {"type": "boolean"}, "cancel_requested": {"type": "boolean"}}}}}},
         "AgentTask": {"type": "object", "required": ["id", "lease", "attempt", "type"], "properties": {
             "id": {"type": "string", "format": "uuid"}, "lease": {"type": "string", "format": "uuid"}, "attempt": {"type": "integer"},
-            "type": {"enum": ["sync", "provision"]}, "sync": {"type": "object"}, "provision": {"type": "object", "description": "task_id, operation, step (the Graph change), summary, resource_name, end, scim, principal_is_group"}}},
+            "type": {"enum": ["sync", "provision", "account"]}, "sync": {"type": "object"}, "provision": {"type": "object", "description": "task_id, operation, step (the Graph change), summary, resource_name, end, scim, principal_is_group"},
+            "account": {"type": "object", "description": "task_id, summary, work: {operation: create_account, account, password (the new account's first password, kept in Latchkey's vault; only in this answer), kept_at, retried} or {operation: deprovision_account, account_id, display_name, delete}"}}},
         "AgentBatch": {"type": "object", "required": ["seq"], "description": "docs/connector-sync-format.md", "properties": {
             "seq": {"type": "integer"}, "resources": {"type": "array"}, "entitlements": {"type": "array"}, "grants": {"type": "array"}, "profiles": {"type": "array"}}},
         "AgentBatchAck": {"type": "object", "properties": {"status": {"enum": ["applied", "duplicate"]}, "next_seq": {"type": "integer"}}},
@@ -565,7 +566,8 @@ fn schemas() -> Value {
             "level": {"enum": ["debug", "info", "warn", "error"]}, "message": {"type": "string"}, "fields": {}}}}}},
         "AgentResult": {"oneOf": [
             {"type": "object", "required": ["sync"], "properties": {"sync": {"type": "object", "description": "{status: succeeded, batches, stats, warnings, unread} or {status: failed, error, transient}"}}},
-            {"type": "object", "required": ["provision"], "properties": {"provision": {"type": "object", "description": "{outcome: verified|unverified|refused|failed, ...}"}}}]},
+            {"type": "object", "required": ["provision"], "properties": {"provision": {"type": "object", "description": "{outcome: verified|unverified|refused|failed, ...}"}}},
+            {"type": "object", "required": ["account"], "properties": {"account": {"type": "object", "description": "{outcome: verified|unverified, done: {kind: created, account_id, user_principal_name, user} or {kind: deprovisioned, gone}, warning} or {outcome: refused|failed, why, transient}"}}}]},
         "AgentResultAnswer": {"type": "object", "properties": {"status": {"enum": ["succeeded", "failed", "retrying"]}}},
         "Empty": {"type": "null"},
     });
