@@ -736,4 +736,48 @@ async fn account_tasks_on_a_self_hosted_connector_are_queued_for_the_connector()
             .all(|t| t["operation"] == "create_account" && t["status"] == "queued"),
         "{tasks}"
     );
+
+    // An account its sync brought in: the Accounts tab offers deprovisioning, deletion
+    // included (the connector's own LATCHKEY_ALLOW_ACCOUNT_DELETION decides), and the form
+    // asks the connector for it.
+    let account = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO resources (id, org_id, connector_id, type, external_id, display_name, last_seen_run)
+         VALUES ($1, $2, $3, 'user', $4, 'Synced Person', gen_random_uuid())",
+    )
+    .bind(account)
+    .bind(org.0)
+    .bind(Uuid::parse_str(&c).unwrap())
+    .bind(Uuid::new_v4().to_string())
+    .execute(env.app.store().system())
+    .await
+    .unwrap();
+    let (_, conn) = env.get(&token, &format!("/api/v1/connectors/{c}")).await;
+    let app = format!("/apps/{}?tab=accounts", conn["app"]["id"].as_str().unwrap());
+    let (s, html) = admin.get_text(&app).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        html.contains("Deprovision Synced Person") && html.contains("and delete"),
+        "{html}"
+    );
+    let r = admin
+        .submit(
+            &app,
+            &format!("/connectors/{c}/accounts/{account}/deprovision"),
+            &[("delete", "yes")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let (_, tasks) = env
+        .get(&token, &format!("/api/v1/connectors/{c}/tasks"))
+        .await;
+    let deprovision = tasks["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["operation"] == "deprovision_account")
+        .unwrap_or_else(|| panic!("a deprovisioning task: {tasks}"))
+        .clone();
+    assert_eq!(deprovision["status"], "queued", "{deprovision}");
+    assert_eq!(deprovision["principal_id"], account.to_string());
 }

@@ -220,12 +220,14 @@ pub async fn show(
         can_provision = may_provision(&mut tx, &asker(&who), c.id)
             .await
             .map_err(WebError::from)?;
-        allow_delete = c
-            .settings
-            .as_ref()
-            .and_then(|s| s.get("allow_account_deletion"))
-            .and_then(|v| v.as_bool())
-            .unwrap_or(false);
+        // A self-hosted connector has no settings here: its own LATCHKEY_ALLOW_ACCOUNT_DELETION
+        // decides, and it refuses a deletion (with that reason on the task) when it is off.
+        allow_delete = c.kind == crate::connector_agent::SELF_HOSTED
+            || c.settings
+                .as_ref()
+                .and_then(|s| s.get("allow_account_deletion"))
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false);
     }
     tx.commit().await?;
     let syncs = match &connector {
