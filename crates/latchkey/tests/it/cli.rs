@@ -89,6 +89,29 @@ fn bad_configuration_is_one_line_and_exit_code_2() {
 }
 
 #[test]
+fn the_connector_refuses_account_deletion_without_provisioning() {
+    let mut cmd = latchkey();
+    cmd.arg("connector").envs([
+        ("LATCHKEY_URL", "https://latchkey.example.com"),
+        ("LATCHKEY_CLIENT_ID", "lkac_x"),
+        ("LATCHKEY_CLIENT_SECRET", "lkas_x"),
+        ("ENTRA_TENANT_ID", "00000000-0000-0000-0000-000000000001"),
+        ("ENTRA_CLIENT_ID", "00000000-0000-0000-0000-000000000002"),
+        ("ENTRA_CLIENT_SECRET", "x"),
+        ("LATCHKEY_PROVISIONING", "false"),
+        ("LATCHKEY_ALLOW_ACCOUNT_DELETION", "true"),
+    ]);
+    let o = run(&mut cmd);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(
+        err.contains("LATCHKEY_ALLOW_ACCOUNT_DELETION") && err.contains("LATCHKEY_PROVISIONING"),
+        "{err}"
+    );
+}
+
+#[test]
 fn keys_generate_prints_a_usable_entry() {
     let o = run(latchkey().args(["keys", "generate", "--id", "prod-2026"]));
     assert!(o.status.success());
