@@ -712,8 +712,8 @@ pub async fn record_success(
     cursors: Option<&Value>,
 ) -> Result<String, StoreError> {
     sync_runs::finish(tx, run, "succeeded", stats, &json!(warnings), None, cursors).await?;
-    let summary = resources::summary(tx, connector).await?;
-    let n = |t: &str| summary.resources.get(t).copied().unwrap_or(0);
+    let counts = resources::resource_counts(tx, connector).await?;
+    let n = |t: &str| counts.get(t).copied().unwrap_or(0);
     let mut reason = format!(
         "Synced {} accounts, {} groups, {} enterprise applications, {} managed identities, {} roles and {} licences.",
         n("user"),
@@ -1411,12 +1411,16 @@ pub async fn finish_full(
     unread: &[String],
 ) -> Result<Finished, StoreError> {
     let unread: Vec<&str> = unread.iter().map(String::as_str).collect();
+    // The run's writes are committed: statistics that describe them plan the sweep and the
+    // expansion; after the expansion's million rows, they plan the incremental runs to come.
+    resources::refresh_statistics(store).await?;
     let mut tx = store.org_tx(org).await?;
     resources::allow_long_statements(&mut tx, LONG_STATEMENTS).await?;
     let swept = resources::sweep(&mut tx, connector, run, &unread).await?;
     let dangling = resources::drop_dangling(&mut tx, connector).await?;
     let expanded = resources::expand(&mut tx, connector, run).await?;
     tx.commit().await?;
+    resources::refresh_statistics(store).await?;
     let mut tx = store.org_tx(org).await?;
     discovered_apps(&mut tx, connector).await?;
     tx.commit().await?;
