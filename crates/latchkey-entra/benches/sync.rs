@@ -299,6 +299,36 @@ fn skip(part: &str) -> bool {
         .any(|p| p.trim() == part)
 }
 
+/// The full sync's requests by endpoint (object ids replaced by `{id}`; `$batch` envelopes
+/// counted, not the requests inside them), most first.
+fn print_requests_by_endpoint(log: &[latchkey_entra_sim::RequestLogEntry]) {
+    let mut by: std::collections::BTreeMap<String, u64> = Default::default();
+    let graph = |r: &&latchkey_entra_sim::RequestLogEntry| {
+        !r.in_batch && (r.path.starts_with("/v1.0") || r.path.starts_with("/beta"))
+    };
+    for r in log.iter().filter(graph) {
+        let path: Vec<String> = r
+            .path
+            .split('/')
+            .map(|s| {
+                if Uuid::parse_str(s).is_ok() {
+                    "{id}".to_string()
+                } else {
+                    s.to_string()
+                }
+            })
+            .collect();
+        *by.entry(format!("{} {}", r.method, path.join("/")))
+            .or_default() += 1;
+    }
+    let mut by: Vec<(String, u64)> = by.into_iter().collect();
+    by.sort_by(|x, y| y.1.cmp(&x.1).then(x.0.cmp(&y.0)));
+    println!("requests by endpoint:");
+    for (endpoint, n) in by {
+        println!("  {n:>5}  {endpoint}");
+    }
+}
+
 async fn run(full: bool) {
     let cfg = if full {
         SimConfig::large(1)
@@ -340,8 +370,10 @@ async fn run(full: bool) {
     let a = b.connector().await;
     let base_rss = proc_kb("VmRSS:");
     reset_peak();
+    b.sim.clear_requests();
     let (run, took) = b.sync(a, SyncKind::Full).await;
     let peak = proc_kb("VmHWM:");
+    print_requests_by_endpoint(&b.sim.requests());
     let requests = run.stats["requests"].as_u64().unwrap_or(0);
     let mut tx = b.store().org_tx(b.org).await.unwrap();
     let summary = resources::summary(&mut tx, a).await.unwrap();
