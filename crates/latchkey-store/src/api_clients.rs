@@ -3,7 +3,7 @@
 
 use crate::page::{Cursor, Page};
 use crate::{OrgTx, Result, Store, StoreError};
-use latchkey_core::{ApiClientId, DisplayName, Role, UserId};
+use latchkey_core::{ApiClientId, DisplayName, OrgId, Role, UserId};
 use serde::Serialize;
 use sqlx::FromRow;
 use time::OffsetDateTime;
@@ -144,8 +144,11 @@ pub struct TokenState {
     pub revoked: bool,
 }
 
-pub async fn token_state(tx: &mut OrgTx, id: ApiClientId) -> Result<Option<TokenState>> {
-    let org = tx.org();
+/// Owner connection: a pre-authentication lookup by the API client's id (see the crate docs),
+/// filtered by the organization the verified token names. One autocommit statement instead of
+/// an organization transaction (BEGIN, role and organization, query, COMMIT): it runs before
+/// every API request.
+pub async fn token_state(store: &Store, org: OrgId, id: ApiClientId) -> Result<Option<TokenState>> {
     // Record use at most once a minute, so polling clients do not write on every request.
     Ok(sqlx::query_as(
         "WITH touched AS (
@@ -156,6 +159,6 @@ pub async fn token_state(tx: &mut OrgTx, id: ApiClientId) -> Result<Option<Token
     )
     .bind(org.0)
     .bind(id.0)
-    .fetch_optional(tx.conn())
+    .fetch_optional(store.system())
     .await?)
 }

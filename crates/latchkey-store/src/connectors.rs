@@ -147,6 +147,45 @@ pub async fn owners(tx: &mut OrgTx, id: Uuid) -> Result<Vec<Owner>> {
     .await?)
 }
 
+/// The owners (as [`owners`]) and whether a secret is stored at `secret`, in one statement:
+/// every connector view needs both.
+pub async fn owners_and_secret(
+    tx: &mut OrgTx,
+    id: Uuid,
+    secret: crate::secrets::SecretRef<'_>,
+) -> Result<(Vec<Owner>, bool)> {
+    let org = tx.org();
+    // One row per owner, or one row of NULLs when there is none; the flag on every row.
+    let rows: Vec<(bool, Option<Uuid>, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT s.secret_set, u.id, u.display_name, u.email
+           FROM (SELECT EXISTS (SELECT 1 FROM encrypted_secrets
+                                 WHERE org_id = $1 AND owner_table = $3 AND owner_id = $4 AND field = $5)
+                   AS secret_set) s
+           LEFT JOIN (connector_owners o JOIN users u ON u.id = o.user_id)
+             ON o.org_id = $1 AND o.connector_id = $2
+          ORDER BY lower(u.display_name), u.id",
+    )
+    .bind(org.0)
+    .bind(id)
+    .bind(secret.owner_table)
+    .bind(secret.owner_id)
+    .bind(secret.field)
+    .fetch_all(tx.conn())
+    .await?;
+    let secret_set = rows.first().is_some_and(|r| r.0);
+    let owners = rows
+        .into_iter()
+        .filter_map(|(_, user_id, display_name, email)| {
+            Some(Owner {
+                user_id: user_id?,
+                display_name: display_name?,
+                email: email?,
+            })
+        })
+        .collect();
+    Ok((owners, secret_set))
+}
+
 pub async fn is_owner(tx: &mut OrgTx, id: Uuid, user: UserId) -> Result<bool> {
     let org = tx.org();
     Ok(sqlx::query_scalar(

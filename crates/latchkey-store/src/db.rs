@@ -91,15 +91,19 @@ impl Store {
 
     /// A transaction confined to one organization by row-level security.
     pub async fn org_tx(&self, org: OrgId) -> Result<OrgTx> {
-        let mut tx = self.pool.begin().await?;
-        // `SET LOCAL ROLE latchkey_app` and the organization in one round trip: this runs at
-        // the start of nearly every request (twice for an API call), so it is worth one query.
-        sqlx::query(
-            "SELECT set_config('role', 'latchkey_app', true), set_config('app.org_id', $1, true)",
-        )
-        .bind(org.to_string())
-        .execute(&mut *tx)
-        .await?;
+        // `SET LOCAL ROLE latchkey_app`, the organization and BEGIN in one round trip (one
+        // simple-protocol message): this starts nearly every request. The settings come first,
+        // in the message's implicit transaction, which BEGIN then makes the explicit one, so
+        // they hold until COMMIT; if they fail, nothing has begun and the connection goes back
+        // to the pool clean (sqlx fails the call when the connection is not in a transaction
+        // afterwards). The organization is a UUID we format, so it cannot leave its quotes.
+        let tx = self
+            .pool
+            .begin_with(sqlx::AssertSqlSafe(format!(
+                "SELECT set_config('role', 'latchkey_app', true), set_config('app.org_id', '{}', true); BEGIN",
+                org.0.as_hyphenated()
+            )))
+            .await?;
         Ok(OrgTx { tx, org })
     }
 

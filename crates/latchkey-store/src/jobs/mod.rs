@@ -550,6 +550,24 @@ pub async fn get(tx: &mut OrgTx, id: JobId) -> Result<Job> {
     row.ok_or(StoreError::NotFound)?.try_into()
 }
 
+/// Several of the organization's jobs in one statement (those that exist; any order). A
+/// connector's view names two (its last sync and last connection test).
+pub async fn get_many(tx: &mut OrgTx, ids: &[JobId]) -> Result<Vec<Job>> {
+    if ids.is_empty() {
+        return Ok(vec![]);
+    }
+    let org = tx.org();
+    let ids: Vec<Uuid> = ids.iter().map(|j| j.0).collect();
+    let rows: Vec<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE org_id = $1 AND id = ANY($2)"
+    )))
+    .bind(org.0)
+    .bind(ids)
+    .fetch_all(tx.conn())
+    .await?;
+    rows.into_iter().map(Job::try_from).collect()
+}
+
 /// Any job, whatever its organization. Owner connection: for the worker and operators.
 pub async fn get_any(store: &Store, id: JobId) -> Result<Job> {
     let row: Option<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(

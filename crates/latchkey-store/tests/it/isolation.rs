@@ -173,3 +173,69 @@ async fn every_org_owned_table_has_row_level_security() {
         "expected the org-owned tables to be found, got {protected}"
     );
 }
+
+/// `org_tx` sets the role and the organization in the same message as its BEGIN: they hold
+/// for every statement of the transaction, end with it (the pooled connection goes back as the
+/// owner, with no organization), and a transaction that fails to start leaves the connection
+/// usable.
+#[tokio::test]
+async fn an_org_transaction_keeps_its_role_and_org_until_it_ends_and_leaks_neither() {
+    let db = TestDb::new().await;
+    let a = org(&db, "alpha").await;
+    // One connection, so every step below runs on the same one.
+    let mut cfg = latchkey_store::DbConfig::new(db.url.clone());
+    cfg.max_connections = 1;
+    let store = latchkey_store::Store::connect(&cfg).await.unwrap();
+    let who = "SELECT current_user::text, coalesce(current_setting('app.org_id', true), '')";
+
+    for end in ["commit", "drop"] {
+        let mut tx = store.org_tx(a).await.unwrap();
+        for _ in 0..2 {
+            let (user, org): (String, String) =
+                sqlx::query_as(who).fetch_one(tx.conn()).await.unwrap();
+            assert_eq!((user.as_str(), org), ("latchkey_app", a.to_string()));
+        }
+        // now() is the transaction's start: the same across statements only inside one.
+        let started: time::OffsetDateTime = sqlx::query_scalar("SELECT now() FROM pg_sleep(0.01)")
+            .fetch_one(tx.conn())
+            .await
+            .unwrap();
+        let again: time::OffsetDateTime = sqlx::query_scalar("SELECT now() FROM pg_sleep(0.01)")
+            .fetch_one(tx.conn())
+            .await
+            .unwrap();
+        assert_eq!(started, again, "the statements share one transaction");
+        if end == "commit" {
+            tx.commit().await.unwrap();
+        } else {
+            drop(tx);
+        }
+        let (user, org): (String, String) =
+            sqlx::query_as(who).fetch_one(store.system()).await.unwrap();
+        assert_ne!(user, "latchkey_app", "after {end}");
+        assert_eq!(org, "", "after {end}");
+    }
+
+    // A transaction that cannot start (here: its settings fail) leaves no transaction open.
+    let mut conn = store.system().acquire().await.unwrap();
+    let failed = sqlx::Connection::begin_with(
+        &mut *conn,
+        "SELECT set_config('role', 'no_such_role_here', true); BEGIN",
+    )
+    .await
+    .is_err();
+    assert!(failed);
+    let open: bool = sqlx::query_scalar("SELECT 1 = 1")
+        .fetch_one(&mut *conn)
+        .await
+        .map(|_: bool| false)
+        .unwrap_or(true);
+    assert!(
+        !open,
+        "the connection is not left in an aborted transaction"
+    );
+    drop(conn);
+    let mut tx = store.org_tx(a).await.unwrap();
+    let (user, _): (String, String) = sqlx::query_as(who).fetch_one(tx.conn()).await.unwrap();
+    assert_eq!(user, "latchkey_app");
+}

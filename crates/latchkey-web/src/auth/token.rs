@@ -173,9 +173,7 @@ impl FromRequestParts<AppState> for ApiPrincipal {
         let claims = state.tokens.verify(token.trim())?;
         let org = OrgId(claims.org);
         let client = ApiClientId(claims.sub);
-        let mut tx = state.store.org_tx(org).await?;
-        let current = latchkey_store::api_clients::token_state(&mut tx, client).await?;
-        tx.commit().await?;
+        let current = latchkey_store::api_clients::token_state(&state.store, org, client).await?;
         match current {
             Some(s) if !s.revoked && s.generation == claims.generation => {
                 let span = tracing::Span::current();

@@ -1,8 +1,7 @@
 //! The JSON view of a connector shared by the API and the pages (never the secret).
 
 use latchkey_store::connectors::{self, Connector, Owner};
-use latchkey_store::jobs::{self as queue, JobId};
-use latchkey_store::secrets;
+use latchkey_store::jobs::{self as queue, Job, JobId};
 use latchkey_store::{OrgTx, Result};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -45,29 +44,33 @@ fn rfc3339(t: Option<time::OffsetDateTime>) -> Value {
     .unwrap_or(Value::Null)
 }
 
-async fn job_summary(tx: &mut OrgTx, id: Option<Uuid>) -> Result<Option<Value>> {
-    let Some(id) = id else { return Ok(None) };
-    match queue::get(tx, JobId(id)).await {
-        Ok(job) => Ok(Some(json!({
-            "job_id": job.id,
-            "status": job.status,
-            "started_at": rfc3339(job.started_at),
-            "finished_at": rfc3339(job.finished_at),
-            "error": job.last_error,
-            "progress": job.progress,
-        }))),
-        Err(latchkey_store::StoreError::NotFound) => Ok(None),
-        Err(e) => Err(e),
-    }
+fn job_summary(jobs: &[Job], id: Option<Uuid>) -> Option<Value> {
+    let job = jobs.iter().find(|j| Some(j.id.as_uuid()) == id)?;
+    Some(json!({
+        "job_id": job.id,
+        "status": job.status,
+        "started_at": rfc3339(job.started_at),
+        "finished_at": rfc3339(job.finished_at),
+        "error": job.last_error,
+        "progress": job.progress,
+    }))
 }
 
 pub async fn connector_view(tx: &mut OrgTx, row: Connector) -> Result<ConnectorView> {
-    let owners = connectors::owners(tx, row.id).await?;
-    let secret_set = secrets::exists(
+    // Two statements for the owners, the secret flag and both last jobs: this view answers
+    // every status poll of a connector.
+    let (owners, secret_set) = connectors::owners_and_secret(
         tx,
+        row.id,
         latchkey_entra::onboarding::connection_test::secret_ref(row.id),
     )
     .await?;
+    let job_ids: Vec<JobId> = [row.last_sync_job_id, row.last_test_job_id]
+        .into_iter()
+        .flatten()
+        .map(JobId)
+        .collect();
+    let jobs = queue::get_many(tx, &job_ids).await?;
     let settings = row.settings.map(|mut s| {
         if let Value::Object(map) = &mut s {
             map.insert("client_secret_set".into(), Value::Bool(secret_set));
@@ -79,11 +82,11 @@ pub async fn connector_view(tx: &mut OrgTx, row: Connector) -> Result<ConnectorV
         }
         s
     });
-    let mut last_sync = job_summary(tx, row.last_sync_job_id).await?;
+    let mut last_sync = job_summary(&jobs, row.last_sync_job_id);
     if let Some(Value::Object(m)) = &mut last_sync {
         m.insert("synced_at".into(), rfc3339(row.last_sync_at));
     }
-    let last_test = job_summary(tx, row.last_test_job_id).await?;
+    let last_test = job_summary(&jobs, row.last_test_job_id);
     let self_hosted = if row.kind == crate::connector_agent::SELF_HOSTED {
         Some(crate::connector_agent::view(tx, row.id).await?)
     } else {
