@@ -156,7 +156,8 @@ pub async fn owners_and_secret(
 ) -> Result<(Vec<Owner>, bool)> {
     let org = tx.org();
     // One row per owner, or one row of NULLs when there is none; the flag on every row.
-    let rows: Vec<(bool, Option<Uuid>, Option<String>, Option<String>)> = sqlx::query_as(
+    type Row = (bool, Option<Uuid>, Option<String>, Option<String>);
+    let rows: Vec<Row> = sqlx::query_as(
         "SELECT s.secret_set, u.id, u.display_name, u.email
            FROM (SELECT EXISTS (SELECT 1 FROM encrypted_secrets
                                  WHERE org_id = $1 AND owner_table = $3 AND owner_id = $4 AND field = $5)
