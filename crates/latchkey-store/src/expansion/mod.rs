@@ -110,25 +110,38 @@ pub async fn drop_dangling_changes(
     .execute(tx.conn())
     .await?
     .rows_affected();
-    n += sqlx::query(
-        "UPDATE grants g SET deleted_at = now()
-          WHERE g.org_id = $1 AND g.connector_id = $2 AND g.deleted_at IS NULL AND NOT g.expanded
-            AND g.last_seen_run = $3
-            AND g.entitlement_id IN (SELECT e.id FROM entitlements e
-                                      WHERE e.org_id = $1 AND e.connector_id = $2
-                                        AND (e.resource_id IN (SELECT sync_resource_id($2, k) FROM unnest($4::text[]) AS k)
-                                             OR e.resource_id IN (SELECT r.id FROM resources r
-                                                                   WHERE r.org_id = $1 AND r.connector_id = $2 AND r.type = ANY($5))))
-            AND NOT EXISTS (SELECT 1 FROM resources r WHERE r.id = g.principal_id AND r.deleted_at IS NULL)",
+    // The entitlements the run reread, then their grants by index (a filter on the run alone
+    // would scan every grant of every connector).
+    let reread: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT e.id FROM entitlements e
+          WHERE e.org_id = $1 AND e.connector_id = $2
+            AND (e.resource_id IN (SELECT sync_resource_id($2, k) FROM unnest($3::text[]) AS k)
+                 OR e.resource_id IN (SELECT r.id FROM resources r
+                                       WHERE r.org_id = $1 AND r.connector_id = $2 AND r.type = ANY($4)))",
     )
     .bind(org.0)
     .bind(connector)
-    .bind(run)
     .bind(resource_keys)
     .bind(resource_types)
-    .execute(tx.conn())
-    .await?
-    .rows_affected();
+    .fetch_all(tx.conn())
+    .await?;
+    // A few dozen entitlements per statement: with thousands in one array the planner expects
+    // a large share of the table and scans all of it (seconds once it is out of cache).
+    for chunk in reread.chunks(64) {
+        n += sqlx::query(
+            "UPDATE grants g SET deleted_at = now()
+              WHERE g.org_id = $1 AND g.connector_id = $2 AND g.entitlement_id = ANY($4)
+                AND g.deleted_at IS NULL AND NOT g.expanded AND g.last_seen_run = $3
+                AND NOT EXISTS (SELECT 1 FROM resources r WHERE r.id = g.principal_id AND r.deleted_at IS NULL)",
+        )
+        .bind(org.0)
+        .bind(connector)
+        .bind(run)
+        .bind(chunk)
+        .execute(tx.conn())
+        .await?
+        .rows_affected();
+    }
     Ok(n)
 }
 

@@ -295,3 +295,60 @@ async fn keys_rotate_reencrypts_and_reports_counts() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("could not be decrypted"));
 }
+
+/// The environment variables the issue names, and every one the Kubernetes manifests in
+/// `deploy/kubernetes/` set (commented-out optional ones included), are settings that
+/// `latchkey connector --help` lists: a renamed or dropped variable breaks this test, not a
+/// customer's deployment.
+#[test]
+fn the_connector_help_lists_every_variable_the_issue_and_the_manifests_name() {
+    let help = stdout(&run(latchkey().args(["connector", "--help"])));
+    let mut names: Vec<String> = [
+        "LATCHKEY_URL",
+        "LATCHKEY_CLIENT_ID",
+        "LATCHKEY_CLIENT_SECRET",
+        "ENTRA_TENANT_ID",
+        "ENTRA_CLIENT_ID",
+        "ENTRA_CLIENT_SECRET",
+        "ENTRA_GRAPH_DOMAIN",
+        "ENTRA_LOGIN_AUTHORITY",
+        "LATCHKEY_PROVISIONING",
+        "ENTRA_SKIP_AD_GROUPS",
+        "ENTRA_FETCH_SIGN_IN_ACTIVITY",
+        "ENTRA_SCHEDULE_SCIM_PROVISIONING",
+        "ENTRA_DISABLE_AUDIT_FEED",
+    ]
+    .map(String::from)
+    .to_vec();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/kubernetes");
+    let mut from_manifests = 0;
+    for file in ["latchkey-connector-secrets.yaml", "latchkey-connector.yaml"] {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        for line in text.lines() {
+            let line = line
+                .trim_start_matches([' ', '#'])
+                .trim_start_matches("- name: ");
+            let name: String = line
+                .chars()
+                .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            let rest = &line[name.len()..];
+            if (name.starts_with("LATCHKEY_") || name.starts_with("ENTRA_"))
+                && (rest.starts_with(':') || rest.is_empty())
+            {
+                from_manifests += 1;
+                names.push(name);
+            }
+        }
+    }
+    assert!(
+        from_manifests >= 14,
+        "manifests name {from_manifests} variables"
+    );
+    for name in names {
+        assert!(
+            help.contains(&name),
+            "`latchkey connector --help` does not list {name}"
+        );
+    }
+}
