@@ -904,29 +904,7 @@ async fn provision_result(
             format!("The change could not be verified: {why}."),
         ),
     };
-    worker::append_log(
-        &state.store,
-        lease,
-        level,
-        &line,
-        &json!({"task_id": planned.task_id}),
-    )
-    .await?;
-    let status = match recorded {
-        Recorded::Succeeded => {
-            worker::complete(&state.store, &[*lease]).await?;
-            "succeeded"
-        }
-        Recorded::Failed => {
-            worker::finish(&state.store, lease, JobStatus::Failed, Some(&line)).await?;
-            "failed"
-        }
-        Recorded::Retry => {
-            worker::retry_later(&state.store, lease, RETRY_DELAY, &line).await?;
-            "retrying"
-        }
-    };
-    Ok(Json(json!({"status": status})))
+    settle_task(state, lease, planned.task_id, recorded, level, &line).await
 }
 
 async fn account_result(
@@ -972,12 +950,25 @@ async fn account_result(
             format!("The change could not be verified: {why}."),
         ),
     };
+    settle_task(state, lease, planned.task_id, recorded, level, &line).await
+}
+
+/// Logs what became of a provisioning or account task on its job and ends the job accordingly
+/// (done, failed, or retried later); answers the connector with that status.
+async fn settle_task(
+    state: &AppState,
+    lease: &Lease,
+    task_id: Uuid,
+    recorded: Recorded,
+    level: LogLevel,
+    line: &str,
+) -> Result<Json<Value>, ApiError> {
     worker::append_log(
         &state.store,
         lease,
         level,
-        &line,
-        &json!({"task_id": planned.task_id}),
+        line,
+        &json!({"task_id": task_id}),
     )
     .await?;
     let status = match recorded {
@@ -986,11 +977,11 @@ async fn account_result(
             "succeeded"
         }
         Recorded::Failed => {
-            worker::finish(&state.store, lease, JobStatus::Failed, Some(&line)).await?;
+            worker::finish(&state.store, lease, JobStatus::Failed, Some(line)).await?;
             "failed"
         }
         Recorded::Retry => {
-            worker::retry_later(&state.store, lease, RETRY_DELAY, &line).await?;
+            worker::retry_later(&state.store, lease, RETRY_DELAY, line).await?;
             "retrying"
         }
     };

@@ -271,21 +271,13 @@ async fn run_provision(
         VerifyPolicy::default(),
     )
     .await;
-    let body = Body::Json(json!({ "provision": outcome }));
-    let r = client
-        .call(
-            Method::POST,
-            &format!("tasks/{}/result", task.id),
-            Some(task.lease),
-            &body,
-        )
-        .await;
-    held.remove(task.id);
-    let a = r?;
-    if !a.status.is_success() {
-        tracing::warn!(status = %a.status, "Latchkey did not take the task's result: {}", a.message());
-    }
-    Ok(())
+    report_result(
+        client,
+        held,
+        task,
+        Body::Json(json!({ "provision": outcome })),
+    )
+    .await
 }
 
 async fn run_account(
@@ -308,7 +300,22 @@ async fn run_account(
         VerifyPolicy::default(),
     )
     .await;
-    let body = Body::Json(json!({ "account": outcome }));
+    report_result(
+        client,
+        held,
+        task,
+        Body::Json(json!({ "account": outcome })),
+    )
+    .await
+}
+
+/// Sends a provisioning or account task's outcome and lets go of the task's lease.
+async fn report_result(
+    client: &Arc<Client>,
+    held: &Held,
+    task: &TaskOut,
+    body: Body,
+) -> anyhow::Result<()> {
     let r = client
         .call(
             Method::POST,
