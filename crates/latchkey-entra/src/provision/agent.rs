@@ -249,6 +249,23 @@ async fn provisioned(
     provisioning::add_event(tx, task.id, ACTOR, "provisioned", Some(note)).await
 }
 
+/// The task a connector's outcome is for, or — when an earlier result already settled it (a
+/// repeated report) — what was recorded then.
+pub(super) async fn unsettled(
+    tx: &mut OrgTx,
+    task_id: Uuid,
+) -> Result<Result<provisioning::Task, Recorded>, StoreError> {
+    let task = provisioning::get_task(tx, task_id).await?;
+    if !task.is_final() {
+        return Ok(Ok(task));
+    }
+    Ok(Err(if task.status == "succeeded" {
+        Recorded::Succeeded
+    } else {
+        Recorded::Failed
+    }))
+}
+
 /// Records the connector's outcome of `planned` (re-planned by the caller from the same task)
 /// as a hosted task records its own. `attempts_left`: whether a transient failure is retried.
 pub async fn record(
@@ -258,14 +275,10 @@ pub async fn record(
     outcome: &Outcome,
     attempts_left: bool,
 ) -> Result<Recorded, StoreError> {
-    let task = provisioning::get_task(tx, planned.task_id).await?;
-    if task.is_final() {
-        return Ok(if task.status == "succeeded" {
-            Recorded::Succeeded
-        } else {
-            Recorded::Failed
-        });
-    }
+    let task = match unsettled(tx, planned.task_id).await? {
+        Ok(task) => task,
+        Err(recorded) => return Ok(recorded),
+    };
     let step = &planned.step;
     match outcome {
         Outcome::Refused { why } => {

@@ -24,7 +24,7 @@ use super::account_job::created_or_ours;
 use super::accounts::{
     AccountError, Expect, NewAccount, deprovision, generate_password, read_back, set_manager,
 };
-use super::agent::{ACTOR, PROVISIONING_OFF, Prepared, Recorded, refuse};
+use super::agent::{ACTOR, PROVISIONING_OFF, Prepared, Recorded, refuse, unsettled};
 use super::write::VerifyPolicy;
 use crate::graph::GraphClient;
 use crate::sync::map;
@@ -415,14 +415,10 @@ pub async fn record(
     outcome: &AccountOutcome,
     attempts_left: bool,
 ) -> Result<Recorded, StoreError> {
-    let task = provisioning::get_task(tx, planned.task_id).await?;
-    if task.is_final() {
-        return Ok(if task.status == "succeeded" {
-            Recorded::Succeeded
-        } else {
-            Recorded::Failed
-        });
-    }
+    let task = match unsettled(tx, planned.task_id).await? {
+        Ok(task) => task,
+        Err(recorded) => return Ok(recorded),
+    };
     match outcome {
         AccountOutcome::Refused { why } => {
             // Nothing was sent to Graph in this attempt; a password an earlier attempt was
