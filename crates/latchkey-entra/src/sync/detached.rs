@@ -444,6 +444,7 @@ pub async fn run(
             kind: Some(SyncKind::Full),
             ..Checkpoint::default()
         }),
+        saves: Default::default(),
     };
     run.info("Starting a full sync").await?;
     super::full(&run).await?;

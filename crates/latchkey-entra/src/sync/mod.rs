@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 use tracing::Instrument;
@@ -299,6 +300,18 @@ struct Run<'a> {
     options: SyncOptions,
     /// Shared by the phases running concurrently; never held across an await.
     cp: Mutex<Checkpoint>,
+    saves: SaveOrder,
+}
+
+/// Keeps checkpoint saves in snapshot order: phases save concurrently, and an older snapshot
+/// written after a newer one would take the checkpoint back (a resume would then redo
+/// finished phases).
+#[derive(Default)]
+struct SaveOrder {
+    /// Numbers the snapshots, taken under the checkpoint's lock so numbers follow its order.
+    taken: AtomicU64,
+    /// The number of the last snapshot saved; held while saving.
+    saved: tokio::sync::Mutex<u64>,
 }
 
 fn add_stats(a: RequestStats, b: RequestStats) -> RequestStats {
@@ -460,15 +473,25 @@ impl<'a> Run<'a> {
 
     async fn save(&self) -> Result<(), SyncError> {
         let requests = self.requests();
-        let (snapshot, progress) = {
-            let mut cp = self.cp().clone();
+        let (number, snapshot, progress) = {
+            let guard = self.cp();
+            let number = self.saves.taken.fetch_add(1, Ordering::Relaxed) + 1;
+            let mut cp = guard.clone();
+            drop(guard);
             cp.prior = requests;
             let progress = json!({"phases_done": cp.done, "counts": cp.counts});
             (
+                number,
                 serde_json::to_value(&cp).map_err(|e| JobError::permanent(e.to_string()))?,
                 progress,
             )
         };
+        let mut saved = self.saves.saved.lock().await;
+        if *saved > number {
+            // A newer snapshot is already saved; this one would take the checkpoint back.
+            return Ok(());
+        }
+        *saved = number;
         match &self.out {
             Out::Hosted { job, .. } => {
                 job.checkpoint(snapshot).await?;
@@ -668,6 +691,7 @@ impl SyncHandler {
             settings,
             options: self.options,
             cp: Mutex::new(cp),
+            saves: SaveOrder::default(),
         };
         let result = match kind {
             SyncKind::Full => full(&run).await,
