@@ -462,7 +462,10 @@ fn expand_rel(r: &GReq, allowed: &[&str], type_name: &str) -> Result<Option<Stri
 fn write_links_inline(out: &mut Vec<u8>, d: &Directory, key: &str, links: &[ObjRef], r: &GReq) {
     // Inline expansion is truncated without a next link; v1.0 also drops service principals.
     out.pop();
-    out.extend_from_slice(b",\"");
+    if out.last() != Some(&b'{') {
+        out.push(b',');
+    }
+    out.push(b'"');
     out.extend_from_slice(key.as_bytes());
     out.extend_from_slice(b"\":[");
     let sel = MixedSelect {

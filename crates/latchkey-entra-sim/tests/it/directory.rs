@@ -377,6 +377,33 @@ async fn expand_is_truncated_without_a_next_link() {
 }
 
 #[tokio::test]
+async fn service_principal_owners_expand_inline_as_the_owners_endpoint_lists_them() {
+    let t = T::new().await;
+    let sps = t
+        .get_all(
+            "/beta/servicePrincipals?$select=id&$expand=owners($select=id)",
+            false,
+        )
+        .await;
+    assert!(!sps.is_empty());
+    let mut with_owners = 0;
+    for sp in &sps {
+        let inline = sp["owners"].as_array().unwrap_or_else(|| panic!("{sp}"));
+        let id = sp["id"].as_str().unwrap();
+        let all = t
+            .get_all(
+                &format!("/beta/servicePrincipals/{id}/owners?$select=id"),
+                false,
+            )
+            .await;
+        let ids = |v: &[Value]| v.iter().map(|o| o["id"].clone()).collect::<Vec<_>>();
+        assert_eq!(ids(inline), ids(&all[..all.len().min(20)]), "{id}");
+        with_owners += usize::from(!inline.is_empty());
+    }
+    assert!(with_owners > 0, "no service principal has owners");
+}
+
+#[tokio::test]
 async fn service_principals_managed_identities_and_assignments() {
     let t = T::new().await;
     let truth = t.sim.truth();
