@@ -11,6 +11,7 @@ use latchkey_entra::sync::{fetch, map};
 use latchkey_entra::{Endpoints, OutboundPolicy};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use std::sync::OnceLock;
 
 /// The largest huge page built from one item (Graph pages are a few MiB at most).
@@ -70,10 +71,15 @@ fn body(bytes: &[u8]) {
             }
             items(&page.items);
         }
-        if let Ok(v) = serde_json::from_slice::<Value>(bytes) {
+        if let Ok(raw) = serde_json::from_slice::<Box<RawValue>>(bytes) {
             for version in [ApiVersion::V1, ApiVersion::Beta] {
-                if let Ok(p) = fetch::parse_page(e, version, Some(v.clone())) {
+                if let Ok(p) = fetch::parse_page::<Value>(e, version, Some(&raw)) {
                     items(&p.items);
+                }
+                if let Ok(p) = fetch::parse_page::<map::GroupMembers>(e, version, Some(&raw)) {
+                    for g in &p.items {
+                        let _ = (g.current_id(true), g.added().count());
+                    }
                 }
             }
         }
@@ -83,7 +89,7 @@ fn body(bytes: &[u8]) {
             for value in a.headers.values() {
                 let _ = parse_retry_after(value);
             }
-            let raw = a.body.as_ref().map(|b| b.to_string()).unwrap_or_default();
+            let raw = a.body.as_ref().map(|b| b.get().to_string()).unwrap_or_default();
             let err = map_error(
                 a.status,
                 raw.as_bytes(),
@@ -93,8 +99,8 @@ fn body(bytes: &[u8]) {
                 None,
             );
             let _ = (err.to_string(), err.is_transient(), err.code());
-            if let Some(b) = &a.body {
-                items(std::slice::from_ref(b));
+            if let Some(b) = a.value() {
+                items(std::slice::from_ref(&b));
             }
         }
     }

@@ -407,6 +407,7 @@ async fn run(full: bool) {
         peak / 1024,
         peak.saturating_sub(base_rss) / 1024
     );
+    print_timeline(&b, run.id).await;
     if !skip("floor") {
         let (rows, floor) = b.copy_floor(a).await;
         println!(
@@ -441,17 +442,17 @@ async fn incremental(b: &Bench, a: Uuid, requests: u64, took: Duration) {
         100.0 * inc_requests as f64 / requests.max(1) as f64,
         100.0 * inc_took.as_secs_f64() / took.as_secs_f64()
     );
+    print_timeline(b, inc.id).await;
+}
+
+/// Where the time of the sync `job` went: every log line of the run, seconds after the first.
+async fn print_timeline(b: &Bench, job: Uuid) {
     let mut tx = b.store().org_tx(b.org).await.unwrap();
-    let logs = latchkey_store::jobs::logs(
-        &mut tx,
-        latchkey_store::jobs::JobId(inc.id),
-        None,
-        Some(1000),
-    )
-    .await
-    .unwrap();
+    let logs =
+        latchkey_store::jobs::logs(&mut tx, latchkey_store::jobs::JobId(job), None, Some(1000))
+            .await
+            .unwrap();
     tx.commit().await.unwrap();
-    // Where the time went: every log line of the run, seconds after the first.
     let start = logs.first().map(|l| l.at);
     for l in &logs {
         let after = start.map(|s| (l.at - s).as_seconds_f64()).unwrap_or(0.0);

@@ -14,7 +14,7 @@
 //! * a 401 gets one fresh token and one more try (a token that expired mid-run).
 //! * tokens, secrets and `$skiptoken`s are never logged ([`redact_url`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,6 +26,7 @@ use http::{HeaderMap, Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use url::Url;
 
 use crate::auth::{AuthError, TokenProvider};
@@ -303,23 +304,48 @@ pub fn decode_page<T: DeserializeOwned>(
 /// their status. Answers without a string id cannot be matched to a request and are left out;
 /// a status that is not an HTTP status reads as 0 (an error).
 pub fn decode_batch(body: &[u8]) -> Result<Vec<BatchResponse>, GraphError> {
-    let parsed: Value =
+    // Answers are sliced out of the envelope and their bodies kept as JSON text: a page is
+    // parsed once, by whoever reads it, into what it needs (an envelope of 20 pages parsed into
+    // `Value`s would be the largest thing a sync holds).
+    #[derive(Deserialize)]
+    struct Envelope<'a> {
+        #[serde(borrow, default)]
+        responses: Option<&'a RawValue>,
+    }
+    #[derive(Deserialize)]
+    struct Answer {
+        #[serde(default)]
+        id: Option<Value>,
+        #[serde(default)]
+        status: Option<Value>,
+        #[serde(default)]
+        headers: Option<Value>,
+        #[serde(default)]
+        body: Option<Box<RawValue>>,
+    }
+    let parsed: Envelope =
         serde_json::from_slice(body).map_err(|e| GraphError::Decode(e.to_string()))?;
-    let Some(items) = parsed.get("responses").and_then(Value::as_array) else {
+    let Some(items) = parsed
+        .responses
+        .and_then(|r| serde_json::from_str::<Vec<&RawValue>>(r.get()).ok())
+    else {
         return Ok(Vec::new());
     };
     Ok(items
-        .iter()
-        .filter_map(|item| {
-            let id = item.get("id").and_then(Value::as_str)?.to_string();
+        .into_iter()
+        .filter_map(|raw| {
+            let item: Answer = serde_json::from_str(raw.get()).ok()?;
+            let id = item.id.as_ref().and_then(Value::as_str)?.to_string();
             let status = item
-                .get("status")
+                .status
+                .as_ref()
                 .and_then(Value::as_u64)
                 .and_then(|s| u16::try_from(s).ok())
                 .filter(|s| (100..=599).contains(s))
                 .unwrap_or(0);
             let headers = item
-                .get("headers")
+                .headers
+                .as_ref()
                 .and_then(Value::as_object)
                 .map(|h| {
                     h.iter()
@@ -327,7 +353,7 @@ pub fn decode_batch(body: &[u8]) -> Result<Vec<BatchResponse>, GraphError> {
                         .collect()
                 })
                 .unwrap_or_default();
-            let body = item.get("body").cloned().filter(|b| !b.is_null());
+            let body = item.body.filter(|b| b.get() != "null");
             Some(BatchResponse {
                 id,
                 status,
@@ -803,19 +829,25 @@ impl BatchRequest {
     }
 }
 
-/// One answer inside a `$batch` (successful: 2xx).
-#[derive(Debug, Clone, PartialEq)]
+/// One answer inside a `$batch` (successful: 2xx). The body stays JSON text until read.
+#[derive(Debug, Clone)]
 pub struct BatchResponse {
     pub id: String,
     pub status: u16,
     pub headers: BTreeMap<String, String>,
-    pub body: Option<Value>,
+    pub body: Option<Box<RawValue>>,
 }
 
 impl BatchResponse {
+    /// The body read as `T` (no body reads as JSON `null`).
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, GraphError> {
-        serde_json::from_value(self.body.clone().unwrap_or(Value::Null))
+        serde_json::from_str(self.body.as_deref().map_or("null", RawValue::get))
             .map_err(|e| GraphError::Decode(e.to_string()))
+    }
+
+    /// The body as a JSON value, if there is one.
+    pub fn value(&self) -> Option<Value> {
+        self.json::<Option<Value>>().ok().flatten()
     }
 }
 
@@ -1104,13 +1136,18 @@ impl GraphClient {
                     repeatable,
                 )
                 .await?;
-            let responses = decode_batch(&bytes)?;
+            let mut responses: HashMap<String, BatchResponse> = HashMap::new();
+            for answer in decode_batch(&bytes)? {
+                // The first answer for an id is the one taken.
+                responses.entry(answer.id.clone()).or_insert(answer);
+            }
+            drop(bytes);
             let mut retry: Vec<usize> = Vec::new();
             let mut wait: Option<Duration> = None;
             let mut last_status = 0u16;
             for &i in &pending {
                 let r = &requests[i];
-                let Some(item) = responses.iter().find(|x| x.id == r.id) else {
+                let Some(item) = responses.remove(&r.id) else {
                     results[i] = Some(Err(GraphError::Decode(format!(
                         "$batch answer has no response for request '{}'",
                         r.id
@@ -1122,7 +1159,7 @@ impl GraphClient {
                     headers,
                     body,
                     ..
-                } = item.clone();
+                } = item;
                 if (200..300).contains(&status) {
                     results[i] = Some(Ok(BatchResponse {
                         id: r.id.clone(),
@@ -1154,7 +1191,7 @@ impl GraphClient {
                 }
                 let bytes = body
                     .as_ref()
-                    .map(|b| b.to_string().into_bytes())
+                    .map(|b| b.get().as_bytes().to_vec())
                     .unwrap_or_default();
                 let (path, query) = r
                     .url

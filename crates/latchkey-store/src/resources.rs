@@ -67,7 +67,7 @@ pub const RESOURCE_TYPES: &[&str] = &[
     "managed_identity",
 ];
 
-fn dedup_by<T, K: Ord>(rows: &[T], key: impl Fn(&T) -> K) -> Vec<&T> {
+fn dedup_by<'a, T, K: Ord>(rows: &'a [T], key: impl Fn(&'a T) -> K) -> Vec<&'a T> {
     // A page may hold the same object twice (a big group split over several delta
     // appearances); one statement may not update a row twice.
     let mut seen: BTreeMap<K, usize> = BTreeMap::new();
@@ -90,7 +90,7 @@ pub async fn upsert_resources(
     if rows.is_empty() {
         return Ok(0);
     }
-    let rows = dedup_by(rows, |r| r.key.clone());
+    let rows = dedup_by(rows, |r| r.key.as_str());
     let types: Vec<&str> = rows.iter().map(|r| r.rtype).collect();
     let keys: Vec<&str> = rows.iter().map(|r| r.key.as_str()).collect();
     let exts: Vec<&str> = rows.iter().map(|r| r.external_id.as_str()).collect();
@@ -138,7 +138,7 @@ pub async fn upsert_entitlements(
     if rows.is_empty() {
         return Ok(0);
     }
-    let rows = dedup_by(rows, |r| (r.resource_key.clone(), r.slug.clone()));
+    let rows = dedup_by(rows, |r| (r.resource_key.as_str(), r.slug.as_str()));
     let keys: Vec<&str> = rows.iter().map(|r| r.resource_key.as_str()).collect();
     let slugs: Vec<&str> = rows.iter().map(|r| r.slug.as_str()).collect();
     let names: Vec<&str> = rows.iter().map(|r| r.display_name.as_str()).collect();
@@ -161,8 +161,26 @@ pub async fn upsert_entitlements(
     .rows_affected())
 }
 
+/// Grants written by one statement: a page of 999 groups' members (up to a million rows)
+/// goes in slices, so the statement's arrays stay small.
+const GRANTS_PER_STATEMENT: usize = 10_000;
+
 /// Inserts or refreshes direct grants (except rows provisioning wrote after `run` started).
+/// The same grant twice: the last one counts.
 pub async fn upsert_grants(
+    tx: &mut OrgTx,
+    connector: Uuid,
+    run: Uuid,
+    rows: &[GrantRow],
+) -> Result<u64> {
+    let mut written = 0;
+    for slice in rows.chunks(GRANTS_PER_STATEMENT) {
+        written += upsert_grant_slice(tx, connector, run, slice).await?;
+    }
+    Ok(written)
+}
+
+async fn upsert_grant_slice(
     tx: &mut OrgTx,
     connector: Uuid,
     run: Uuid,
@@ -173,11 +191,11 @@ pub async fn upsert_grants(
     }
     let rows = dedup_by(rows, |r| {
         (
-            r.resource_key.clone(),
-            r.slug.clone(),
-            r.principal_key.clone(),
-            r.source.clone(),
-            r.external_id.clone(),
+            r.resource_key.as_str(),
+            r.slug.as_str(),
+            r.principal_key.as_str(),
+            r.source.as_str(),
+            r.external_id.as_str(),
         )
     });
     let keys: Vec<&str> = rows.iter().map(|r| r.resource_key.as_str()).collect();

@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use http::{HeaderValue, Method, Request, StatusCode};
+use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use tower::ServiceExt;
 
@@ -68,7 +70,7 @@ pub(crate) async fn batch(st: &Arc<State>, r: &GReq) -> GResult {
             "Batch router not ready.",
         ));
     };
-    let mut responses = Vec::new();
+    let mut responses = Answers::default();
     let mut statuses: Vec<(String, u64)> = Vec::new();
     for (req, id) in requests.iter().zip(ids) {
         // Requests run in order; one whose dependency failed is answered 424, as Graph does.
@@ -153,12 +155,56 @@ pub(crate) async fn batch(st: &Arc<State>, r: &GReq) -> GResult {
             .await
             .unwrap_or_default();
         statuses.push((id.clone(), status as u64));
-        let mut item = json!({"id": id, "status": status, "headers": headers});
-        if !bytes.is_empty() {
-            item["body"] = serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| json!(String::from_utf8_lossy(&bytes)));
-        }
-        responses.push(item);
+        // A JSON body goes into the envelope as it is (as text: a page of 999 groups with
+        // their members parsed into values would take hundreds of MB); anything else as a string.
+        let body = (!bytes.is_empty()).then(|| {
+            String::from_utf8(bytes.to_vec())
+                .ok()
+                .and_then(|text| RawValue::from_string(text).ok())
+                .unwrap_or_else(|| {
+                    serde_json::value::to_raw_value(&String::from_utf8_lossy(&bytes))
+                        .unwrap_or_default()
+                })
+        });
+        drop(bytes);
+        responses.push_raw(Answer {
+            id: &id,
+            status,
+            headers: &headers,
+            body,
+        });
     }
-    ok(json!({"responses": responses}).to_string().into_bytes())
+    ok(serde_json::to_vec(&Envelope {
+        responses: &responses.0,
+    })
+    .unwrap_or_default())
+}
+
+/// One answer of the envelope.
+#[derive(Serialize)]
+struct Answer<'a> {
+    id: &'a str,
+    status: u16,
+    headers: &'a Map<String, Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body: Option<Box<RawValue>>,
+}
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    responses: &'a [Box<RawValue>],
+}
+
+/// The envelope's answers, each already JSON text.
+#[derive(Default)]
+struct Answers(Vec<Box<RawValue>>);
+
+impl Answers {
+    fn push(&mut self, answer: Value) {
+        self.0.extend(serde_json::value::to_raw_value(&answer).ok());
+    }
+
+    fn push_raw(&mut self, answer: Answer<'_>) {
+        self.0.extend(serde_json::value::to_raw_value(&answer).ok());
+    }
 }

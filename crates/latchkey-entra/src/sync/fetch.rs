@@ -7,22 +7,25 @@ use crate::graph::{ApiVersion, BatchRequest, GraphClient, GraphError};
 use futures::StreamExt;
 use http::Method;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use std::collections::BTreeMap;
 
-/// One page of a collection read through `$batch`: items and where the next page (or, on the
+/// One page of a collection read through `$batch`: items (JSON values unless the reader asks
+/// for a type of its own, which keeps big pages compact) and where the next page (or, on the
 /// last page of a delta query, the next round) is, relative to the version root.
-#[derive(Debug, Default)]
-pub struct RelPage {
-    pub items: Vec<Value>,
+#[derive(Debug)]
+pub struct RelPage<T = Value> {
+    pub items: Vec<T>,
     pub next: Option<String>,
     pub delta: Option<String>,
 }
 
 #[derive(Deserialize)]
-struct RawPage {
-    #[serde(default)]
-    value: Vec<Value>,
+struct RawPage<T> {
+    #[serde(default = "Vec::new")]
+    value: Vec<T>,
     #[serde(rename = "@odata.nextLink", default)]
     next_link: Option<String>,
     #[serde(rename = "@odata.deltaLink", default)]
@@ -64,12 +67,12 @@ fn request(id: usize, rel: &str, page_size: Option<u32>) -> BatchRequest {
 
 /// Reads a page answered inside a `$batch` (its links relative to the version root of
 /// `endpoints`' Graph).
-pub fn parse_page(
+pub fn parse_page<T: DeserializeOwned>(
     endpoints: &Endpoints,
     version: ApiVersion,
-    body: Option<Value>,
-) -> Result<RelPage, GraphError> {
-    let raw: RawPage = serde_json::from_value(body.unwrap_or(Value::Null))
+    body: Option<&RawValue>,
+) -> Result<RelPage<T>, GraphError> {
+    let raw: RawPage<T> = serde_json::from_str(body.map_or("null", RawValue::get))
         .map_err(|e| GraphError::Decode(e.to_string()))?;
     Ok(RelPage {
         items: raw.value,
@@ -85,19 +88,19 @@ pub fn parse_page(
 }
 
 /// GETs one page (`rel` relative to the version root) asking for `page_size` items.
-pub async fn page(
+pub async fn page<T: DeserializeOwned>(
     graph: &GraphClient,
     version: ApiVersion,
     rel: &str,
     page_size: Option<u32>,
-) -> Result<RelPage, GraphError> {
+) -> Result<RelPage<T>, GraphError> {
     let mut out = graph
         .batch(version, vec![request(0, rel, page_size)])
         .await?;
     let item = out
         .pop()
         .ok_or_else(|| GraphError::Decode("$batch answered no response".into()))??;
-    parse_page(graph.tokens().endpoints(), version, item.body)
+    parse_page(graph.tokens().endpoints(), version, item.body.as_deref())
 }
 
 /// Reads many collections to the end (each followed through its next links), 20 per `$batch`
@@ -127,7 +130,8 @@ pub async fn collections(
             for ((i, _), res) in r? {
                 match res {
                     Ok(resp) => {
-                        let p = parse_page(graph.tokens().endpoints(), version, resp.body)?;
+                        let p: RelPage =
+                            parse_page(graph.tokens().endpoints(), version, resp.body.as_deref())?;
                         items[i].extend(p.items);
                         if let Some(n) = p.next {
                             pending.push((i, n));

@@ -218,7 +218,7 @@ async fn single_objects(
             .enumerate()
         {
             match r {
-                Ok(resp) => out.push((start * 20 + i, resp.body.into_iter().collect())),
+                Ok(resp) => out.push((start * 20 + i, resp.value().into_iter().collect())),
                 Err(e) if e.is_not_found() => out.push((start * 20 + i, Vec::new())),
                 Err(e) => return Err(e.into()),
             }
@@ -253,7 +253,7 @@ async fn audit_changes(
     ));
     let mut out = AuditChanges::default();
     while let Some(r) = rel {
-        let page = match fetch::page(&run.graph, ApiVersion::V1, &r, None).await {
+        let page: fetch::RelPage = match fetch::page(&run.graph, ApiVersion::V1, &r, None).await {
             Ok(p) => p,
             Err(e @ (GraphError::NotPremium { .. } | GraphError::PermissionMissing { .. })) => {
                 run.warn(format!(

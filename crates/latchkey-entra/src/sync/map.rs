@@ -2,6 +2,8 @@
 //! reviewer needs in its profile, which entitlements it offers and which grants it implies.
 
 use latchkey_store::resources::{EntitlementRow, GrantRow, ResourceRow};
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
 /// Microsoft's own tenant: service principals it owns are first-party apps.
@@ -231,6 +233,71 @@ pub fn principal_of(v: &Value) -> Option<&str> {
         | Some("#microsoft.graph.servicePrincipal")
         | None => id_of(v),
         Some(_) => None,
+    }
+}
+
+/// A `groups/delta` item as the full sync's membership read needs it: whether it is there,
+/// whether it comes from on-premises AD, and who is in it. Read straight from the page's JSON
+/// text: a page of 999 groups carries up to a million member references, which as
+/// `serde_json::Value`s would take hundreds of MB.
+#[derive(Debug, Deserialize)]
+pub struct GroupMembers {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(rename = "@removed", default, deserialize_with = "present")]
+    removed: bool,
+    #[serde(rename = "onPremisesSyncEnabled", default)]
+    on_premises: Option<Value>,
+    #[serde(rename = "members@delta", default)]
+    members: Vec<MemberRef>,
+}
+
+#[derive(Debug, Deserialize)]
+struct MemberRef {
+    #[serde(rename = "@odata.type", default)]
+    odata_type: Option<String>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(rename = "@removed", default, deserialize_with = "present")]
+    removed: bool,
+}
+
+/// A field that counts by being there, whatever it holds (`@removed`).
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    IgnoredAny::deserialize(d).map(|_| true)
+}
+
+impl GroupMembers {
+    /// The group's object id, unless the item says the group was removed or it comes from
+    /// on-premises AD while those are skipped.
+    pub fn current_id(&self, skip_on_premises: bool) -> Option<&str> {
+        let on_premises = self
+            .on_premises
+            .as_ref()
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        if self.removed || (skip_on_premises && on_premises) {
+            return None;
+        }
+        self.id.as_deref()
+    }
+
+    /// Members added (in a full read: every member) that are principals here (users, groups,
+    /// service principals; not devices or contacts), as [`principal_of`] reads them.
+    pub fn added(&self) -> impl Iterator<Item = &str> {
+        self.members.iter().filter_map(|m| {
+            let principal = matches!(
+                m.odata_type.as_deref(),
+                None | Some(
+                    "#microsoft.graph.user"
+                        | "#microsoft.graph.group"
+                        | "#microsoft.graph.servicePrincipal"
+                )
+            );
+            (principal && !m.removed)
+                .then_some(m.id.as_deref())
+                .flatten()
+        })
     }
 }
 
@@ -473,4 +540,49 @@ pub fn sku(v: &Value) -> Option<(ResourceRow, EntitlementRow)> {
             display_name: format!("{name} licence"),
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the typed read keeps equals what the JSON-value reading of the same item keeps.
+    #[test]
+    fn group_members_read_as_the_value_reading_does() {
+        let item = json!({
+            "id": "g1",
+            "displayName": "Sales",
+            "onPremisesSyncEnabled": true,
+            "members@delta": [
+                {"@odata.type": "#microsoft.graph.user", "id": "u1"},
+                {"@odata.type": "#microsoft.graph.group", "id": "g2"},
+                {"@odata.type": "#microsoft.graph.servicePrincipal", "id": "s1"},
+                {"@odata.type": "#microsoft.graph.device", "id": "d1"},
+                {"@odata.type": "#microsoft.graph.orgContact", "id": "c1"},
+                {"id": "u2"},
+                {"@odata.type": "#microsoft.graph.user", "id": "u3", "@removed": {"reason": "deleted"}},
+                {"@odata.type": "#microsoft.graph.user"}
+            ]
+        });
+        let by_value: Vec<&str> = item["members@delta"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m.get("@removed").is_none())
+            .filter_map(principal_of)
+            .collect();
+        let typed: GroupMembers = serde_json::from_value(item.clone()).unwrap();
+        assert_eq!(typed.added().collect::<Vec<_>>(), by_value);
+        assert_eq!(by_value, ["u1", "g2", "s1", "u2"]);
+        assert_eq!(typed.current_id(false), Some("g1"));
+        assert_eq!(typed.current_id(true), None, "on-premises, skipped");
+
+        let removed: GroupMembers =
+            serde_json::from_value(json!({"id": "g1", "@removed": {"reason": "changed"}})).unwrap();
+        assert_eq!(removed.current_id(false), None);
+        let cloud: GroupMembers =
+            serde_json::from_value(json!({"id": "g3", "onPremisesSyncEnabled": null})).unwrap();
+        assert_eq!(cloud.current_id(true), Some("g3"));
+        assert_eq!(cloud.added().count(), 0);
+    }
 }

@@ -26,6 +26,7 @@ use latchkey_jobs::{JobClass, JobContext, JobError, JobHandler, LogLevel, NewJob
 use latchkey_store::jobs::schedules::{self, NewSchedule};
 use latchkey_store::resources::{self, EntitlementRow, GrantRow, ResourceRow};
 use latchkey_store::{OrgTx, Store, StoreError, apps, connectors, sync_runs};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -523,7 +524,7 @@ impl<'a> Run<'a> {
 
     /// Pages a collection of `phase` from its checkpointed cursor (or `first`), handing each
     /// page to `each`; the next page is fetched while the current one is written.
-    async fn pages<F>(
+    async fn pages<T, F>(
         &self,
         phase: u32,
         version: ApiVersion,
@@ -532,7 +533,8 @@ impl<'a> Run<'a> {
         mut each: F,
     ) -> Result<Option<String>, SyncError>
     where
-        F: AsyncPageFn,
+        T: DeserializeOwned + Send,
+        F: AsyncPageFn<T>,
     {
         let start = self.cp().cursors.get(&phase).cloned().unwrap_or(first);
         let graph = self.graph.clone();
@@ -562,13 +564,13 @@ impl<'a> Run<'a> {
     }
 }
 
-/// A page handler for [`Run::pages`] (an async closure borrowing the run).
-trait AsyncPageFn {
+/// A page handler for [`Run::pages`] (an async closure borrowing the run) of items read as `T`.
+trait AsyncPageFn<T = Value> {
     fn call<'r, 's>(
         &'s mut self,
         run: &'s Run<'r>,
         phase: u32,
-        items: Vec<Value>,
+        items: Vec<T>,
         next: Option<String>,
     ) -> futures::future::BoxFuture<'s, Result<(), SyncError>>;
 }
@@ -1130,29 +1132,28 @@ struct MemberPages {
     skip: HashSet<String>,
 }
 
-impl AsyncPageFn for MemberPages {
+impl AsyncPageFn<map::GroupMembers> for MemberPages {
     fn call<'r, 's>(
         &'s mut self,
         run: &'s Run<'r>,
         phase: u32,
-        items: Vec<Value>,
+        items: Vec<map::GroupMembers>,
         next: Option<String>,
     ) -> futures::future::BoxFuture<'s, Result<(), SyncError>> {
         Box::pin(async move {
             let skip_ad = run.settings.skip_ad_groups;
             let mut grants = Vec::new();
-            for v in &items {
-                if v.get("@removed").is_some() || (skip_ad && map::group_on_premises(v)) {
+            for group in &items {
+                let Some(g) = group.current_id(skip_ad) else {
                     continue;
-                }
-                let Some(g) = map::id_of(v) else { continue };
-                let (added, _) = member_changes(v);
-                for p in added {
-                    if !self.skip.contains(&p) {
-                        grants.push(map::link_grant(g, "members", "group_members", &p));
+                };
+                for p in group.added() {
+                    if !self.skip.contains(p) {
+                        grants.push(map::link_grant(g, "members", "group_members", p));
                     }
                 }
             }
+            drop(items);
             run.write(phase, Vec::new(), Vec::new(), grants, next).await
         })
     }
@@ -1328,7 +1329,7 @@ async fn full_phase(run: &Run<'_>, phase: u32) -> Result<(), SyncError> {
                     phase,
                     ApiVersion::Beta,
                     first,
-                    Some(delta_page.min(100)),
+                    Some(delta_page),
                     MemberPages { skip },
                 )
                 .await?;

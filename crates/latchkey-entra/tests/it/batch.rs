@@ -54,9 +54,7 @@ async fn batch_items_succeed_or_fail_each_on_their_own() {
     // The advanced query's header travelled inside the batch.
     let third = out[2].as_ref().unwrap();
     assert!(
-        third.body.as_ref().unwrap()["@odata.count"]
-            .as_u64()
-            .is_some(),
+        third.value().unwrap()["@odata.count"].as_u64().is_some(),
         "{third:?}"
     );
     let inner: Vec<_> = t
