@@ -289,6 +289,8 @@ fn change_one_percent(sim: &SimHandle) -> usize {
 }
 
 fn main() {
+    // As the product's processes do.
+    latchkey_jobs::memory::limit_malloc_arenas();
     let full = std::env::args().any(|a| a == "--bench");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -73,6 +73,7 @@ mod config;
 mod context;
 mod error;
 mod handler;
+pub mod memory;
 mod metrics;
 mod pool;
 mod signal;

@@ -13,6 +13,7 @@ use config::ConfigError;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    latchkey_jobs::memory::limit_malloc_arenas();
     let cli = cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
