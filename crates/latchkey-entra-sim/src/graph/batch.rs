@@ -167,7 +167,7 @@ pub(crate) async fn batch(st: &Arc<State>, r: &GReq) -> GResult {
                 })
         });
         drop(bytes);
-        responses.push_raw(Answer {
+        responses.push(Answer {
             id: &id,
             status,
             headers: &headers,
@@ -200,11 +200,8 @@ struct Envelope<'a> {
 struct Answers(Vec<Box<RawValue>>);
 
 impl Answers {
-    fn push(&mut self, answer: Value) {
-        self.0.extend(serde_json::value::to_raw_value(&answer).ok());
-    }
-
-    fn push_raw(&mut self, answer: Answer<'_>) {
+    /// An answer: an [`Answer`], or a `json!` error answer.
+    fn push(&mut self, answer: impl Serialize) {
         self.0.extend(serde_json::value::to_raw_value(&answer).ok());
     }
 }
