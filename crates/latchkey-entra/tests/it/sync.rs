@@ -1014,13 +1014,18 @@ async fn a_sync_whose_worker_dies_resumes_from_its_checkpoint_on_another_worker(
         .unwrap();
     tx.commit().await.unwrap();
 
-    // Worker 1 runs until the sync is past its first phases, then dies without a word.
+    // Worker 1 runs until the sync is past its first phases, then dies without a word. It has
+    // connections of its own, as a worker process would: dropped mid-transaction, they must not
+    // come back to the test's pool (a dead process's connections close with it).
     let mut cfg1 = WorkerConfig::new("doomed");
     cfg1.lease = Duration::from_secs(2);
     cfg1.heartbeat_interval = Duration::from_millis(500);
     cfg1.poll_interval = Duration::from_millis(50);
+    let doomed_store = Store::connect(&latchkey_store::DbConfig::new(env.db.url.clone()))
+        .await
+        .unwrap();
     let pool = WorkerPool::new(
-        env.store().clone(),
+        doomed_store.clone(),
         cfg1,
         Registry::new().with(env.handler_with(small_pages)),
     );
@@ -1047,6 +1052,9 @@ async fn a_sync_whose_worker_dies_resumes_from_its_checkpoint_on_another_worker(
     }
     task.abort();
     let _ = task.await;
+    tokio::time::timeout(Duration::from_secs(10), doomed_store.system().close())
+        .await
+        .expect("the dead worker's connections close");
 
     // Worker 2 takes the job once the dead worker's lease has expired, and finishes it. On a
     // loaded machine the lease may not have expired at the first look: keep looking.
