@@ -97,19 +97,47 @@ impl Store {
         // they hold until COMMIT; if they fail, nothing has begun and the connection goes back
         // to the pool clean (sqlx fails the call when the connection is not in a transaction
         // afterwards). The organization is a UUID we format, so it cannot leave its quotes.
-        let tx = self
-            .pool
-            .begin_with(sqlx::AssertSqlSafe(format!(
+        let tx = begin(
+            &self.pool,
+            Some(format!(
                 "SELECT set_config('role', 'latchkey_app', true), set_config('app.org_id', '{}', true); BEGIN",
                 org.0.as_hyphenated()
-            )))
-            .await?;
+            )),
+        )
+        .await?;
         Ok(OrgTx { tx, org })
+    }
+
+    /// A transaction on the owner connection (see [`Store::system`]), started safely even when
+    /// the caller is dropped meanwhile (see [`begin`]). Use it instead of `system().begin()`.
+    pub async fn system_tx(&self) -> Result<Transaction<'static, Postgres>> {
+        begin(&self.pool, None).await
     }
 
     pub fn pool_stats(&self) -> (u32, usize) {
         (self.pool.size(), self.pool.num_idle())
     }
+}
+
+/// Starts a transaction on `pool` (with `statement` instead of a plain BEGIN), whatever happens
+/// to the caller. sqlx 0.9.0 is not cancel-safe there on Postgres (transact-rs/sqlx#4393, fixed
+/// after 0.9.0): a caller dropped while the BEGIN is in flight — a client that disconnects, a
+/// timeout, an aborted task — leaves the session inside a transaction nothing rolls back, and
+/// the pool hands that connection out again; after its first error every statement on it fails
+/// with 25P02 until the connection is recycled. Here the BEGIN runs in a task of its own, so it
+/// always completes; a transaction its caller no longer wants is dropped in the task, which
+/// rolls it back as sqlx does for any dropped transaction.
+async fn begin(pool: &PgPool, statement: Option<String>) -> Result<Transaction<'static, Postgres>> {
+    let pool = pool.clone();
+    let started = tokio::spawn(async move {
+        match statement {
+            Some(s) => pool.begin_with(sqlx::AssertSqlSafe(s)).await,
+            None => pool.begin().await,
+        }
+    })
+    .await
+    .unwrap_or(Err(sqlx::Error::WorkerCrashed))?;
+    Ok(started)
 }
 
 /// One organization's transaction. Queries still filter by [`OrgTx::org`] themselves;

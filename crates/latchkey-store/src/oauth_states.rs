@@ -54,7 +54,7 @@ pub struct ConsumedState {
 /// learns the organization from the state). A replay returns `already_used = true`; an
 /// unknown state is `NotFound`.
 pub async fn consume(store: &Store, state_hash: &str) -> Result<ConsumedState> {
-    let mut tx = store.system().begin().await?;
+    let mut tx = store.system_tx().await?;
     let row: Option<ConsumedState> = sqlx::query_as(
         "SELECT org_id, connector_id, user_id, session_id, tenant_id, pkce_verifier, nonce,
                 expires_at <= now() AS expired, used_at IS NOT NULL AS already_used

@@ -26,7 +26,7 @@ pub async fn create_with_admin(
 ) -> Result<(OrgId, UserId)> {
     let org = OrgId::new();
     let user = UserId::new();
-    let mut tx = store.system().begin().await?;
+    let mut tx = store.system_tx().await?;
     sqlx::query("INSERT INTO orgs (id, name) VALUES ($1, $2)")
         .bind(org.0)
         .bind(name.as_str())

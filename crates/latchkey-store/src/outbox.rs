@@ -61,7 +61,7 @@ pub async fn claim_unsent(
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<(sqlx::Transaction<'static, sqlx::Postgres>, Vec<Email>)> {
-    let mut tx = store.system().begin().await?;
+    let mut tx = store.system_tx().await?;
     let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM email_outbox WHERE sent_at IS NULL AND attempts < 10 AND ($1::uuid IS NULL OR id > $1)
           ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED"

@@ -153,7 +153,7 @@ pub async fn rotate_all(store: &Store, ring: &KeyRing, batch: i64) -> Result<Rot
     };
     let mut after = Uuid::nil();
     loop {
-        let mut tx = store.system().begin().await?;
+        let mut tx = store.system_tx().await?;
         let rows: Vec<SealedRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {SEALED_COLUMNS} FROM encrypted_secrets WHERE key_id <> $1 AND id > $2 ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED"
         )))

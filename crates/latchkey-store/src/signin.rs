@@ -57,7 +57,7 @@ pub struct ConsumedState {
 /// Marks the state used (wiping its PKCE verifier) and returns what it held. A replay returns
 /// `already_used = true`; an unknown state is `NotFound`.
 pub async fn consume_state(store: &Store, state_hash: &str) -> Result<ConsumedState> {
-    let mut tx = store.system().begin().await?;
+    let mut tx = store.system_tx().await?;
     let row: Option<ConsumedState> = sqlx::query_as(
         "SELECT browser_hash, pkce_verifier, nonce, next_path,
                 expires_at <= now() AS expired, used_at IS NOT NULL AS already_used,
@@ -127,7 +127,7 @@ pub struct ConsumedChoice {
 
 /// Marks the choice used and returns it; unknown is `NotFound`.
 pub async fn consume_choice(store: &Store, token_hash: &str) -> Result<ConsumedChoice> {
-    let mut tx = store.system().begin().await?;
+    let mut tx = store.system_tx().await?;
     let row: Option<ConsumedChoice> = sqlx::query_as(
         "SELECT browser_hash, tenant_id, object_id, email, display_name, org_ids, next_path,
                 expires_at <= now() AS expired, used_at IS NOT NULL AS already_used

@@ -190,7 +190,7 @@ struct DueRow {
 ///
 /// Returns the jobs created. Owner connection.
 pub async fn enqueue_due(store: &Store, limit: i64) -> Result<Vec<JobId>> {
-    let mut tx = store.system().begin().await?;
+    let mut tx = store.system_tx().await?;
     let due: Vec<DueRow> = sqlx::query_as(
         "SELECT id, org_id, connector_id, kind, class, payload, priority, max_attempts, next_run_at
          FROM job_schedules WHERE enabled AND next_run_at <= now()

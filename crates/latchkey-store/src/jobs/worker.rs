@@ -35,7 +35,7 @@ pub struct ClaimRequest<'a> {
 
 /// A transaction whose commit does not wait for the WAL flush (see the module docs).
 async fn relaxed(store: &Store) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
-    let mut tx = store.system().begin().await?;
+    let mut tx = store.system_tx().await?;
     sqlx::query("SET LOCAL synchronous_commit = off")
         .execute(&mut *tx)
         .await?;
@@ -293,7 +293,7 @@ pub async fn release(store: &Store, leases: &[Lease]) -> Result<u64> {
     }
     let ids: Vec<Uuid> = leases.iter().map(|l| l.job_id.0).collect();
     let tokens: Vec<Uuid> = leases.iter().map(|l| l.token).collect();
-    let mut tx = store.system().begin().await?;
+    let mut tx = store.system_tx().await?;
     let n = sqlx::query(
         "UPDATE jobs j SET
              status = CASE WHEN j.cancel_requested_at IS NOT NULL THEN 'cancelled' ELSE 'queued' END,
@@ -327,7 +327,7 @@ pub struct Reaped {
 /// database). The lost attempt counts: a job that kills its worker every time ends `dead`.
 /// Safe to run from every worker at once.
 pub async fn reap_expired(store: &Store, limit: i64) -> Result<Vec<Reaped>> {
-    let mut tx = store.system().begin().await?;
+    let mut tx = store.system_tx().await?;
     let rows: Vec<(Uuid, String, String)> = sqlx::query_as(
         "WITH expired AS (
              SELECT id FROM jobs WHERE status = 'running' AND locked_until < now()

@@ -2,5 +2,6 @@
 
 mod apps;
 mod audit;
+mod cancellation;
 mod isolation;
 mod secrets;
