@@ -676,7 +676,10 @@ impl SyncHandler {
                 cp.done.len()
             )
         } else {
-            format!("Starting a {} sync", kind.as_str())
+            match kind {
+                SyncKind::Full => "Starting a full sync".to_owned(),
+                SyncKind::Incremental => "Starting an incremental sync".to_owned(),
+            }
         })
         .await?;
 
