@@ -411,3 +411,176 @@ pub async fn run(args: ConnectorArgs) -> anyhow::Result<()> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::{CommandFactory, Parser};
+
+    /// Every variable the issue names: (variable, the matching flag).
+    const ISSUE_VARIABLES: &[(&str, &str)] = &[
+        ("LATCHKEY_URL", "latchkey-url"),
+        ("LATCHKEY_CLIENT_ID", "latchkey-client-id"),
+        ("LATCHKEY_CLIENT_SECRET", "latchkey-client-secret"),
+        ("ENTRA_TENANT_ID", "entra-tenant-id"),
+        ("ENTRA_CLIENT_ID", "entra-client-id"),
+        ("ENTRA_CLIENT_SECRET", "entra-client-secret"),
+        ("ENTRA_GRAPH_DOMAIN", "entra-graph-domain"),
+        ("ENTRA_LOGIN_AUTHORITY", "entra-login-authority"),
+        ("LATCHKEY_PROVISIONING", "latchkey-provisioning"),
+        ("ENTRA_SKIP_AD_GROUPS", "entra-skip-ad-groups"),
+        (
+            "ENTRA_FETCH_SIGN_IN_ACTIVITY",
+            "entra-fetch-sign-in-activity",
+        ),
+        (
+            "ENTRA_SCHEDULE_SCIM_PROVISIONING",
+            "entra-schedule-scim-provisioning",
+        ),
+        ("ENTRA_DISABLE_AUDIT_FEED", "entra-disable-audit-feed"),
+        ("LATCHKEY_SYNC_INTERVAL", "latchkey-sync-interval"),
+    ];
+
+    /// `--help` prints a variable's name even when it is not bound (clap's value name is the
+    /// same text), so the binding itself is checked in the definition: each variable is the
+    /// `env` of the argument with its flag, and secrets' values are not shown in `--help`.
+    #[test]
+    fn every_variable_of_the_issue_is_bound_to_the_argument_with_its_flag() {
+        let cli = Cli::command();
+        let connector = cli
+            .find_subcommand("connector")
+            .expect("the connector subcommand");
+        for (var, flag) in ISSUE_VARIABLES {
+            let bound: Vec<_> = connector
+                .get_arguments()
+                .filter(|a| a.get_env().and_then(|e| e.to_str()) == Some(*var))
+                .collect();
+            assert_eq!(bound.len(), 1, "{var} is the env of exactly one argument");
+            assert_eq!(
+                bound[0].get_long(),
+                Some(*flag),
+                "{var} is bound to --{flag}"
+            );
+            if var.ends_with("_SECRET") {
+                assert!(bound[0].is_hide_env_values_set(), "{var}'s value is hidden");
+            }
+        }
+    }
+
+    fn settings(args: &[&str]) -> ConnectorSettings {
+        let cli = Cli::try_parse_from(["latchkey", "connector"].iter().chain(args))
+            .unwrap_or_else(|e| panic!("{e}"));
+        match cli.command {
+            Command::Connector(c) => c.settings,
+            other => panic!("not the connector: {other:?}"),
+        }
+    }
+
+    /// The flags alone configure the connector (they win over the environment, so what the
+    /// environment of the test holds does not matter).
+    #[test]
+    fn flags_alone_configure_the_connector() {
+        let s = settings(&[
+            "--latchkey-url",
+            "https://latchkey.example.com",
+            "--latchkey-client-id",
+            "lkac_flag",
+            "--latchkey-client-secret",
+            "lkas_flag",
+            "--entra-tenant-id",
+            "00000000-0000-0000-0000-00000000000a",
+            "--entra-client-id",
+            "00000000-0000-0000-0000-00000000000b",
+            "--entra-client-secret",
+            "entra-secret",
+            "--entra-graph-domain",
+            "graph.microsoft.us",
+            "--entra-login-authority",
+            "https://login.microsoftonline.us",
+            "--latchkey-provisioning",
+            "true",
+            "--entra-skip-ad-groups",
+            "true",
+            "--entra-fetch-sign-in-activity",
+            "yes",
+            "--entra-schedule-scim-provisioning",
+            "1",
+            "--entra-disable-audit-feed",
+            "true",
+            "--latchkey-sync-interval",
+            "15m",
+            "--latchkey-poll-interval",
+            "5s",
+            "--allow-insecure-connector-urls",
+            "false",
+        ]);
+        let l = s.latchkey().unwrap();
+        assert_eq!(l.url.as_str(), "https://latchkey.example.com/");
+        assert_eq!(l.client_id, "lkac_flag");
+        assert!(l.provisioning);
+        assert_eq!(l.sync_interval, Duration::from_secs(15 * 60));
+        assert_eq!(l.poll_interval, Duration::from_secs(5));
+        let e = s.entra().unwrap();
+        assert_eq!(
+            e.connection.tenant_id,
+            "00000000-0000-0000-0000-00000000000a"
+        );
+        assert_eq!(
+            e.connection.client_id,
+            "00000000-0000-0000-0000-00000000000b"
+        );
+        assert_eq!(e.settings.graph_domain, "graph.microsoft.us");
+        assert_eq!(
+            e.settings.login_authority.as_deref(),
+            Some("https://login.microsoftonline.us")
+        );
+        assert!(e.settings.provisioning);
+        assert!(e.settings.skip_ad_groups);
+        assert!(e.settings.fetch_sign_in_activity);
+        assert!(e.settings.schedule_scim_provisioning);
+        assert!(e.settings.disable_audit_feed);
+
+        // And the other way round, with the flags of a subcommand's command line.
+        let off = settings(&[
+            "--latchkey-provisioning",
+            "false",
+            "--entra-skip-ad-groups",
+            "false",
+            "--entra-fetch-sign-in-activity",
+            "no",
+            "--entra-schedule-scim-provisioning",
+            "0",
+            "--entra-disable-audit-feed",
+            "false",
+            "--latchkey-sync-interval",
+            "90",
+            "--entra-tenant-id",
+            "t",
+            "--entra-client-id",
+            "c",
+            "--entra-client-secret",
+            "s",
+            "--allow-insecure-connector-urls",
+            "false",
+            "sync",
+            "--output",
+            "/tmp/x.jsonl",
+        ]);
+        let e = off.entra().unwrap();
+        assert!(!e.settings.provisioning);
+        assert!(!e.settings.skip_ad_groups);
+        assert!(!e.settings.fetch_sign_in_activity);
+        assert!(!e.settings.schedule_scim_provisioning);
+        assert!(!e.settings.disable_audit_feed);
+        assert_eq!(
+            duration(
+                "LATCHKEY_SYNC_INTERVAL",
+                off.latchkey_sync_interval.as_deref(),
+                Duration::from_secs(3600)
+            )
+            .unwrap(),
+            Duration::from_secs(90)
+        );
+    }
+}
