@@ -188,9 +188,12 @@ async fn run_sync(
 ) -> anyhow::Result<()> {
     let stop = held.add(task.id, task.lease);
     let (logs, forwarder) = log_forwarder(client.clone(), task.id, task.lease);
-    let path = latchkey
-        .spool_dir
-        .join(format!("latchkey-sync-{}-{}.jsonl", task.id, task.attempt));
+    let path = spool::task_path(&latchkey.spool_dir, task.id, task.attempt);
+    // A crash (or kill) during an earlier attempt left its file behind.
+    let stale = spool::remove_earlier_attempts(&latchkey.spool_dir, task.id, task.attempt);
+    if stale > 0 {
+        tracing::info!(task = %task.id, files = stale, "removed the sync files of the task's earlier attempts");
+    }
     let result = async {
         let written = {
             let logs = logs.clone();

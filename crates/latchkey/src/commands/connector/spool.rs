@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use tokio::sync::mpsc;
+use uuid::Uuid;
 
 fn now() -> String {
     time::OffsetDateTime::now_utc()
@@ -122,6 +123,39 @@ fn write_line(out: &mut impl Write, line: &Line) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where service mode spools attempt `attempt` of sync task `task` while it uploads:
+/// `latchkey-sync-{task}-{attempt}.jsonl` in `dir` (`.partial` while it is written).
+pub fn task_path(dir: &Path, task: Uuid, attempt: i32) -> PathBuf {
+    dir.join(format!("latchkey-sync-{task}-{attempt}.jsonl"))
+}
+
+/// Removes the spool files (complete or `.partial`) that earlier attempts of sync task `task`
+/// left in `dir`: an attempt removes its own file when it ends, but not when the connector
+/// crashed or was killed during it; the task's next attempt starts from scratch, so they are
+/// of no use. Answers how many were removed.
+pub fn remove_earlier_attempts(dir: &Path, task: Uuid, attempt: i32) -> usize {
+    let prefix = format!("latchkey-sync-{task}-");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+            continue;
+        };
+        let earlier = rest
+            .strip_suffix(".jsonl")
+            .or_else(|| rest.strip_suffix(".partial"))
+            .and_then(|n| n.parse::<i32>().ok())
+            .is_some_and(|n| n < attempt);
+        if earlier && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 /// A complete sync file, checked: its header, its end, and where to read its batches.
 pub struct SyncFile {
     pub path: PathBuf,
@@ -196,5 +230,43 @@ impl SyncFile {
                 Err(e) => Some(Err(e.into())),
             }
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_task_attempt_removes_what_its_earlier_attempts_left_and_nothing_else() {
+        let dir = std::env::temp_dir().join(format!("latchkey-spool-test-{}", Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let task = Uuid::new_v4();
+        let other = Uuid::new_v4();
+        let touch = |p: PathBuf| {
+            std::fs::write(&p, b"{}\n").unwrap();
+            p
+        };
+        // What attempts 1 and 2 left when the connector crashed (complete and partial).
+        let first = touch(task_path(&dir, task, 1));
+        let second = touch(task_path(&dir, task, 2).with_extension("partial"));
+        // The current attempt's, another task's, and someone else's file stay.
+        let current = touch(task_path(&dir, task, 3));
+        let others = touch(task_path(&dir, other, 1));
+        let unrelated = touch(dir.join(format!("latchkey-sync-{task}-notes.txt")));
+
+        assert_eq!(remove_earlier_attempts(&dir, task, 3), 2);
+        assert!(!first.exists());
+        assert!(!second.exists());
+        for kept in [&current, &others, &unrelated] {
+            assert!(kept.exists(), "{}", kept.display());
+        }
+        assert_eq!(remove_earlier_attempts(&dir, task, 3), 0);
+        assert_eq!(
+            remove_earlier_attempts(&dir.join("missing"), task, 3),
+            0,
+            "a spool directory that is not there is not an error"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
