@@ -323,3 +323,33 @@ pub async fn renew(
 pub fn org_of(p: &Presented) -> OrgId {
     OrgId(p.org_id)
 }
+
+/// The Entra tenant the connector's synced data was read from (lower-case), if a successful
+/// sync named it.
+pub async fn synced_tenant(tx: &mut OrgTx, connector: Uuid) -> Result<Option<String>> {
+    let org = tx.org();
+    sqlx::query_scalar::<_, Option<String>>(
+        "SELECT synced_tenant_id FROM connectors WHERE org_id = $1 AND id = $2",
+    )
+    .bind(org.0)
+    .bind(connector)
+    .fetch_optional(tx.conn())
+    .await?
+    .ok_or(StoreError::NotFound)
+}
+
+/// Records `tenant` (lower-case) as the tenant the connector syncs, unless it already syncs
+/// one: answers the tenant it syncs after the call (another one than `tenant` when it had one).
+pub async fn record_synced_tenant(tx: &mut OrgTx, connector: Uuid, tenant: &str) -> Result<String> {
+    let org = tx.org();
+    sqlx::query_scalar::<_, String>(
+        "UPDATE connectors SET synced_tenant_id = coalesce(synced_tenant_id, lower($3))
+          WHERE org_id = $1 AND id = $2 RETURNING synced_tenant_id",
+    )
+    .bind(org.0)
+    .bind(connector)
+    .bind(tenant)
+    .fetch_optional(tx.conn())
+    .await?
+    .ok_or(StoreError::NotFound)
+}

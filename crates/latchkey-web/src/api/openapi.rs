@@ -453,8 +453,8 @@ const ENDPOINTS: &[Endpoint] = &[
     (
         "post",
         "/connector-agent/syncs",
-        "Self-hosted connector: start a full sync now and claim it (409 while one runs)",
-        None,
+        "Self-hosted connector: start a full sync now and claim it (409 while one runs; 409 tenant_mismatch, nothing created, when tenant_id is not the Entra tenant the connector's earlier syncs were read from)",
+        Some("AgentSyncRequest"),
         201,
         "AgentTask",
     ),
@@ -469,7 +469,7 @@ const ENDPOINTS: &[Endpoint] = &[
     (
         "put",
         "/connector-agent/tasks/{id}/batches/{seq}",
-        "Self-hosted connector: one sync batch (JSON, Content-Encoding: gzip), applied exactly once and in order (Latchkey-Lease header)",
+        "Self-hosted connector: one sync batch (JSON, Content-Encoding: gzip), applied exactly once and in order (Latchkey-Lease header; optional Latchkey-Tenant header, the Entra tenant the batch was read from: 409 tenant_mismatch, nothing applied, when it is not the tenant the connector syncs)",
         Some("AgentBatch"),
         200,
         "AgentBatchAck",
@@ -559,13 +559,15 @@ fn schemas() -> Value {
             "id": {"type": "string", "format": "uuid"}, "lease": {"type": "string", "format": "uuid"}, "attempt": {"type": "integer"},
             "type": {"enum": ["sync", "provision", "account"]}, "sync": {"type": "object"}, "provision": {"type": "object", "description": "task_id, operation, step (the Graph change), summary, resource_name, end, scim, principal_is_group"},
             "account": {"type": "object", "description": "task_id, summary, work: {operation: create_account, account, password (the new account's first password, kept in Latchkey's vault; only in this answer), kept_at, retried} or {operation: deprovision_account, account_id, display_name, delete}"}}},
+        "AgentSyncRequest": {"type": "object", "properties": {"reason": {"type": "string"},
+            "tenant_id": {"type": "string", "description": "The Entra tenant the sync reads (ENTRA_TENANT_ID, or an uploaded file's header)"}}},
         "AgentBatch": {"type": "object", "required": ["seq"], "description": "docs/connector-sync-format.md", "properties": {
             "seq": {"type": "integer"}, "resources": {"type": "array"}, "entitlements": {"type": "array"}, "grants": {"type": "array"}, "profiles": {"type": "array"}}},
         "AgentBatchAck": {"type": "object", "properties": {"status": {"enum": ["applied", "duplicate"]}, "next_seq": {"type": "integer"}}},
         "AgentLogs": {"type": "object", "required": ["lines"], "properties": {"lines": {"type": "array", "items": {"type": "object", "properties": {
             "level": {"enum": ["debug", "info", "warn", "error"]}, "message": {"type": "string"}, "fields": {}}}}}},
         "AgentResult": {"oneOf": [
-            {"type": "object", "required": ["sync"], "properties": {"sync": {"type": "object", "description": "{status: succeeded, batches, stats, warnings, unread} or {status: failed, error, transient}"}}},
+            {"type": "object", "required": ["sync"], "properties": {"sync": {"type": "object", "description": "{status: succeeded, batches, stats, warnings, unread, tenant_id (the Entra tenant it was read from: the first successful sync records it, another is 409 tenant_mismatch)} or {status: failed, error, transient}"}}},
             {"type": "object", "required": ["provision"], "properties": {"provision": {"type": "object", "description": "{outcome: verified|unverified|refused|failed, ...}"}}},
             {"type": "object", "required": ["account"], "properties": {"account": {"type": "object", "description": "{outcome: verified|unverified, done: {kind: created, account_id, user_principal_name, user} or {kind: deprovisioned, gone}, warning} or {outcome: refused|failed, why, transient}"}}}]},
         "AgentResultAnswer": {"type": "object", "properties": {"status": {"enum": ["succeeded", "failed", "retrying"]}}},

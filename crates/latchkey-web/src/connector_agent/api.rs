@@ -38,6 +38,59 @@ use uuid::Uuid;
 /// The header carrying the attempt's lease.
 pub const LEASE_HEADER: &str = "latchkey-lease";
 
+/// The optional header of a sync batch naming the Entra tenant its data was read from.
+pub const TENANT_HEADER: &str = "latchkey-tenant";
+
+/// Longest tenant ID (a GUID, or a verified domain) accepted.
+const MAX_TENANT_CHARS: usize = 256;
+
+/// A sync read from another Entra tenant than the one the connector's data comes from: its
+/// data would replace the connector's picture and its sweep delete the rest, so it is refused
+/// before anything of it is written.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "This sync was read from Entra tenant {read}; this connector syncs tenant {synced}. Nothing of it was saved. \
+Send a sync of tenant {synced} (ENTRA_TENANT_ID={synced}), or add another self-hosted connector for tenant {read}."
+)]
+pub struct TenantMismatch {
+    /// The tenant the refused data was read from.
+    pub read: String,
+    /// The tenant the connector's earlier syncs were read from.
+    pub synced: String,
+}
+
+impl From<TenantMismatch> for ApiError {
+    fn from(e: TenantMismatch) -> Self {
+        ApiError::new(StatusCode::CONFLICT, "tenant_mismatch", e.to_string())
+    }
+}
+
+/// A tenant ID as sent (body field or header), checked and lower-cased.
+fn tenant_id(field: &str, raw: &str) -> Result<String, ApiError> {
+    let t = raw.trim();
+    if t.is_empty() || t.chars().count() > MAX_TENANT_CHARS || t.chars().any(char::is_control) {
+        return Err(ApiError::validation(vec![FieldError {
+            field: field.into(),
+            message: format!(
+                "an Entra tenant ID (a GUID or a verified domain, at most {MAX_TENANT_CHARS} characters)"
+            ),
+        }]));
+    }
+    Ok(t.to_lowercase())
+}
+
+/// Refuses data read from `read` when the connector already syncs another tenant.
+async fn check_tenant(tx: &mut OrgTx, connector: Uuid, read: &str) -> Result<(), ApiError> {
+    match agents::synced_tenant(tx, connector).await? {
+        Some(synced) if synced != read => Err(TenantMismatch {
+            read: read.to_string(),
+            synced,
+        }
+        .into()),
+        _ => Ok(()),
+    }
+}
+
 /// A batch may not inflate beyond this (compressed bodies are capped by the body limit).
 const MAX_BATCH_BYTES: u64 = 32 * 1024 * 1024;
 
@@ -426,21 +479,45 @@ pub async fn next_task(
 pub struct SyncRequest {
     #[serde(default)]
     reason: Option<String>,
+    /// The Entra tenant the sync reads (ENTRA_TENANT_ID, or an uploaded file's header).
+    #[serde(default)]
+    tenant_id: Option<String>,
 }
 
 /// `POST /connector-agent/syncs`: the connector starts a full sync now (its own interval, or
 /// an upload of a sync file): the queued sync (or a new one) is claimed and returned (201).
-/// 409 when a sync of the connector is already running under a live lease.
+/// 409 when a sync of the connector is already running under a live lease, and
+/// `tenant_mismatch` (nothing created) when `tenant_id` is not the tenant the connector syncs.
 pub async fn start_sync_now(
     State(state): State<AppState>,
     who: AgentPrincipal,
-    body: Option<Json<SyncRequest>>,
+    body: Bytes,
 ) -> Result<Response, ApiError> {
+    // The body is optional: none, or JSON.
+    let body: SyncRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        SyncRequest::default()
+    } else {
+        crate::api::refuse_nul(&body)?;
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::validation(vec![FieldError {
+                field: "body".into(),
+                message: format!("not a sync request: {e}"),
+            }])
+        })?
+    };
+    let tenant = body
+        .tenant_id
+        .as_deref()
+        .map(|t| tenant_id("tenant_id", t))
+        .transpose()?;
     let reason = body
-        .and_then(|Json(b)| b.reason)
+        .reason
         .unwrap_or_else(|| "started by the self-hosted connector".into());
     let reason: String = reason.chars().take(200).collect();
     let mut tx = state.store.org_tx(who.org).await?;
+    if let Some(t) = &tenant {
+        check_tenant(&mut tx, who.connector, t).await?;
+    }
     let (job, _) = sync::request_sync(&mut tx, who.connector, SyncKind::Full, &reason).await?;
     tx.commit().await?;
     match claim_next(&state, &who, Some(JobId(job))).await? {
@@ -562,9 +639,20 @@ pub async fn put_batch(
             "The batch's seq differs from the one in the path.",
         ));
     }
+    let tenant = match headers.get(TENANT_HEADER) {
+        Some(v) => Some(tenant_id(
+            "Latchkey-Tenant",
+            v.to_str()
+                .map_err(|_| ApiError::bad_request("The Latchkey-Tenant header is not text."))?,
+        )?),
+        None => None,
+    };
     let mut tx = state.store.org_tx(who.org).await?;
     if !agents::hold_lease(&mut tx, &lease).await? {
         return Err(lease_lost());
+    }
+    if let Some(t) = &tenant {
+        check_tenant(&mut tx, who.connector, t).await?;
     }
     let expected = next_seq(&mut tx, &lease).await?;
     if seq < expected {
@@ -658,6 +746,10 @@ pub enum SyncResult {
         warnings: Vec<String>,
         #[serde(default)]
         unread: Vec<String>,
+        /// The Entra tenant the sync was read from: recorded as the connector's tenant by
+        /// its first successful sync, refused when it is another.
+        #[serde(default)]
+        tenant_id: Option<String>,
     },
     Failed {
         error: String,
@@ -768,7 +860,12 @@ async fn sync_result(
             stats,
             warnings,
             unread,
+            tenant_id: tenant,
         } => {
+            let tenant = tenant
+                .as_deref()
+                .map(|t| tenant_id("sync.tenant_id", t))
+                .transpose()?;
             let mut tx = state.store.org_tx(who.org).await?;
             let received = next_seq(&mut tx, lease).await?;
             tx.commit().await?;
@@ -787,6 +884,12 @@ async fn sync_result(
             let mut tx = state.store.org_tx(who.org).await?;
             if !agents::hold_lease(&mut tx, lease).await? {
                 return Err(lease_lost());
+            }
+            if let Some(read) = tenant {
+                let synced = agents::record_synced_tenant(&mut tx, who.connector, &read).await?;
+                if synced != read {
+                    return Err(TenantMismatch { read, synced }.into());
+                }
             }
             queue::enqueue(
                 &mut tx,

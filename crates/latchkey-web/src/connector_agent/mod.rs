@@ -124,6 +124,9 @@ pub struct AgentView {
     pub provisioning: Option<bool>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_heartbeat_at: Option<OffsetDateTime>,
+    /// The Entra tenant its synced data was read from (set by its first successful sync);
+    /// syncs read from another tenant are refused.
+    pub tenant_id: Option<String>,
     /// Client ids that work now (the newest first; older ones until their grace ends).
     pub credentials: Vec<connector_agents::Credential>,
 }
@@ -131,6 +134,7 @@ pub struct AgentView {
 pub async fn view(tx: &mut OrgTx, connector: Uuid) -> Result<AgentView, StoreError> {
     let status = connector_agents::status(tx, connector).await?;
     let credentials = connector_agents::credentials(tx, connector).await?;
+    let tenant_id = connector_agents::synced_tenant(tx, connector).await?;
     let now = OffsetDateTime::now_utc();
     Ok(AgentView {
         online: status
@@ -140,6 +144,7 @@ pub async fn view(tx: &mut OrgTx, connector: Uuid) -> Result<AgentView, StoreErr
         host: status.as_ref().map(|s| s.host.clone()),
         provisioning: status.as_ref().map(|s| s.provisioning),
         last_heartbeat_at: status.map(|s| s.last_heartbeat_at),
+        tenant_id,
         credentials,
     })
 }

@@ -603,6 +603,118 @@ async fn an_upload_cut_by_a_server_restart_loses_and_duplicates_nothing_and_stay
         without_volatile(&synced["stats"]),
         without_volatile(&s.wait_synced(hosted, 1).await["stats"])
     );
+    let tenant = s.sim.tenant_id().to_string();
+    let (_, c) = s
+        .api(reqwest::Method::GET, &format!("connectors/{id}"), None)
+        .await;
+    assert_eq!(c["self_hosted"]["tenant_id"], json!(tenant), "{c}");
+
+    // A file read from another tenant: refused before anything of it is written.
+    let elsewhere = SimServer::start(SimConfig::small(142)).await.unwrap();
+    let other_tenant = elsewhere.tenant_id().to_string();
+    assert_ne!(other_tenant, tenant);
+    let other_app = elsewhere.customer_app();
+    let other_file = dir.join("other-tenant.jsonl");
+    let mut sync = s.connector(
+        &creds,
+        &[
+            ("LATCHKEY_URL", "http://127.0.0.1:9/"),
+            ("ENTRA_TENANT_ID", &other_tenant),
+            ("ENTRA_CLIENT_ID", &other_app.client_id.to_string()),
+            ("ENTRA_CLIENT_SECRET", &other_app.client_secret),
+            ("ENTRA_GRAPH_DOMAIN", elsewhere.base_url()),
+        ],
+    );
+    sync.args(["sync", "--output", other_file.to_str().unwrap()]);
+    let o = tokio::task::spawn_blocking(move || run(&mut sync))
+        .await
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let picture = s.snapshot(id).await;
+    let runs = sync_runs(&s, id).await;
+    let mut upload = s.connector(&creds, &[]);
+    upload.args(["upload", other_file.to_str().unwrap()]);
+    let o = tokio::task::spawn_blocking(move || run(&mut upload))
+        .await
+        .unwrap();
+    assert!(!o.status.success(), "refused: {}", stdout(&o));
+    let why = stderr(&o);
+    assert!(
+        why.contains(&format!(
+            "read from Entra tenant {other_tenant}; this connector syncs tenant {tenant}"
+        )),
+        "{why}"
+    );
+    assert!(why.contains("other-tenant.jsonl was not uploaded"), "{why}");
+    assert_eq!(
+        s.snapshot(id).await,
+        picture,
+        "the stored picture is unchanged"
+    );
+    assert_eq!(sync_runs(&s, id).await, runs, "no sync was started");
+    assert_eq!(
+        s.wait_synced(id, 1).await["id"],
+        json!(job),
+        "the last sync is still the upload of its own tenant"
+    );
+    // The service pointed at another ENTRA_TENANT_ID: its batches (which name their tenant)
+    // are refused the same way, before anything is applied.
+    let agent: Value = s.agent_token(&creds).await.json().await.unwrap();
+    let agent = agent["access_token"].as_str().unwrap().to_string();
+    let task: Value = s
+        .http
+        .post(s.url("api/v1/connector-agent/syncs"))
+        .bearer_auth(&agent)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let task_id = task["id"].as_str().unwrap().to_string();
+    let lease = task["lease"].as_str().unwrap().to_string();
+    let other_line: Value = serde_json::from_str(
+        std::fs::read_to_string(&other_file)
+            .unwrap()
+            .lines()
+            .nth(1)
+            .unwrap(),
+    )
+    .unwrap();
+    let r = s
+        .http
+        .put(s.url(&format!("api/v1/connector-agent/tasks/{task_id}/batches/0")))
+        .bearer_auth(&agent)
+        .header("Latchkey-Lease", &lease)
+        .header("Latchkey-Tenant", other_tenant.to_uppercase())
+        .json(&other_line["batch"])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    let refused: Value = r.json().await.unwrap();
+    assert_eq!(refused["error"]["code"], "tenant_mismatch", "{refused}");
+    assert!(
+        batches_of(&store, Uuid::parse_str(&task_id).unwrap())
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        s.snapshot(id).await,
+        picture,
+        "the stored picture is unchanged"
+    );
+    let r = s
+        .http
+        .post(s.url(&format!("api/v1/connector-agent/tasks/{task_id}/result")))
+        .bearer_auth(&agent)
+        .header("Latchkey-Lease", &lease)
+        .json(&json!({"sync": {"status": "failed", "error": "read from another tenant"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    drop(elsewhere);
 
     // Scoped: the credential reaches its own connector's tasks only.
     let token: Value = s.agent_token(&creds).await.json().await.unwrap();
@@ -725,6 +837,18 @@ async fn an_upload_cut_by_a_server_restart_loses_and_duplicates_nothing_and_stay
     assert_eq!(status, 404);
     let _ = other;
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// How many syncs the connector has (any status).
+async fn sync_runs(s: &Stack, id: Uuid) -> usize {
+    let (_, page) = s
+        .api(
+            reqwest::Method::GET,
+            &format!("connectors/{id}/syncs"),
+            None,
+        )
+        .await;
+    page["items"].as_array().unwrap().len()
 }
 
 /// Writes a full sync of the simulated tenant to a file with `latchkey connector sync --output`.

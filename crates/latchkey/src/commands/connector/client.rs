@@ -144,11 +144,25 @@ impl Client {
         lease: Option<uuid::Uuid>,
         body: &Body,
     ) -> Result<Answer, ClientError> {
+        self.call_with(method, path, lease, &[], body).await
+    }
+
+    /// [`Client::call`] with more request headers.
+    pub async fn call_with(
+        &self,
+        method: Method,
+        path: &str,
+        lease: Option<uuid::Uuid>,
+        headers: &[(&'static str, &str)],
+        body: &Body,
+    ) -> Result<Answer, ClientError> {
         let started = Instant::now();
         let mut delay = Duration::from_millis(250);
         let mut refreshed = false;
         loop {
-            let attempt = self.try_call(method.clone(), path, lease, body).await;
+            let attempt = self
+                .try_call(method.clone(), path, lease, headers, body)
+                .await;
             let retry_after = match attempt {
                 Ok(Ok(a)) if a.status == StatusCode::UNAUTHORIZED && !refreshed => {
                     refreshed = true;
@@ -197,6 +211,7 @@ impl Client {
         method: Method,
         path: &str,
         lease: Option<uuid::Uuid>,
+        headers: &[(&'static str, &str)],
         body: &Body,
     ) -> Result<Result<Answer, ClientError>, reqwest::Error> {
         let token = {
@@ -216,6 +231,9 @@ impl Client {
         let mut req = self.http.request(method, self.url(path)).bearer_auth(token);
         if let Some(l) = lease {
             req = req.header("Latchkey-Lease", l.to_string());
+        }
+        for (name, value) in headers {
+            req = req.header(*name, *value);
         }
         req = match body {
             Body::None => req,

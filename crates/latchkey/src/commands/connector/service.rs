@@ -227,6 +227,11 @@ async fn run_sync(
                         tracing::warn!(task = %task.id, "the sync was taken back during the upload; Latchkey offers it again");
                         Ok(())
                     }
+                    Err(UploadError::TenantMismatch(why)) => {
+                        tracing::error!("Latchkey refused the sync: {why}");
+                        upload::report_failure(client, task.id, task.lease, &why, false).await?;
+                        Ok(())
+                    }
                     Err(e) => Err(e.into()),
                 }
             }
@@ -236,14 +241,7 @@ async fn run_sync(
             }
             Err(e) => {
                 tracing::error!(error = %e, "the sync failed");
-                let body = Body::Json(json!({"sync": {
-                    "status": "failed",
-                    "error": format!("{e:#}"),
-                    "transient": transient(&e),
-                }}));
-                client
-                    .call(Method::POST, &format!("tasks/{}/result", task.id), Some(task.lease), &body)
-                    .await?;
+                upload::report_failure(client, task.id, task.lease, &format!("{e:#}"), transient(&e)).await?;
                 Ok(())
             }
         }
@@ -362,13 +360,20 @@ pub async fn run(entra: EntraConfig, latchkey: LatchkeyConfig) -> anyhow::Result
                                 Method::POST,
                                 "syncs",
                                 None,
-                                &Body::Json(
-                                    json!({"reason": "the self-hosted connector's sync interval"}),
-                                ),
+                                &Body::Json(json!({
+                                    "reason": "the self-hosted connector's sync interval",
+                                    "tenant_id": entra.settings.auth.tenant_id,
+                                })),
                             )
                             .await?;
                         match a.status {
                             StatusCode::CREATED => Some(serde_json::from_value(a.body)?),
+                            StatusCode::CONFLICT if a.code() == "tenant_mismatch" => {
+                                // Tried again at the next interval: the settings may be fixed.
+                                last_sync = Some(Instant::now());
+                                tracing::error!("Latchkey refused the sync: {}", a.message());
+                                None
+                            }
                             _ => None,
                         }
                     } else {

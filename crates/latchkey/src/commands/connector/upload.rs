@@ -19,6 +19,10 @@ use uuid::Uuid;
 pub enum UploadError {
     #[error("the task was taken back by Latchkey (missed heartbeats or cancelled)")]
     LeaseLost,
+    /// The sync was read from another Entra tenant than the one the connector syncs: Latchkey
+    /// refused it, nothing of it was saved (Latchkey's explanation).
+    #[error("Latchkey refused the sync: {0}")]
+    TenantMismatch(String),
     #[error(transparent)]
     Client(#[from] ClientError),
     #[error("{0}")]
@@ -34,6 +38,15 @@ fn gzip(v: &impl Serialize) -> anyhow::Result<Vec<u8>> {
 fn lost(a: &super::client::Answer) -> bool {
     a.status == StatusCode::CONFLICT && a.code() == "lease_lost"
 }
+
+/// The refusal of data read from another tenant than the connector's, if `a` is one.
+fn tenant_mismatch(a: &super::client::Answer) -> Option<UploadError> {
+    (a.status == StatusCode::CONFLICT && a.code() == "tenant_mismatch")
+        .then(|| UploadError::TenantMismatch(a.message()))
+}
+
+/// The header naming the Entra tenant a sync file was read from.
+const TENANT_HEADER: &str = "Latchkey-Tenant";
 
 async fn next_seq(client: &Client, task: Uuid, lease: Uuid) -> Result<u64, UploadError> {
     let a = client
@@ -76,15 +89,19 @@ pub async fn upload_batches(
             }
             let body = Body::Gzip(gzip(&batch)?);
             let a = client
-                .call(
+                .call_with(
                     Method::PUT,
                     &format!("tasks/{task}/batches/{seq}"),
                     Some(lease),
+                    &[(TENANT_HEADER, file.header.tenant_id.as_str())],
                     &body,
                 )
                 .await?;
             if lost(&a) {
                 return Err(UploadError::LeaseLost);
+            }
+            if let Some(refused) = tenant_mismatch(&a) {
+                return Err(refused);
             }
             if a.status == StatusCode::CONFLICT {
                 // Out of order (an acknowledgement was lost): ask where to go on.
@@ -126,6 +143,7 @@ pub async fn report_success(
         "stats": file.end.stats,
         "warnings": file.end.warnings,
         "unread": file.end.unread,
+        "tenant_id": file.header.tenant_id,
     }}));
     let a = client
         .call(
@@ -138,6 +156,9 @@ pub async fn report_success(
     if lost(&a) {
         return Err(UploadError::LeaseLost);
     }
+    if let Some(refused) = tenant_mismatch(&a) {
+        return Err(refused);
+    }
     if !a.status.is_success() {
         return Err(ClientError::Refused {
             status: a.status,
@@ -146,6 +167,30 @@ pub async fn report_success(
         .into());
     }
     Ok(a.body)
+}
+
+/// Reports that the sync failed (`transient`: Latchkey offers it again later).
+pub async fn report_failure(
+    client: &Client,
+    task: Uuid,
+    lease: Uuid,
+    error: &str,
+    transient: bool,
+) -> Result<(), ClientError> {
+    let body = Body::Json(json!({"sync": {
+        "status": "failed",
+        "error": error,
+        "transient": transient,
+    }}));
+    client
+        .call(
+            Method::POST,
+            &format!("tasks/{task}/result"),
+            Some(lease),
+            &body,
+        )
+        .await?;
+    Ok(())
 }
 
 #[derive(Serialize)]
@@ -157,18 +202,35 @@ pub struct Uploaded {
 }
 
 /// `latchkey connector upload FILE`: a new sync of this connector whose data is the file.
+/// Latchkey refuses a file read from another Entra tenant than the connector's earlier syncs
+/// before anything of it is written.
 pub async fn upload_file(config: &LatchkeyConfig, path: &Path) -> anyhow::Result<Uploaded> {
     let file = spool::open(path)?;
     let client = Arc::new(Client::new(config, None)?);
     let task: TaskOut = {
         let a = client
-            .ok(
+            .call(
                 Method::POST,
                 "syncs",
                 None,
-                &Body::Json(json!({"reason": format!("uploaded from {}", path.display())})),
+                &Body::Json(json!({
+                    "reason": format!("uploaded from {}", path.display()),
+                    "tenant_id": file.header.tenant_id,
+                })),
             )
             .await?;
+        if let Some(refused) = tenant_mismatch(&a) {
+            return Err(
+                anyhow::Error::new(refused).context(format!("{} was not uploaded", path.display()))
+            );
+        }
+        if !a.status.is_success() {
+            return Err(anyhow::Error::new(ClientError::Refused {
+                status: a.status,
+                message: a.message(),
+            })
+            .context(format!("{} was not uploaded", path.display())));
+        }
         serde_json::from_value(a.body)?
     };
     let held = Held::new();
@@ -193,6 +255,11 @@ pub async fn upload_file(config: &LatchkeyConfig, path: &Path) -> anyhow::Result
         r = work => r,
         _ = beat => unreachable!("heartbeats run until stopped"),
     };
+    if let Err(UploadError::TenantMismatch(why)) = &result {
+        // Refused for good: the task ends now rather than when its lease runs out.
+        report_failure(&client, task.id, task.lease, why, false).await?;
+    }
     held.remove(task.id);
-    Ok(result?)
+    result
+        .map_err(|e| anyhow::Error::new(e).context(format!("{} was not uploaded", path.display())))
 }
