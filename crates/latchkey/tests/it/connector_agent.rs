@@ -469,8 +469,42 @@ async fn a_self_hosted_connector_syncs_provisions_and_rotates_its_credentials() 
             None,
         )
         .await;
+    let grant_id = grants["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["entitlement_id"] == json!(entitlement))
+        .unwrap_or_else(|| panic!("the grant is stored: {grants}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Revoke through the same connector: carried out in the tenant and verified.
+    let (status, started) = s
+        .api(
+            reqwest::Method::DELETE,
+            &format!("connectors/{id}/grants/{grant_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 202, "{started}");
+    let t = s.task(started["task_id"].as_str().unwrap()).await;
+    assert_eq!(t["status"], "succeeded", "{t}");
+    assert_eq!(t["operation"], "revoke", "{t}");
+    assert!(t["verified_at"].is_string(), "{t}");
     assert!(
-        grants["items"]
+        !s.sim.group_members(group).unwrap().contains(&user),
+        "the membership is gone from the tenant"
+    );
+    let (_, grants) = s
+        .api(
+            reqwest::Method::GET,
+            &format!("connectors/{id}/grants?principal_id={principal}"),
+            None,
+        )
+        .await;
+    assert!(
+        !grants["items"]
             .as_array()
             .unwrap()
             .iter()
