@@ -869,6 +869,98 @@ async fn an_upload_cut_by_a_server_restart_loses_and_duplicates_nothing_and_stay
         )
         .await;
     assert_eq!(status, 404);
+    // Fabrikam's own self-hosted connector holds a task...
+    let fab_creds: Value = s
+        .http
+        .post(s.url(&format!(
+            "api/v1/connectors/{fab_connector}/agent-credentials"
+        )))
+        .bearer_auth(&fab_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let fab_agent: Value = s.agent_token(&fab_creds).await.json().await.unwrap();
+    let fab_task: Value = s
+        .http
+        .post(s.url("api/v1/connector-agent/syncs"))
+        .bearer_auth(fab_agent["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let fab_job = fab_task["id"].as_str().unwrap();
+    let fab_lease = fab_task["lease"].as_str().unwrap();
+    // ...which this organization's connector credential cannot reach, lease in hand.
+    for (method, path) in [
+        (reqwest::Method::GET, format!("tasks/{fab_job}/batches")),
+        (reqwest::Method::PUT, format!("tasks/{fab_job}/batches/0")),
+        (reqwest::Method::POST, format!("tasks/{fab_job}/logs")),
+        (reqwest::Method::POST, format!("tasks/{fab_job}/result")),
+    ] {
+        let r = s
+            .http
+            .request(method, s.url(&format!("api/v1/connector-agent/{path}")))
+            .bearer_auth(&token)
+            .header("Latchkey-Lease", fab_lease)
+            .json(
+                &json!({"seq": 0, "lines": [{"level": "info", "message": "x"}],
+                          "sync": {"status": "succeeded", "batches": 0, "stats": {}}}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "another organization's {path}");
+    }
+    let r = s
+        .http
+        .post(s.url("api/v1/connector-agent/tasks/next"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    if r.status() == 200 {
+        let t: Value = r.json().await.unwrap();
+        assert_ne!(t["id"].as_str(), Some(fab_job), "never handed out");
+    } else {
+        assert_eq!(r.status(), 204);
+    }
+    // Nor the other organization's data through the regular API.
+    for path in [
+        format!("connectors/{fab_connector}"),
+        format!("connectors/{fab_connector}/resources"),
+        format!("tasks/{fab_job}"),
+    ] {
+        let r = s
+            .http
+            .get(s.url(&format!("api/v1/{path}")))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{path}");
+    }
+    // Fabrikam's task is untouched: still running under its lease, nothing uploaded or logged.
+    let (status, lease_token, logs): (String, Option<Uuid>, i64) = sqlx::query_as(
+        "SELECT j.status, j.lease_token, (SELECT count(*) FROM job_logs l WHERE l.job_id = j.id AND l.message = 'x')
+           FROM jobs j WHERE j.id = $1",
+    )
+    .bind(Uuid::parse_str(fab_job).unwrap())
+    .fetch_one(store.system())
+    .await
+    .unwrap();
+    assert_eq!(status, "running");
+    assert_eq!(lease_token, Some(Uuid::parse_str(fab_lease).unwrap()));
+    assert_eq!(logs, 0);
+    assert!(
+        batches_of(&store, Uuid::parse_str(fab_job).unwrap())
+            .await
+            .is_empty()
+    );
     let _ = other;
     std::fs::remove_dir_all(&dir).ok();
 }
