@@ -1,7 +1,8 @@
 // Access reviews in Chromium against the simulated tenant: an administrator syncs a tenant,
 // starts a campaign over its directory roles, reviews items in the inbox (one with its
 // evidence, two in bulk, one revoked), follows the progress chart and the report, downloads
-// the CSV and closes the campaign; then starts a campaign of one group from the group's page.
+// the CSV, closes the campaign and stops its recurrence; then starts a campaign of one group
+// from the group's page.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startDemo, launchBrowser, shot } from './harness.mjs';
@@ -161,6 +162,19 @@ test('a reviewer works through a campaign: evidence, decisions, revoke, chart, r
   await page.getByRole('link', { name: 'Access reviews' }).click();
   await page.getByText('Nothing to review').waitFor();
   await shot(page, 'reviews-08-closed');
+
+  // The campaign repeats quarterly: its recurring review is listed with the campaign it
+  // started, and stopping it starts no further campaigns.
+  await page.goto(`${demo.base}/reviews/campaigns`);
+  await page.getByRole('link', { name: 'Recurring reviews' }).click();
+  await page.getByRole('heading', { name: 'Recurring reviews' }).waitFor();
+  const recurring = page.locator('tbody tr', { hasText: 'Directory roles Q4' });
+  assert.match(await recurring.textContent(), /91 days/);
+  assert.ok(await recurring.getByRole('link', { name: 'Directory roles Q4' }).isVisible());
+  await recurring.getByRole('button', { name: 'Stop' }).click();
+  await recurring.getByText(/Stopped \d{4}-/).waitFor();
+  assert.equal(await recurring.getByRole('button', { name: 'Stop' }).count(), 0);
+  await shot(page, 'reviews-08b-recurring-stopped');
 });
 
 test('a campaign of one group, started from the group\'s page, reviews exactly its members', async () => {

@@ -1,5 +1,5 @@
 //! Job handlers of access reviews: the deadline (end rule), reminders before it, and the
-//! template schedule that starts recurring campaigns.
+//! template schedule that starts recurring campaigns (until the template is stopped).
 
 use crate::end::{EndReason, end_campaign};
 use crate::spec::CampaignSpec;
@@ -144,12 +144,25 @@ impl JobHandler for TemplateHandler {
         let org = org(ctx)?;
         let p: TemplatePayload = ctx.payload_as()?;
         let mut tx = ctx.store().org_tx(org).await?;
-        let t = match reviews::get_template(&mut tx, p.template_id).await {
+        // Locked: a template being stopped now either waits for this campaign or is stopped
+        // before it starts.
+        let t = match reviews::lock_template(&mut tx, p.template_id).await {
             Err(StoreError::NotFound) => {
                 return Err(JobError::permanent("the review template no longer exists"));
             }
             r => r?,
         };
+        if !t.is_active() {
+            // Queued before the template was stopped: nothing more starts from it.
+            tx.commit().await?;
+            return ctx
+                .log(
+                    LogLevel::Info,
+                    "the recurring review is stopped: no campaign started",
+                    json!({"template_id": t.id}),
+                )
+                .await;
+        }
         let spec: CampaignSpec = serde_json::from_value(t.spec.clone())?;
         let now = OffsetDateTime::now_utc();
         let name = format!("{} ({})", t.name, now.date());

@@ -10,6 +10,7 @@
 //! - [`end`]: at the deadline (a job) or when closed, undecided items follow the campaign's
 //!   end rule (keep or revoke).
 //! - [`jobs`]: the deadline, reminder and recurring-template job handlers.
+//! - [`templates`]: recurring reviews as an administrator sees them, and stopping one.
 //! - [`report`]: every item with decision, reviewer, time, comment and provisioning result
 //!   (JSON and CSV), plus approver-quality signals; [`timeline`] the progress over time.
 
@@ -20,6 +21,7 @@ pub mod report;
 pub mod revoke;
 pub mod spec;
 pub mod start;
+pub mod templates;
 pub mod timeline;
 
 use latchkey_store::StoreError;

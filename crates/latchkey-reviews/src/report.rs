@@ -3,9 +3,10 @@
 //! decider: time to decide, keeps without opening the evidence, decisions made within
 //! seconds of each other.
 
-use latchkey_store::reviews::{Campaign, Counts, Item};
+use latchkey_store::reviews::{self, Campaign, Counts, Item};
+use latchkey_store::{OrgTx, StoreError};
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
@@ -66,6 +67,73 @@ pub fn revoked_at(i: &Item) -> Option<OffsetDateTime> {
     None
 }
 
+/// How an item's access is held, in words: "Direct", or the path of groups it is inherited
+/// through by name ("Via group Finance › group Finance EMEA"). A group Latchkey no longer
+/// knows (deleted since) keeps its raw `group:<id>` step. `source` is the item's `direct` or
+/// `group:<id>>group:<id>` path; `name_of` gives a group's name from its object id.
+pub fn how_in_words<'a>(source: &str, name_of: impl Fn(&str) -> Option<&'a str>) -> String {
+    if source == "direct" {
+        return "Direct".into();
+    }
+    let parts: Vec<String> = source
+        .split('>')
+        .map(|p| {
+            let id = p.strip_prefix("group:").unwrap_or(p);
+            name_of(id)
+                .map(|n| format!("group {n}"))
+                .unwrap_or_else(|| p.to_string())
+        })
+        .collect();
+    format!("Via {}", parts.join(" › "))
+}
+
+/// The names of the groups in items' inheritance paths, by connector and object id: what
+/// pages, the report and the API use to put [`how_in_words`].
+#[derive(Debug, Clone, Default)]
+pub struct GroupNames(HashMap<(Uuid, String), String>);
+
+impl GroupNames {
+    /// The names of every group on the paths of `items`, as the connector's synced groups
+    /// name them now.
+    pub async fn load(tx: &mut OrgTx, items: &[Item]) -> Result<Self, StoreError> {
+        let mut by_connector: BTreeMap<Uuid, Vec<String>> = BTreeMap::new();
+        for i in items.iter().filter(|i| i.source != "direct") {
+            for p in i.source.split('>') {
+                if let Some(id) = p.strip_prefix("group:") {
+                    by_connector
+                        .entry(i.connector_id)
+                        .or_default()
+                        .push(id.to_string());
+                }
+            }
+        }
+        let mut names = HashMap::new();
+        for (c, mut ids) in by_connector {
+            ids.sort();
+            ids.dedup();
+            for (id, name) in reviews::group_names(tx, c, &ids).await? {
+                names.insert((c, id), name);
+            }
+        }
+        Ok(GroupNames(names))
+    }
+
+    /// Names given directly (tests).
+    #[cfg(test)]
+    pub(crate) fn from_pairs(pairs: impl IntoIterator<Item = (Uuid, String, String)>) -> Self {
+        GroupNames(pairs.into_iter().map(|(c, id, n)| ((c, id), n)).collect())
+    }
+
+    /// How the item's access is held, in words.
+    pub fn how(&self, i: &Item) -> String {
+        how_in_words(&i.source, |id| {
+            self.0
+                .get(&(i.connector_id, id.to_string()))
+                .map(String::as_str)
+        })
+    }
+}
+
 /// One line of the report.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ReportRow {
@@ -77,8 +145,10 @@ pub struct ReportRow {
     pub principal: String,
     pub principal_upn: Option<String>,
     pub guest: bool,
-    /// `direct` or the group path.
+    /// `direct` or the group path (`group:<id>>group:<id>`).
     pub how: String,
+    /// The same in words, with the groups' names: "Direct", "Via group Finance › group EMEA".
+    pub how_described: String,
     pub granted_since: String,
     /// Whether the tenant reports sign-ins; then `last_sign_in` null means never.
     pub sign_in_known: bool,
@@ -101,7 +171,7 @@ pub struct ReportRow {
 }
 
 impl ReportRow {
-    pub fn of(i: &Item) -> Self {
+    pub fn of(i: &Item, names: &GroupNames) -> Self {
         let prov = provisioning_result(i);
         ReportRow {
             item_id: i.id,
@@ -113,6 +183,7 @@ impl ReportRow {
             principal_upn: i.principal_upn.clone(),
             guest: i.principal_guest,
             how: i.source.clone(),
+            how_described: names.how(i),
             granted_since: ts(i.granted_since),
             sign_in_known: i.sign_in_known,
             last_sign_in: i.last_sign_in.map(ts),
@@ -145,6 +216,7 @@ impl ReportRow {
             o(&self.principal_upn),
             b(self.guest),
             self.how.clone(),
+            self.how_described.clone(),
             self.granted_since.clone(),
             if self.sign_in_known {
                 self.last_sign_in.clone().unwrap_or_else(|| "never".into())
@@ -179,6 +251,7 @@ pub const CSV_COLUMNS: &[&str] = &[
     "principal_upn",
     "guest",
     "how",
+    "how_described",
     "granted_since",
     "last_sign_in",
     "granted_through_latchkey",
@@ -336,7 +409,7 @@ pub struct Report {
     pub signals: Vec<ReviewerSignals>,
 }
 
-pub fn build(c: &Campaign, counts: Counts, items: &[Item]) -> Report {
+pub fn build(c: &Campaign, counts: Counts, items: &[Item], names: &GroupNames) -> Report {
     Report {
         campaign: CampaignHead {
             id: c.id,
@@ -350,7 +423,7 @@ pub fn build(c: &Campaign, counts: Counts, items: &[Item]) -> Report {
             closed_reason: c.closed_reason.clone(),
             counts,
         },
-        items: items.iter().map(ReportRow::of).collect(),
+        items: items.iter().map(|i| ReportRow::of(i, names)).collect(),
         signals: signals(items),
     }
 }
@@ -525,6 +598,72 @@ pub(crate) mod tests {
         assert_eq!(
             provisioning_result(&gone),
             Some(("not_needed", "already gone".to_string()))
+        );
+    }
+
+    #[test]
+    fn the_report_names_the_groups_access_is_inherited_through() {
+        let at = datetime!(2026-02-01 0:01:00 UTC);
+        let by = format!("user:{}", Uuid::from_u128(9));
+        let connector = Uuid::from_u128(70);
+        let (outer, inner, gone) = (
+            Uuid::from_u128(71),
+            Uuid::from_u128(72),
+            Uuid::from_u128(73),
+        );
+        let names = GroupNames::from_pairs([
+            (connector, outer.to_string(), "Finance Admins".to_string()),
+            (connector, inner.to_string(), "Admins, EMEA".to_string()),
+            // Another connector's group of the same id is not this one.
+            (
+                Uuid::from_u128(80),
+                gone.to_string(),
+                "Elsewhere".to_string(),
+            ),
+        ]);
+        let mut i = item(1, &by, "keep", at, true);
+        i.connector_id = connector;
+        assert_eq!(ReportRow::of(&i, &names).how_described, "Direct");
+        i.source = format!("group:{outer}>group:{inner}");
+        let row = ReportRow::of(&i, &names);
+        assert_eq!(row.how, i.source, "the raw path stays");
+        assert_eq!(
+            row.how_described,
+            "Via group Finance Admins › group Admins, EMEA"
+        );
+        i.source = format!("group:{outer}>group:{gone}");
+        assert_eq!(
+            ReportRow::of(&i, &names).how_described,
+            format!("Via group Finance Admins › group:{gone}"),
+            "a group unknown to the connector keeps its id"
+        );
+
+        let c = Campaign {
+            id: Uuid::from_u128(60),
+            name: "c".into(),
+            status: "active".into(),
+            spec: serde_json::json!({}),
+            end_rule: "keep".into(),
+            deadline: at,
+            template_id: None,
+            created_by: "system".into(),
+            created_at: at,
+            closed_at: None,
+            closed_reason: None,
+            closed_by: None,
+        };
+        i.source = format!("group:{outer}>group:{inner}");
+        let report = build(&c, Counts::default(), std::slice::from_ref(&i), &names);
+        let text = csv(&report);
+        let mut lines = text.lines();
+        let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+        let col = header.iter().position(|h| *h == "how_described").unwrap();
+        assert_eq!(header[col - 1], "how");
+        assert!(
+            text.contains(&format!(
+                "group:{outer}>group:{inner},\"Via group Finance Admins › group Admins, EMEA\","
+            )),
+            "{text}"
         );
     }
 

@@ -185,6 +185,12 @@ pub(crate) fn pages() -> Table {
             PAGE_CA,
             reviews::report::json,
         )
+        .get("/reviews/templates", PAGE_CA, reviews::templates::list)
+        .post(
+            "/reviews/templates/{id}/stop",
+            PAGE_CA,
+            reviews::templates::stop,
+        )
         .get("/access", PAGE, access::catalog::show)
         .get("/access/request/{id}", PAGE, access::catalog::new)
         .post("/access/request/{id}", PAGE, access::catalog::submit)
@@ -289,6 +295,13 @@ pub(crate) fn api() -> Table {
             "/review-campaigns/{id}/report",
             API_CA,
             review_campaigns::report,
+        )
+        .get("/review-templates", API_CA, review_templates::list)
+        .get("/review-templates/{id}", API_CA, review_templates::get)
+        .post(
+            "/review-templates/{id}/stop",
+            API_CA,
+            review_templates::stop,
         )
         .get("/access-requests", API, access_requests::list)
         .post("/access-requests", API, access_requests::create)

@@ -158,6 +158,18 @@ pub async fn delete(tx: &mut OrgTx, name: &str) -> Result<bool> {
     Ok(n == 1)
 }
 
+/// One of the organization's schedules by name, if it exists.
+pub async fn get(tx: &mut OrgTx, name: &str) -> Result<Option<Schedule>> {
+    let org = tx.org();
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {SCHEDULE_COLUMNS} FROM job_schedules WHERE org_id = $1 AND name = $2"
+    )))
+    .bind(org.0)
+    .bind(name)
+    .fetch_optional(tx.conn())
+    .await?)
+}
+
 pub async fn list(tx: &mut OrgTx) -> Result<Vec<Schedule>> {
     let org = tx.org();
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(

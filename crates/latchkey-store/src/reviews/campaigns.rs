@@ -139,7 +139,20 @@ pub struct Template {
     pub created_by: String,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// When it was stopped: it starts no further campaigns.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub stopped_at: Option<OffsetDateTime>,
+    pub stopped_by: Option<String>,
 }
+
+impl Template {
+    pub fn is_active(&self) -> bool {
+        self.stopped_at.is_none()
+    }
+}
+
+const TEMPLATE_COLUMNS: &str =
+    "id, name, spec, every_days, duration_secs, created_by, created_at, stopped_at, stopped_by";
 
 pub struct NewTemplate<'a> {
     pub id: Uuid,
@@ -170,10 +183,9 @@ pub async fn create_template(tx: &mut OrgTx, new: &NewTemplate<'_>) -> Result<()
 
 pub async fn get_template(tx: &mut OrgTx, id: Uuid) -> Result<Template> {
     let org = tx.org();
-    sqlx::query_as(
-        "SELECT id, name, spec, every_days, duration_secs, created_by, created_at
-           FROM review_templates WHERE org_id = $1 AND id = $2",
-    )
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {TEMPLATE_COLUMNS} FROM review_templates WHERE org_id = $1 AND id = $2"
+    )))
     .bind(org.0)
     .bind(id)
     .fetch_optional(tx.conn())
@@ -181,7 +193,57 @@ pub async fn get_template(tx: &mut OrgTx, id: Uuid) -> Result<Template> {
     .ok_or(StoreError::NotFound)
 }
 
-/// How many campaigns a template has started.
+/// Locks the template row for the rest of the transaction: starting a campaign from it and
+/// stopping it serialise on it, so no campaign starts from a template once it is stopped.
+pub async fn lock_template(tx: &mut OrgTx, id: Uuid) -> Result<Template> {
+    let org = tx.org();
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {TEMPLATE_COLUMNS} FROM review_templates WHERE org_id = $1 AND id = $2 FOR UPDATE"
+    )))
+    .bind(org.0)
+    .bind(id)
+    .fetch_optional(tx.conn())
+    .await?
+    .ok_or(StoreError::NotFound)
+}
+
+/// Templates, newest first (stopped ones too).
+pub async fn list_templates(
+    tx: &mut OrgTx,
+    after: Option<Cursor>,
+    limit: i64,
+) -> Result<Page<Template>> {
+    let org = tx.org();
+    let rows: Vec<Template> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {TEMPLATE_COLUMNS} FROM review_templates
+          WHERE org_id = $1 AND ($2::uuid IS NULL OR id < $2)
+          ORDER BY id DESC LIMIT $3"
+    )))
+    .bind(org.0)
+    .bind(after.map(|c| c.0))
+    .bind(limit + 1)
+    .fetch_all(tx.conn())
+    .await?;
+    Ok(Page::from_rows(rows, limit, |t| t.id))
+}
+
+/// Marks the template stopped; false when it already was.
+pub async fn stop_template(tx: &mut OrgTx, id: Uuid, by: &str) -> Result<bool> {
+    let org = tx.org();
+    Ok(sqlx::query(
+        "UPDATE review_templates SET stopped_at = now(), stopped_by = $3
+          WHERE org_id = $1 AND id = $2 AND stopped_at IS NULL",
+    )
+    .bind(org.0)
+    .bind(id)
+    .bind(by)
+    .execute(tx.conn())
+    .await?
+    .rows_affected()
+        == 1)
+}
+
+/// The campaigns a template has started, oldest first.
 pub async fn campaigns_of_template(tx: &mut OrgTx, template: Uuid) -> Result<Vec<Campaign>> {
     let org = tx.org();
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(

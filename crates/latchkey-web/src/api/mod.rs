@@ -14,6 +14,7 @@ pub mod openapi;
 pub mod policies;
 pub mod provisioning;
 pub mod review_campaigns;
+pub mod review_templates;
 pub mod sync;
 pub mod token;
 pub mod users;

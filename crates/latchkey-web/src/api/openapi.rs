@@ -267,6 +267,30 @@ const ENDPOINTS: &[Endpoint] = &[
         "ReviewReport",
     ),
     (
+        "get",
+        "/review-templates",
+        "Recurring access reviews (campaigns started with repeat_every_days), newest first, stopped ones included",
+        None,
+        200,
+        "ReviewTemplatePage",
+    ),
+    (
+        "get",
+        "/review-templates/{id}",
+        "One recurring access review: repeat period, next run, the campaigns it started",
+        None,
+        200,
+        "ReviewTemplate",
+    ),
+    (
+        "post",
+        "/review-templates/{id}/stop",
+        "Stop a recurring access review: no further campaigns start from it; those it started go on (409 when stopped already)",
+        None,
+        200,
+        "ReviewTemplate",
+    ),
+    (
         "post",
         "/access-requests",
         "Ask for an entitlement for a while (201); access already held through a request is extended instead (200)",
@@ -695,7 +719,7 @@ fn review_schemas(page: &dyn Fn(&str) -> Value) -> Value {
         "ReviewCampaignPage": page("ReviewCampaign"),
         "ReviewItem": {"type": "object", "properties": {
             "id": {"type": "string", "format": "uuid"}, "principal": {"type": "object"}, "access": {"type": "object"},
-            "evidence": {"type": "object", "description": "how (direct or group path), since, sign_in_known, last_sign_in, granted_through_latchkey, jit_request (the just-in-time request it came from), recommendation"},
+            "evidence": {"type": "object", "description": "how (direct or group path group:<id>>group:<id>), how_described (the same in words with the groups' names), since, sign_in_known, last_sign_in, granted_through_latchkey, jit_request (the just-in-time request it came from), recommendation"},
             "reviewer": {"type": ["object", "null"]}, "decision": {"type": ["object", "null"]},
             "revocation": {"type": ["object", "null"], "description": "result: pending, verified, failed, manual_task_open, manual_task_done, not_needed"}}},
         "ReviewItemPage": page("ReviewItem"),
@@ -704,7 +728,17 @@ fn review_schemas(page: &dyn Fn(&str) -> Value) -> Value {
             "type": "object", "required": ["item_id", "decision"], "properties": {
                 "item_id": {"type": "string", "format": "uuid"}, "decision": {"enum": ["keep", "revoke", "reassign"]},
                 "comment": {"type": "string"}, "reviewer_id": {"type": "string", "format": "uuid"}}}}}},
-        "ReviewReport": {"type": "object", "description": "JSON: {campaign, items, signals}; with format=csv, text/csv with one line per item",
+        "ReviewTemplate": {"type": "object", "required": ["id", "name", "status", "every_days", "next_run_at", "campaigns"], "properties": {
+            "id": {"type": "string", "format": "uuid"}, "name": {"type": "string"}, "status": {"enum": ["active", "stopped"]},
+            "every_days": {"type": "integer"}, "campaign_duration_secs": {"type": "integer"}, "end_rule": {"enum": ["keep", "revoke"]},
+            "next_run_at": {"type": ["string", "null"], "description": "When the next campaign starts; null once stopped"},
+            "created_by": {"type": "string"}, "created_at": {"type": "string"},
+            "stopped_at": {"type": ["string", "null"]}, "stopped_by": {"type": ["string", "null"]}, "spec": {"type": "object"},
+            "campaigns": {"type": "array", "items": {"type": "object", "properties": {
+                "id": {"type": "string", "format": "uuid"}, "name": {"type": "string"}, "status": {"enum": ["active", "closed"]},
+                "created_at": {"type": "string"}, "deadline": {"type": "string"}}}}}},
+        "ReviewTemplatePage": page("ReviewTemplate"),
+        "ReviewReport": {"type": "object", "description": "JSON: {campaign, items, signals}; with format=csv, text/csv with one line per item. Each item has how (direct or the raw group path) and how_described (the same with the groups' names)",
             "properties": {"campaign": {"type": "object"}, "items": {"type": "array", "items": {"type": "object"}}, "signals": {"type": "array", "items": {"type": "object"}}}},
     })
 }
@@ -728,7 +762,11 @@ pub fn spec() -> Value {
         if path.contains("{id}") {
             op["parameters"] = json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}]);
         }
-        if matches!(*path, "/users" | "/api-clients" | "/connectors") && *method == "get" {
+        if matches!(
+            *path,
+            "/users" | "/api-clients" | "/connectors" | "/review-campaigns" | "/review-templates"
+        ) && *method == "get"
+        {
             op["parameters"] = json!([
                 {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}},
                 {"name": "cursor", "in": "query", "schema": {"type": "string"}}]);

@@ -12,7 +12,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use latchkey_reviews::decide::{DecisionInput, decide};
 use latchkey_reviews::end::{EndReason, end_campaign};
-use latchkey_reviews::report::{self, provisioning_result};
+use latchkey_reviews::report::{self, GroupNames, provisioning_result};
 use latchkey_reviews::{CreateCampaign, ReviewError, Who, start_campaign};
 use latchkey_store::audit::Actor;
 use latchkey_store::reviews::{self, Campaign, Counts, Item, ItemFilter};
@@ -109,8 +109,9 @@ fn rfc(t: OffsetDateTime) -> String {
         .unwrap_or_default()
 }
 
-/// An item with its evidence, reviewer, decision and revocation.
-pub fn item_view(i: &Item) -> Value {
+/// An item with its evidence, reviewer, decision and revocation (`names`: the groups of
+/// inherited access, for `evidence.how_described`).
+pub fn item_view(i: &Item, names: &GroupNames) -> Value {
     let prov = provisioning_result(i);
     json!({
         "id": i.id,
@@ -129,6 +130,7 @@ pub fn item_view(i: &Item) -> Value {
         },
         "evidence": {
             "how": i.source,
+            "how_described": names.how(i),
             "since": rfc(i.granted_since),
             "sign_in_known": i.sign_in_known,
             "last_sign_in": i.last_sign_in.map(rfc),
@@ -265,9 +267,10 @@ pub async fn items(
         limit,
     )
     .await?;
+    let names = GroupNames::load(&mut tx, &page.items).await?;
     tx.commit().await?;
     Ok(Json(json!({
-        "items": page.items.iter().map(item_view).collect::<Vec<_>>(),
+        "items": page.items.iter().map(|i| item_view(i, &names)).collect::<Vec<_>>(),
         "next_cursor": page.next_cursor,
     })))
 }
@@ -291,11 +294,13 @@ pub async fn decide_items(
     reviews::get_campaign(&mut tx, id).await?;
     let actor = who(&mut tx, &p).await?;
     let done = decide(&mut tx, id, &body.decisions, &actor).await?;
-    let mut items = Vec::with_capacity(done.len());
+    let mut decided = Vec::with_capacity(done.len());
     for o in &done {
-        items.push(item_view(&reviews::get_item(&mut tx, o.item_id).await?));
+        decided.push(reviews::get_item(&mut tx, o.item_id).await?);
     }
+    let names = GroupNames::load(&mut tx, &decided).await?;
     tx.commit().await?;
+    let items: Vec<Value> = decided.iter().map(|i| item_view(i, &names)).collect();
     Ok(Json(json!({"items": items})))
 }
 
@@ -314,7 +319,7 @@ pub async fn report(
     let id = parse_id(&id)?;
     let format = q.format.as_deref().unwrap_or("json");
     if format != "json" && format != "csv" {
-        return Err(ApiError::bad_request("`format` is json or csv."));
+        return Err(ApiError::bad_request(unknown_format(format)));
     }
     let mut tx = state.store.org_tx(p.org_id).await?;
     let r = build_report(&mut tx, id).await?;
@@ -323,11 +328,23 @@ pub async fn report(
     Ok(render_report(&r, format))
 }
 
+/// The message of a report asked for in a format there is none of.
+fn unknown_format(format: &str) -> String {
+    let shown: String = format.chars().take(20).collect();
+    let more = if shown.len() < format.len() {
+        "…"
+    } else {
+        ""
+    };
+    format!("There is no report format \"{shown}{more}\": `format` is json or csv.")
+}
+
 pub async fn build_report(tx: &mut OrgTx, id: Uuid) -> Result<report::Report, StoreError> {
     let c = reviews::get_campaign(tx, id).await?;
     let counts = reviews::counts(tx, id).await?;
     let items = reviews::all_items(tx, id).await?;
-    Ok(report::build(&c, counts, &items))
+    let names = GroupNames::load(tx, &items).await?;
+    Ok(report::build(&c, counts, &items, &names))
 }
 
 /// The report as a download: CSV (`text/csv`) or JSON.

@@ -1,7 +1,7 @@
 //! One populated deployment for the route-walking tests (authz_matrix, hostile_input): two
 //! organizations, a person and an API client of every role in each, and in the first a
-//! synced connector with provisioning, a grant task, a created account's vault item and a
-//! review campaign, so that path parameters can be filled with real ids.
+//! synced connector with provisioning, a grant task, a created account's vault item, a
+//! review campaign and a recurring review, so that path parameters can be filled with real ids.
 
 use crate::provisioning::Env;
 use crate::support::{Browser, PASSWORD, TestApp};
@@ -109,6 +109,22 @@ impl Fixture {
             )
             .await;
         assert_eq!(s, StatusCode::CREATED, "{v}");
+        // A recurring review (its template), started the same way with a repeat.
+        let (s, v) = env
+            .call(
+                Method::POST,
+                admin,
+                "/api/v1/review-campaigns",
+                Some(json!({"name": "Matrix quarterly", "scope": {"connector_ids": [c]},
+                    "reviewers": {"strategy": "specific", "user_ids": [own_user(&env.app, own.id).await]},
+                    "deadline": "2100-01-01T00:00:00Z", "end_rule": "keep", "repeat_every_days": 91})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        ids.insert(
+            "review_template",
+            v["template_id"].as_str().unwrap().to_string(),
+        );
 
         ids.insert("task", task);
         ids.insert("user_resource", user);
@@ -120,7 +136,7 @@ impl Fixture {
         ids.insert("vault", one(&env.app, own.id, "vault_items", "true").await);
         ids.insert(
             "campaign",
-            one(&env.app, own.id, "review_campaigns", "true").await,
+            one(&env.app, own.id, "review_campaigns", "template_id IS NULL").await,
         );
         ids.insert(
             "review_item",
@@ -181,6 +197,7 @@ impl Fixture {
                 ("entitlements" | "request" | "policies", _) => "entitlement",
                 ("items", _) => "review_item",
                 ("campaigns" | "review-campaigns", _) => "campaign",
+                ("templates" | "review-templates", _) => "review_template",
                 ("manual-tasks", _) => "manual_task",
                 ("requests" | "access-requests", _) => "access_request",
                 ("vault", _) => "vault",

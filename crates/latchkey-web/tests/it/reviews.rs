@@ -5,7 +5,8 @@
 //! deadline job revoking what nobody decided, reminders, a recurring template, and another
 //! organization seeing none of it; scopes (apps, directory roles, guests, inactive users, one
 //! entitlement from its page) against the full scope, a snapshot that later syncs leave alone,
-//! reassignment, API bulk decisions, inherited access, and unknown sign-in activity.
+//! reassignment, API bulk decisions, inherited access (named in the report), and unknown
+//! sign-in activity; a recurring review listed and stopped; a revoke the tenant refuses.
 
 use crate::support::{Browser, PASSWORD, TestApp};
 use latchkey_access::policy::{ApproverRule, Stage};
@@ -370,12 +371,47 @@ async fn a_campaign_over_a_synced_app_decided_by_two_reviewers() {
             }
         }
     }
-    // A later change in the tenant does not change what is reviewed.
+    // A later change in the tenant does not change what is reviewed: someone joins the
+    // security group in Entra and a full sync reads it, but the campaign keeps its snapshot.
+    let joiner = env
+        .sim
+        .truth_users()
+        .into_iter()
+        .find(|u| u.user_type == "Member" && u.account_enabled && !sec_users.contains(&u.id))
+        .unwrap()
+        .id;
+    env.sim
+        .apply(latchkey_entra_sim::Change::AddMember {
+            group_id: sec,
+            member_id: joiner,
+        })
+        .unwrap();
+    env.full_sync(&token, &c).await;
+    let joiner_resource = env.resource(&token, &c, "user", joiner).await;
+    let (s, synced) = env
+        .get(
+            &token,
+            &format!(
+                "/api/v1/connectors/{c}/grants?entitlement_id={sec_ent}&principal_id={joiner_resource}"
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{synced}");
+    assert_eq!(
+        synced["items"].as_array().unwrap().len(),
+        1,
+        "the sync saw the new member: {synced}"
+    );
     let (s, again) = env
         .get(&token, &format!("/api/v1/review-campaigns/{cid}"))
         .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(again["counts"]["items"], total);
+    assert_eq!(
+        env.items(&token, &cid).await,
+        items,
+        "the items, evidence and all, are what they were"
+    );
 
     let keep1 = by_principal(&items, sec_users[1], &sec_ent);
     let keep2 = by_principal(&items, sec_users[2], &sec_ent);
@@ -642,6 +678,7 @@ async fn a_campaign_over_a_synced_app_decided_by_two_reviewers() {
             "principal_upn": item["principal"]["upn"],
             "guest": item["principal"]["guest"],
             "how": "direct",
+            "how_described": "Direct",
             "granted_since": item["evidence"]["since"],
             "sign_in_known": true,
             "last_sign_in": item["evidence"]["last_sign_in"],
@@ -693,7 +730,7 @@ async fn a_campaign_over_a_synced_app_decided_by_two_reviewers() {
     assert_eq!(r.headers()["content-type"], "text/csv; charset=utf-8");
     let csv = r.text().await.unwrap();
     let mut want = String::from(
-        "item_id,resource_type,resource,entitlement,principal_type,principal,principal_upn,guest,how,granted_since,last_sign_in,granted_through_latchkey,jit_request,recommendation,recommendation_reason,reviewer,decision,decided_by,decided_at,comment,bulk,evidence_viewed,provisioning_result,provisioning_detail\r\n",
+        "item_id,resource_type,resource,entitlement,principal_type,principal,principal_upn,guest,how,how_described,granted_since,last_sign_in,granted_through_latchkey,jit_request,recommendation,recommendation_reason,reviewer,decision,decided_by,decided_at,comment,bulk,evidence_viewed,provisioning_result,provisioning_detail\r\n",
     );
     let s = |v: &Value| v.as_str().unwrap_or("").to_string();
     let yn = |v: &Value| if v == &json!(true) { "yes" } else { "no" }.to_string();
@@ -708,6 +745,7 @@ async fn a_campaign_over_a_synced_app_decided_by_two_reviewers() {
             s(&r["principal_upn"]),
             yn(&r["guest"]),
             s(&r["how"]),
+            s(&r["how_described"]),
             s(&r["granted_since"]),
             r["last_sign_in"].as_str().unwrap_or("never").to_string(),
             s(&r["granted_through_latchkey"]),
@@ -729,6 +767,19 @@ async fn a_campaign_over_a_synced_app_decided_by_two_reviewers() {
     }
     assert_eq!(csv, want);
     assert!(csv.contains("\"Still needed, says \"\"finance\"\"\""));
+    // A format there is none of is refused, saying which there are.
+    let (s, v) = env
+        .get(
+            &token,
+            &format!("/api/v1/review-campaigns/{cid}/report?format=xml"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["error"]["code"], "bad_request");
+    assert_eq!(
+        v["error"]["message"],
+        "There is no report format \"xml\": `format` is json or csv."
+    );
 
     // Approver-quality signals: Alice kept two items in bulk without opening them, within
     // seconds of each other; Bob looked first. The end rule is nobody's decision.
@@ -1733,6 +1784,64 @@ async fn scopes_filter_the_snapshot_which_later_syncs_leave_alone_and_items_move
     if !via.contains(['&', '<', '>', '"', '\'']) {
         assert!(html.contains(&format!("Via group {via}")), "{via}");
     }
+    // The report and the API say the same with the groups' names, the raw path beside it.
+    let groups = env.sim.truth_groups();
+    let described = format!(
+        "Via {}",
+        path.split('>')
+            .map(|step| {
+                let gid = step.strip_prefix("group:").unwrap();
+                let g = groups.iter().find(|g| g.id.to_string() == gid).unwrap();
+                format!("group {}", g.display_name)
+            })
+            .collect::<Vec<_>>()
+            .join(" › ")
+    );
+    assert_eq!(inherited["evidence"]["how_described"], described.as_str());
+    let (s, report) = env
+        .get(
+            &token,
+            &format!("/api/v1/review-campaigns/{all_id}/report?format=json"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let row = report["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["item_id"] == inherited["id"])
+        .unwrap();
+    assert_eq!(row["how"], path);
+    assert_eq!(row["how_described"], described.as_str());
+    let csv = env
+        .app
+        .api()
+        .get(env.app.url(&format!(
+            "/api/v1/review-campaigns/{all_id}/report?format=csv"
+        )))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = csv
+        .split("\r\n")
+        .find(|l| l.starts_with(&id(inherited)))
+        .unwrap();
+    assert!(
+        line.contains(&format!(",{},{},", quote(path), quote(&described))),
+        "{line}"
+    );
+    let (s, html) = admin_b
+        .get_text(&format!("/reviews/campaigns/{all_id}/report"))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        html.contains("Via group "),
+        "the report page names the groups too"
+    );
     let (s, v) = env
         .post(
             &token,
@@ -1799,4 +1908,371 @@ async fn scopes_filter_the_snapshot_which_later_syncs_leave_alone_and_items_move
     assert_eq!(v["error"]["fields"][0]["field"], "scope.inactive_days");
     // Campaigns started before keep the evidence they were started with.
     assert_eq!(env.all_items(&token, &id(&inactive)).await, inactive_items);
+}
+
+/// The campaigns a template started, as the campaign list shows them.
+async fn campaigns_of(env: &Env, token: &str, template: &str) -> Vec<Value> {
+    let (s, list) = env.get(token, "/api/v1/review-campaigns").await;
+    assert_eq!(s, StatusCode::OK, "{list}");
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["template_id"] == template)
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn a_recurring_review_is_listed_and_once_stopped_starts_no_more_campaigns() {
+    let env = Env::start(53).await;
+    let (org, admin) = env.app.org("contoso").await;
+    let (_, _, token) = env.app.api_token(org, Role::SuperAdmin).await;
+    let (_, _, member_token) = env.app.api_token(org, Role::Member).await;
+    let c = env.synced_connector(&token, admin).await;
+    let sec = env.group_of(GroupKind::Security);
+    let sec_ent = env.members_entitlement(&token, &c, sec).await;
+
+    let first = env
+        .start_campaign(
+            &token,
+            json!({"name": "Weekly security group", "scope": {"connector_ids": [c], "entitlement_ids": [sec_ent],
+                    "principal_types": ["user"], "include_inherited": false},
+                   "reviewers": {"strategy": "app_owner", "fallback_user_id": admin.0},
+                   "deadline": (time::OffsetDateTime::now_utc() + time::Duration::days(3))
+                       .format(&time::format_description::well_known::Rfc3339).unwrap(),
+                   "end_rule": "revoke", "repeat_every_days": 7}),
+        )
+        .await;
+    let template = first["template_id"].as_str().unwrap().to_string();
+    let schedule = format!("review_template:{template}");
+
+    // Administrators' clients only; the recurring review as the API shows it.
+    let (s, v) = env.get(&member_token, "/api/v1/review-templates").await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    let (s, v) = env
+        .get(
+            &member_token,
+            &format!("/api/v1/review-templates/{template}"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    let (s, list) = env.get(&token, "/api/v1/review-templates").await;
+    assert_eq!(s, StatusCode::OK, "{list}");
+    assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
+    let t = &list["items"][0];
+    assert_eq!(t["id"], template.as_str());
+    assert_eq!(t["name"], "Weekly security group");
+    assert_eq!(t["status"], "active");
+    assert_eq!(t["every_days"], 7);
+    assert_eq!(t["end_rule"], "revoke");
+    assert_eq!(t["spec"], first["spec"]);
+    assert!(t["stopped_at"].is_null());
+    let next = rfc3339(&t["next_run_at"]);
+    let in_a_week = time::OffsetDateTime::now_utc() + time::Duration::days(7);
+    assert!(
+        (next - in_a_week).whole_minutes().abs() <= 5,
+        "next run a week from now: {t}"
+    );
+    assert_eq!(t["campaigns"].as_array().unwrap().len(), 1);
+    assert_eq!(t["campaigns"][0]["id"], first["id"]);
+    assert_eq!(t["campaigns"][0]["status"], "active");
+
+    // Its schedule comes round (made due now): a second campaign starts, and the template
+    // lists both.
+    sqlx::query("UPDATE job_schedules SET next_run_at = now() WHERE name = $1")
+        .bind(&schedule)
+        .execute(env.app.store().system())
+        .await
+        .unwrap();
+    let wait = Instant::now() + Duration::from_secs(60);
+    while campaigns_of(&env, &token, &template).await.len() < 2 {
+        assert!(
+            Instant::now() < wait,
+            "the template never started a campaign"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let started = campaigns_of(&env, &token, &template).await;
+    let second = started
+        .iter()
+        .find(|c| c["id"] != first["id"])
+        .unwrap()
+        .clone();
+    let (s, t) = env
+        .get(&token, &format!("/api/v1/review-templates/{template}"))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    let listed: Vec<&Value> = t["campaigns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| &c["id"])
+        .collect();
+    assert_eq!(listed, vec![&first["id"], &second["id"]], "oldest first");
+
+    // The page, reachable from the campaign list, with a Stop button.
+    let admin_b = env.signed_in("admin@contoso.example").await;
+    let (s, html) = admin_b.get_text("/reviews/campaigns").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        html.contains(r#"href="/reviews/templates""#),
+        "a link to the recurring reviews"
+    );
+    let (s, html) = admin_b.get_text("/reviews/templates").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(html.contains("Weekly security group") && html.contains("7 days"));
+    for cid in [id(&first), id(&second)] {
+        assert!(html.contains(&format!("/reviews/campaigns/{cid}")), "{cid}");
+    }
+    let stop_action = format!(r#"action="/reviews/templates/{template}/stop""#);
+    assert!(html.contains(&stop_action), "a Stop button");
+
+    // Another organization: 404 for the template, an empty list, and its stops change nothing.
+    let (org_b, _) = env.app.org("fabrikam").await;
+    let (_, _, token_b) = env.app.api_token(org_b, Role::SuperAdmin).await;
+    let (s, _) = env
+        .get(&token_b, &format!("/api/v1/review-templates/{template}"))
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = env
+        .post(
+            &token_b,
+            &format!("/api/v1/review-templates/{template}/stop"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (_, theirs) = env.get(&token_b, "/api/v1/review-templates").await;
+    assert_eq!(theirs["items"], json!([]));
+    let other = env.signed_in("admin@fabrikam.example").await;
+    let (s, html) = other.get_text("/reviews/templates").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(!html.contains(&template) && !html.contains("Weekly security group"));
+    let r = other
+        .submit(
+            "/reviews/templates",
+            &format!("/reviews/templates/{template}/stop"),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let (_, still) = env
+        .get(&token, &format!("/api/v1/review-templates/{template}"))
+        .await;
+    assert_eq!(still["status"], "active", "{still}");
+    assert_eq!(still["next_run_at"], t["next_run_at"]);
+
+    // Stopped from the page: no next run, who stopped it, and a second stop is a conflict.
+    let r = admin_b
+        .submit(
+            "/reviews/templates",
+            &format!("/reviews/templates/{template}/stop"),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(crate::support::location(&r), "/reviews/templates");
+    let (_, html) = admin_b.get_text("/reviews/templates").await;
+    assert!(html.contains("Stopped "), "shown as stopped");
+    assert!(!html.contains(&stop_action), "no Stop button any more");
+    let (_, t) = env
+        .get(&token, &format!("/api/v1/review-templates/{template}"))
+        .await;
+    assert_eq!(t["status"], "stopped", "{t}");
+    assert!(t["next_run_at"].is_null(), "{t}");
+    assert!(t["stopped_at"].is_string());
+    assert_eq!(t["stopped_by"], format!("user:{}", admin.0));
+    let (s, v) = env
+        .post(
+            &token,
+            &format!("/api/v1/review-templates/{template}/stop"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+
+    // Its schedule is gone: making it due as above finds nothing to run.
+    let forced = sqlx::query("UPDATE job_schedules SET next_run_at = now() WHERE name = $1")
+        .bind(&schedule)
+        .execute(env.app.store().system())
+        .await
+        .unwrap()
+        .rows_affected();
+    assert_eq!(forced, 0, "no schedule left to come round");
+    // A period enqueued just before the stop runs and starts nothing.
+    let mut tx = env.app.store().org_tx(org).await.unwrap();
+    let queued = latchkey_jobs::queue::enqueue(
+        &mut tx,
+        &latchkey_jobs::NewJob::new(
+            latchkey_reviews::TEMPLATE_JOB,
+            json!({"template_id": template}),
+        ),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let job = queued.job.id.0;
+    let wait = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, j) = env.get(&token, &format!("/api/v1/jobs/{job}")).await;
+        if j["status"] == "succeeded" {
+            break;
+        }
+        assert!(
+            !["failed", "dead", "cancelled"].contains(&j["status"].as_str().unwrap_or("")),
+            "{j}"
+        );
+        assert!(Instant::now() < wait, "the template job never ran: {j}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A few scheduler rounds later there are still only the two campaigns, both running on.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let after = campaigns_of(&env, &token, &template).await;
+    assert_eq!(after.len(), 2, "no campaign after the stop: {after:?}");
+    for c in &after {
+        assert_eq!(c["status"], "active", "campaigns started go on: {c}");
+    }
+    let (_, t) = env
+        .get(&token, &format!("/api/v1/review-templates/{template}"))
+        .await;
+    assert_eq!(t["campaigns"].as_array().unwrap().len(), 2);
+
+    // The stop is in the audit trail.
+    let mut tx = env.app.store().org_tx(org).await.unwrap();
+    let events = latchkey_store::audit::list(
+        &mut tx,
+        &latchkey_store::audit::Filter {
+            target_kind: Some("review_template".into()),
+            target_id: Some(template.clone()),
+            action_prefix: None,
+        },
+        None,
+        50,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let actions: Vec<&str> = events.items.iter().map(|e| e.action.as_str()).collect();
+    assert!(actions.contains(&"review_template.stopped"), "{actions:?}");
+}
+
+#[tokio::test]
+async fn a_revoke_the_tenant_refuses_is_a_failure_with_its_reason_on_the_item_and_the_report() {
+    let env = Env::start(59).await;
+    let (org, admin) = env.app.org("contoso").await;
+    let (_, _, token) = env.app.api_token(org, Role::SuperAdmin).await;
+    let c = env.synced_connector(&token, admin).await;
+    let sec = env.group_of(GroupKind::Security);
+    let sec_ent = env.members_entitlement(&token, &c, sec).await;
+    let members = env.user_members(sec);
+    let campaign = env
+        .start_campaign(
+            &token,
+            json!({"name": "Security group", "scope": {"connector_ids": [c], "entitlement_ids": [sec_ent],
+                    "principal_types": ["user"], "include_inherited": false},
+                   "reviewers": {"strategy": "app_owner", "fallback_user_id": admin.0},
+                   "deadline": "2100-01-01T00:00:00Z", "end_rule": "keep"}),
+        )
+        .await;
+    let cid = id(&campaign);
+    let items = env.items(&token, &cid).await;
+    let target = by_principal(&items, members[0], &sec_ent);
+    let target_id = id(target);
+
+    // The tenant now refuses Latchkey's writes: its app keeps only the read permissions.
+    env.sim
+        .set_granted_permissions(latchkey_entra_sim::SYNC_PERMISSIONS.iter().copied());
+    let (s, v) = env
+        .post(
+            &token,
+            &format!("/api/v1/review-campaigns/{cid}/items"),
+            json!({"decisions": [{"item_id": target_id, "decision": "revoke", "comment": "Moved teams"}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let items = env
+        .until_items(&token, &cid, "the revoke failed", |items| {
+            items
+                .iter()
+                .any(|i| i["id"] == target_id.as_str() && i["revocation"]["result"] == "failed")
+        })
+        .await;
+    let item = items
+        .iter()
+        .find(|i| i["id"] == target_id.as_str())
+        .unwrap();
+    let task_id = item["revocation"]["task_id"].as_str().unwrap().to_string();
+    let (_, task) = env.get(&token, &format!("/api/v1/tasks/{task_id}")).await;
+    assert_eq!(task["status"], "failed", "{task}");
+    let reason = task["error"].as_str().unwrap().to_string();
+    assert!(
+        reason.contains("GroupMember.ReadWrite.All")
+            || reason.contains("Authorization_RequestDenied"),
+        "Graph's refusal, named: {reason}"
+    );
+    assert_eq!(item["revocation"]["detail"], reason.as_str(), "{item}");
+    assert!(
+        env.sim.group_members(sec).unwrap().contains(&members[0]),
+        "the tenant still has the access"
+    );
+
+    // The progress counts it, the report says it with its reason, in JSON, CSV and on the page.
+    let (_, now) = env
+        .get(&token, &format!("/api/v1/review-campaigns/{cid}"))
+        .await;
+    assert_eq!(now["counts"]["revocations_failed"], 1, "{now}");
+    assert_eq!(now["counts"]["revocations_verified"], 0);
+    let (s, report) = env
+        .get(
+            &token,
+            &format!("/api/v1/review-campaigns/{cid}/report?format=json"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let row = report["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["item_id"] == target_id.as_str())
+        .unwrap();
+    assert_eq!(row["decision"], "revoke");
+    assert_eq!(row["comment"], "Moved teams");
+    assert_eq!(row["provisioning_result"], "failed");
+    assert_eq!(row["provisioning_detail"], reason.as_str());
+    let csv = env
+        .app
+        .api()
+        .get(
+            env.app
+                .url(&format!("/api/v1/review-campaigns/{cid}/report?format=csv")),
+        )
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = csv
+        .split("\r\n")
+        .find(|l| l.starts_with(&target_id))
+        .unwrap();
+    assert!(
+        line.ends_with(&format!(",failed,{}", quote(&reason))),
+        "{line}"
+    );
+    let admin_b = env.signed_in("admin@contoso.example").await;
+    let (s, html) = admin_b.get_text(&format!("/reviews/campaigns/{cid}")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(html.contains("Revoke failed"), "the item says so");
+    assert!(html.contains("1 failed"), "the progress counts it");
+    let (_, html) = admin_b
+        .get_text(&format!("/reviews/items/{target_id}"))
+        .await;
+    assert!(html.contains("Revoke failed"));
+    assert!(
+        html.contains("Authorization_RequestDenied") || html.contains("GroupMember.ReadWrite.All"),
+        "the reason on the item's page"
+    );
 }

@@ -1,5 +1,6 @@
 //! Access review pages: the reviewer's inbox and an item's evidence (everyone), creating
-//! campaigns, their progress with a chart, manual tasks and the report (administrators).
+//! campaigns, their progress with a chart, manual tasks, the report and the recurring
+//! reviews (administrators).
 
 pub mod campaigns;
 pub mod chart;
@@ -7,15 +8,15 @@ pub mod inbox;
 pub mod item;
 pub mod progress;
 pub mod report;
+pub mod templates;
 
 use crate::auth::SignedIn;
 use crate::error::WebError;
-use latchkey_reviews::report::provisioning_result;
+use latchkey_reviews::report::{GroupNames, provisioning_result};
 use latchkey_reviews::{ReviewError, Who};
 use latchkey_store::audit::Actor;
-use latchkey_store::reviews::{self, Item};
+use latchkey_store::reviews::Item;
 use latchkey_store::{OrgTx, StoreError};
-use std::collections::HashMap;
 use time::OffsetDateTime;
 
 pub const ONLY_ADMINS: &str =
@@ -111,51 +112,17 @@ fn result_label(r: &str) -> &'static str {
     }
 }
 
-/// The group path of an inherited grant in words: "Via Finance › Finance EMEA".
-fn how(source: &str, names: &HashMap<String, String>) -> String {
-    if source == "direct" {
-        return "Direct".into();
-    }
-    let parts: Vec<String> = source
-        .split('>')
-        .map(|p| {
-            let id = p.strip_prefix("group:").unwrap_or(p);
-            names
-                .get(id)
-                .map(|n| format!("group {n}"))
-                .unwrap_or_else(|| p.to_string())
-        })
-        .collect();
-    format!("Via {}", parts.join(" › "))
-}
-
 /// Rows for `items`, with group names resolved for inherited grants.
 pub async fn rows(
     tx: &mut OrgTx,
     items: &[Item],
     me: Option<uuid::Uuid>,
 ) -> Result<Vec<ItemRow>, StoreError> {
-    let mut names: HashMap<String, String> = HashMap::new();
-    let mut by_connector: HashMap<uuid::Uuid, Vec<String>> = HashMap::new();
-    for i in items.iter().filter(|i| i.source != "direct") {
-        for p in i.source.split('>') {
-            if let Some(id) = p.strip_prefix("group:") {
-                by_connector
-                    .entry(i.connector_id)
-                    .or_default()
-                    .push(id.to_string());
-            }
-        }
-    }
-    for (c, mut ids) in by_connector {
-        ids.sort();
-        ids.dedup();
-        names.extend(reviews::group_names(tx, c, &ids).await?);
-    }
+    let names = GroupNames::load(tx, items).await?;
     Ok(items.iter().map(|i| row(i, &names, me)).collect())
 }
 
-pub fn row(i: &Item, names: &HashMap<String, String>, me: Option<uuid::Uuid>) -> ItemRow {
+pub fn row(i: &Item, names: &GroupNames, me: Option<uuid::Uuid>) -> ItemRow {
     let prov = provisioning_result(i);
     ItemRow {
         id: i.id.to_string(),
@@ -178,7 +145,7 @@ pub fn row(i: &Item, names: &HashMap<String, String>, me: Option<uuid::Uuid>) ->
         ),
         resource: i.resource_name.clone(),
         entitlement: i.entitlement_name.clone(),
-        how: how(&i.source, names),
+        how: names.how(i),
         since: format!("first seen {}", day(i.granted_since)),
         last_sign_in: if !i.sign_in_known {
             "Not reported by the tenant".into()
