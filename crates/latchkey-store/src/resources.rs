@@ -457,8 +457,11 @@ pub async fn sweep_principal_grants(
             AND kind = ANY($4) AND last_seen_run <> $2
             AND (provisioned_at IS NULL
                  OR provisioned_at < (SELECT s.started_at FROM sync_runs s WHERE s.id = $2))
-            AND principal_id IN (SELECT sync_resource_id($1, k) FROM unnest($3::text[]) AS k)",
+            AND principal_id = ANY(ARRAY(SELECT sync_resource_id($1, k) FROM unnest($3::text[]) AS k))",
     )
+    // The ids are computed once, before the scan (an ARRAY subquery is an init plan), so the
+    // principal index finds the grants: as `principal_id IN (SELECT sync_resource_id(..))` the
+    // planner read every grant of the connector (0.35-0.46 s per call at 100,000 users).
     .bind(connector)
     .bind(run)
     .bind(principal_keys)

@@ -172,20 +172,28 @@ pub async fn expand_changes(
 
     // Deleted principals and entitlements, by index.
     let gone = gone_since(tx, connector, since).await?;
+    // Two statements, each by its index (as one, the OR made PostgreSQL read every expanded
+    // grant of the connector: 0.3 s at 100,000 users, even with nothing gone).
     let gone_ids: Vec<Uuid> = gone.iter().map(|g| g.0).collect();
-    out.deleted += sqlx::query(
-        "DELETE FROM grants
-          WHERE org_id = $1 AND connector_id = $2 AND expanded
-            AND (principal_id = ANY($3)
-                 OR entitlement_id IN (SELECT id FROM entitlements
-                                        WHERE org_id = $1 AND connector_id = $2 AND resource_id = ANY($3)))",
-    )
-    .bind(org.0)
-    .bind(connector)
-    .bind(&gone_ids)
-    .execute(tx.conn())
-    .await?
-    .rows_affected();
+    if !gone_ids.is_empty() {
+        for statement in [
+            "DELETE FROM grants
+              WHERE org_id = $1 AND connector_id = $2 AND expanded AND principal_id = ANY($3)",
+            "DELETE FROM grants
+              WHERE org_id = $1 AND connector_id = $2 AND expanded
+                AND entitlement_id = ANY(ARRAY(SELECT id FROM entitlements
+                                                WHERE org_id = $1 AND connector_id = $2
+                                                  AND resource_id = ANY($3)))",
+        ] {
+            out.deleted += sqlx::query(statement)
+                .bind(org.0)
+                .bind(connector)
+                .bind(&gone_ids)
+                .execute(tx.conn())
+                .await?
+                .rows_affected();
+        }
+    }
 
     // Paths through a deleted group, and through a changed hop between two groups: rare, so a
     // scan of the connector's expanded grants is fine.
