@@ -312,6 +312,53 @@ impl Stack {
             .unwrap()
     }
 
+    /// A sync task that the connector with `creds` asks for and holds: (job id, lease).
+    async fn held_sync_task(&self, creds: &Value) -> (String, String) {
+        let token: Value = self.agent_token(creds).await.json().await.unwrap();
+        let task: Value = self
+            .http
+            .post(self.url("api/v1/connector-agent/syncs"))
+            .bearer_auth(token["access_token"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (
+            task["id"].as_str().unwrap().to_string(),
+            task["lease"].as_str().unwrap().to_string(),
+        )
+    }
+
+    /// Every endpoint of task `job` answers 404 to the connector `token`, its lease in hand
+    /// (`body` sent to each); `whose` names the task in the failure message.
+    async fn assert_task_out_of_reach(
+        &self,
+        token: &str,
+        (job, lease): (&str, &str),
+        body: &Value,
+        whose: &str,
+    ) {
+        for (method, path) in [
+            (reqwest::Method::GET, format!("tasks/{job}/batches")),
+            (reqwest::Method::PUT, format!("tasks/{job}/batches/0")),
+            (reqwest::Method::POST, format!("tasks/{job}/logs")),
+            (reqwest::Method::POST, format!("tasks/{job}/result")),
+        ] {
+            let r = self
+                .http
+                .request(method, self.url(&format!("api/v1/connector-agent/{path}")))
+                .bearer_auth(token)
+                .header("Latchkey-Lease", lease)
+                .json(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 404, "{whose} {path}");
+        }
+    }
+
     /// `latchkey connector` with the simulated tenant's and these Latchkey credentials.
     fn connector(&self, creds: &Value, extra: &[(&str, &str)]) -> std::process::Command {
         let app = self.sim.customer_app();
@@ -754,36 +801,14 @@ async fn an_upload_cut_by_a_server_restart_loses_and_duplicates_nothing_and_stay
     let token: Value = s.agent_token(&creds).await.json().await.unwrap();
     let token = token["access_token"].as_str().unwrap().to_string();
     let (other, other_creds) = s.self_hosted("Other").await;
-    let other_token: Value = s.agent_token(&other_creds).await.json().await.unwrap();
-    let other_task: Value = s
-        .http
-        .post(s.url("api/v1/connector-agent/syncs"))
-        .bearer_auth(other_token["access_token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let other_job = other_task["id"].as_str().unwrap();
-    let lease = other_task["lease"].as_str().unwrap();
-    for (method, path) in [
-        (reqwest::Method::GET, format!("tasks/{other_job}/batches")),
-        (reqwest::Method::PUT, format!("tasks/{other_job}/batches/0")),
-        (reqwest::Method::POST, format!("tasks/{other_job}/logs")),
-        (reqwest::Method::POST, format!("tasks/{other_job}/result")),
-    ] {
-        let r = s
-            .http
-            .request(method, s.url(&format!("api/v1/connector-agent/{path}")))
-            .bearer_auth(&token)
-            .header("Latchkey-Lease", lease)
-            .json(&json!({"lines": [], "sync": {"status": "failed", "error": "x"}}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 404, "{path}");
-    }
+    let (other_job, lease) = s.held_sync_task(&other_creds).await;
+    s.assert_task_out_of_reach(
+        &token,
+        (&other_job, &lease),
+        &json!({"lines": [], "sync": {"status": "failed", "error": "x"}}),
+        "another connector's",
+    )
+    .await;
     // Nothing of the organization beyond its tasks: the regular API refuses its token.
     for path in ["connectors", &format!("connectors/{id}/resources"), "users"] {
         let r = s
@@ -882,40 +907,16 @@ async fn an_upload_cut_by_a_server_restart_loses_and_duplicates_nothing_and_stay
         .json()
         .await
         .unwrap();
-    let fab_agent: Value = s.agent_token(&fab_creds).await.json().await.unwrap();
-    let fab_task: Value = s
-        .http
-        .post(s.url("api/v1/connector-agent/syncs"))
-        .bearer_auth(fab_agent["access_token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let fab_job = fab_task["id"].as_str().unwrap();
-    let fab_lease = fab_task["lease"].as_str().unwrap();
+    let (fab_job, fab_lease) = s.held_sync_task(&fab_creds).await;
     // ...which this organization's connector credential cannot reach, lease in hand.
-    for (method, path) in [
-        (reqwest::Method::GET, format!("tasks/{fab_job}/batches")),
-        (reqwest::Method::PUT, format!("tasks/{fab_job}/batches/0")),
-        (reqwest::Method::POST, format!("tasks/{fab_job}/logs")),
-        (reqwest::Method::POST, format!("tasks/{fab_job}/result")),
-    ] {
-        let r = s
-            .http
-            .request(method, s.url(&format!("api/v1/connector-agent/{path}")))
-            .bearer_auth(&token)
-            .header("Latchkey-Lease", fab_lease)
-            .json(
-                &json!({"seq": 0, "lines": [{"level": "info", "message": "x"}],
+    s.assert_task_out_of_reach(
+        &token,
+        (&fab_job, &fab_lease),
+        &json!({"seq": 0, "lines": [{"level": "info", "message": "x"}],
                           "sync": {"status": "succeeded", "batches": 0, "stats": {}}}),
-            )
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 404, "another organization's {path}");
-    }
+        "another organization's",
+    )
+    .await;
     let r = s
         .http
         .post(s.url("api/v1/connector-agent/tasks/next"))
@@ -925,7 +926,7 @@ async fn an_upload_cut_by_a_server_restart_loses_and_duplicates_nothing_and_stay
         .unwrap();
     if r.status() == 200 {
         let t: Value = r.json().await.unwrap();
-        assert_ne!(t["id"].as_str(), Some(fab_job), "never handed out");
+        assert_ne!(t["id"].as_str(), Some(fab_job.as_str()), "never handed out");
     } else {
         assert_eq!(r.status(), 204);
     }
@@ -949,15 +950,15 @@ async fn an_upload_cut_by_a_server_restart_loses_and_duplicates_nothing_and_stay
         "SELECT j.status, j.lease_token, (SELECT count(*) FROM job_logs l WHERE l.job_id = j.id AND l.message = 'x')
            FROM jobs j WHERE j.id = $1",
     )
-    .bind(Uuid::parse_str(fab_job).unwrap())
+    .bind(Uuid::parse_str(&fab_job).unwrap())
     .fetch_one(store.system())
     .await
     .unwrap();
     assert_eq!(status, "running");
-    assert_eq!(lease_token, Some(Uuid::parse_str(fab_lease).unwrap()));
+    assert_eq!(lease_token, Some(Uuid::parse_str(&fab_lease).unwrap()));
     assert_eq!(logs, 0);
     assert!(
-        batches_of(&store, Uuid::parse_str(fab_job).unwrap())
+        batches_of(&store, Uuid::parse_str(&fab_job).unwrap())
             .await
             .is_empty()
     );
