@@ -585,7 +585,10 @@ pub struct Swept {
 }
 
 /// After a successful full sync: marks deleted whatever `run` did not see. Grants of the kinds
-/// in `unread_kinds` (a feature the tenant lacks, so nothing was read) are left alone.
+/// in `unread_kinds` (a feature the tenant lacks, so nothing was read) are left alone, and so is
+/// what a sync that started after `run` saw: a self-hosted connector's run is finished by a
+/// worker job, and the connector may upload its next sync before that job runs (its sweep then
+/// removed everything the newer run had already stamped).
 pub async fn sweep(
     tx: &mut OrgTx,
     connector: Uuid,
@@ -593,10 +596,13 @@ pub async fn sweep(
     unread_kinds: &[&str],
 ) -> Result<Swept> {
     let resources = sqlx::query(
-        "UPDATE resources SET deleted_at = now()
+        "UPDATE resources t SET deleted_at = now()
           WHERE org_id = app_current_org() AND connector_id = $1 AND deleted_at IS NULL AND last_seen_run <> $2
             AND (provisioned_at IS NULL
-                 OR provisioned_at < (SELECT s.started_at FROM sync_runs s WHERE s.id = $2))",
+                 OR provisioned_at < (SELECT s.started_at FROM sync_runs s WHERE s.id = $2))
+            AND NOT EXISTS (SELECT 1 FROM sync_runs later
+                             WHERE later.id = t.last_seen_run
+                               AND later.started_at > (SELECT s.started_at FROM sync_runs s WHERE s.id = $2))",
     )
     .bind(connector)
     .bind(run)
@@ -604,8 +610,11 @@ pub async fn sweep(
     .await?
     .rows_affected();
     let entitlements = sqlx::query(
-        "UPDATE entitlements SET deleted_at = now()
-          WHERE org_id = app_current_org() AND connector_id = $1 AND deleted_at IS NULL AND last_seen_run <> $2",
+        "UPDATE entitlements t SET deleted_at = now()
+          WHERE org_id = app_current_org() AND connector_id = $1 AND deleted_at IS NULL AND last_seen_run <> $2
+            AND NOT EXISTS (SELECT 1 FROM sync_runs later
+                             WHERE later.id = t.last_seen_run
+                               AND later.started_at > (SELECT s.started_at FROM sync_runs s WHERE s.id = $2))",
     )
     .bind(connector)
     .bind(run)
@@ -613,11 +622,14 @@ pub async fn sweep(
     .await?
     .rows_affected();
     let grants = sqlx::query(
-        "UPDATE grants SET deleted_at = now()
+        "UPDATE grants t SET deleted_at = now()
           WHERE org_id = app_current_org() AND connector_id = $1 AND deleted_at IS NULL AND NOT expanded AND last_seen_run <> $2
             AND NOT (kind = ANY($3))
             AND (provisioned_at IS NULL
-                 OR provisioned_at < (SELECT s.started_at FROM sync_runs s WHERE s.id = $2))",
+                 OR provisioned_at < (SELECT s.started_at FROM sync_runs s WHERE s.id = $2))
+            AND NOT EXISTS (SELECT 1 FROM sync_runs later
+                             WHERE later.id = t.last_seen_run
+                               AND later.started_at > (SELECT s.started_at FROM sync_runs s WHERE s.id = $2))",
     )
     .bind(connector)
     .bind(run)

@@ -5,3 +5,4 @@ mod audit;
 mod cancellation;
 mod isolation;
 mod secrets;
+mod sweep;
