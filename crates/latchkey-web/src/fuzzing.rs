@@ -259,7 +259,7 @@ fn json<T: DeserializeOwned + Send>(body: &[u8]) -> Option<T> {
 
 /// The optional bodies of the access-request decisions (no body means the defaults).
 fn optional<T: DeserializeOwned + Default>(body: &[u8]) {
-    if let Err(e) = access_requests::body_or_default::<T>(body) {
+    if let Err(e) = crate::api::body_or_default::<T>(body) {
         assert_refusal(e.status, "optional API body");
     }
 }

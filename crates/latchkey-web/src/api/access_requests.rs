@@ -337,21 +337,6 @@ pub struct ExtendBody {
     pub(crate) justification: String,
 }
 
-/// An optional JSON body: none at all means the defaults.
-pub(crate) fn body_or_default<T: serde::de::DeserializeOwned + Default>(
-    raw: &[u8],
-) -> Result<T, ApiError> {
-    if raw.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    serde_json::from_slice(raw).map_err(|e| {
-        ApiError::validation(vec![crate::error::FieldError {
-            field: "body".into(),
-            message: e.to_string(),
-        }])
-    })
-}
-
 async fn act(
     state: &AppState,
     who: &ApiPrincipal,
@@ -374,7 +359,7 @@ async fn act(
     let org = who.org_id;
     match what {
         "approve" | "deny" | "cancel" | "release" | "review" => {
-            let b: CommentBody = body_or_default(raw)?;
+            let b: CommentBody = super::body_or_default(raw)?;
             match what {
                 "approve" => access.approve(org, &caller, id, &b.comment).await?,
                 "deny" => access.deny(org, &caller, id, &b.comment).await?,
@@ -384,7 +369,7 @@ async fn act(
             };
         }
         _ => {
-            let b: ExtendBody = body_or_default(raw)?;
+            let b: ExtendBody = super::body_or_default(raw)?;
             access
                 .extend(org, &caller, id, b.duration_seconds, &b.justification)
                 .await?;

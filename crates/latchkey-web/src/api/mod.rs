@@ -74,6 +74,21 @@ pub(crate) fn refuse_nul(json: &[u8]) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// An optional JSON body: none at all (or only whitespace) means the defaults; otherwise it is
+/// read like [`ApiJson`]'s (422 for a NUL character or for fields).
+pub(crate) fn body_or_default<T: DeserializeOwned + Default>(raw: &[u8]) -> Result<T, ApiError> {
+    if raw.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    refuse_nul(raw)?;
+    serde_json::from_slice(raw).map_err(|e| {
+        ApiError::validation(vec![FieldError {
+            field: "body".into(),
+            message: e.to_string(),
+        }])
+    })
+}
+
 /// `application/json` or `application/<something>+json`, as axum's `Json` accepts.
 fn json_content_type(headers: &HeaderMap) -> bool {
     let Some(value) = headers

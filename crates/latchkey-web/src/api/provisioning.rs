@@ -103,18 +103,7 @@ pub async fn deprovision(
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<TaskStarted>), ApiError> {
     // The body is optional: none means `{"delete": false}`.
-    let delete = if body.iter().all(u8::is_ascii_whitespace) {
-        false
-    } else {
-        serde_json::from_slice::<DeprovisionBody>(&body)
-            .map_err(|e| {
-                ApiError::validation(vec![crate::error::FieldError {
-                    field: "body".into(),
-                    message: e.to_string(),
-                }])
-            })?
-            .delete
-    };
+    let delete = super::body_or_default::<DeprovisionBody>(&body)?.delete;
     let task = service::deprovision(
         &state,
         &asker(&who),

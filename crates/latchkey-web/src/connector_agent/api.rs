@@ -494,17 +494,7 @@ pub async fn start_sync_now(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     // The body is optional: none, or JSON.
-    let body: SyncRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        SyncRequest::default()
-    } else {
-        crate::api::refuse_nul(&body)?;
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::validation(vec![FieldError {
-                field: "body".into(),
-                message: format!("not a sync request: {e}"),
-            }])
-        })?
-    };
+    let body: SyncRequest = crate::api::body_or_default(&body)?;
     let tenant = body
         .tenant_id
         .as_deref()
