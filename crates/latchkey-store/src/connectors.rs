@@ -251,6 +251,25 @@ pub async fn set_last_test_job(tx: &mut OrgTx, id: Uuid, job: Uuid) -> Result<()
     update(tx, id, "last_test_job_id = $3", |q| q.bind(job)).await
 }
 
+/// Locks the connector row if `job` is still its latest connection test and the connector is
+/// not disabled: a test whose settings were replaced (a newer test was queued) or whose
+/// connector was disabled while it ran must not report over them. The lock holds until the
+/// transaction ends, so a settings change cannot slip in between this check and the verdict.
+pub async fn lock_if_current_test(tx: &mut OrgTx, id: Uuid, job: Uuid) -> Result<bool> {
+    let org = tx.org();
+    let found: Option<i32> = sqlx::query_scalar(
+        "SELECT 1 FROM connectors
+         WHERE org_id = $1 AND id = $2 AND last_test_job_id = $3 AND status <> 'disabled'
+         FOR UPDATE",
+    )
+    .bind(org.0)
+    .bind(id)
+    .bind(job)
+    .fetch_optional(tx.conn())
+    .await?;
+    Ok(found.is_some())
+}
+
 pub async fn set_last_sync_job(tx: &mut OrgTx, id: Uuid, job: Uuid) -> Result<()> {
     update(tx, id, "last_sync_job_id = $3", |q| q.bind(job)).await
 }

@@ -147,18 +147,45 @@ fn store_err(e: StoreError) -> JobError {
     JobError::transient(e.operator_message())
 }
 
+/// Whether this test may still report: it is the connector's latest test and the connector
+/// is not disabled. Settings saved while a test runs queue a newer test, which reports instead.
+async fn is_current(
+    store: &Store,
+    org: OrgId,
+    connector: Uuid,
+    job: Uuid,
+) -> Result<bool, JobError> {
+    let mut tx = store.org_tx(org).await.map_err(store_err)?;
+    let current = connectors::lock_if_current_test(&mut tx, connector, job)
+        .await
+        .map_err(store_err)?;
+    tx.commit().await.map_err(store_err)?;
+    Ok(current)
+}
+
+const SUPERSEDED: &str = "The connector's settings changed (or it was disabled) since this test was queued; the newer test reports instead.";
+
+/// Sets the connector's status, unless a newer test replaced this one (then nothing changes).
 async fn set_status(
     store: &Store,
     org: OrgId,
     connector: Uuid,
+    job: Uuid,
     status: &str,
     reason: &str,
-) -> Result<(), JobError> {
+) -> Result<bool, JobError> {
     let mut tx = store.org_tx(org).await.map_err(store_err)?;
+    if !connectors::lock_if_current_test(&mut tx, connector, job)
+        .await
+        .map_err(store_err)?
+    {
+        return Ok(false);
+    }
     connectors::set_status(&mut tx, connector, status, Some(reason))
         .await
         .map_err(store_err)?;
-    tx.commit().await.map_err(store_err)
+    tx.commit().await.map_err(store_err)?;
+    Ok(true)
 }
 
 impl JobHandler for ConnectionTestHandler {
@@ -174,6 +201,11 @@ impl JobHandler for ConnectionTestHandler {
             .connector_id()
             .ok_or_else(|| JobError::permanent("a connection test names its connector"))?;
         let store = ctx.store();
+        let job = ctx.id().as_uuid();
+        if !is_current(store, org, connector, job).await? {
+            ctx.info(SUPERSEDED).await?;
+            return Ok(());
+        }
         ctx.info("Testing the connection to Microsoft Entra ID")
             .await?;
 
@@ -191,8 +223,11 @@ impl JobHandler for ConnectionTestHandler {
             Err(ConnectError::Store(e)) => return Err(store_err(e)),
             Err(e) => {
                 let reason = e.to_string();
+                if !set_status(store, org, connector, job, "error", &reason).await? {
+                    ctx.info(SUPERSEDED).await?;
+                    return Ok(());
+                }
                 ctx.log(LogLevel::Error, &reason, json!({})).await?;
-                set_status(store, org, connector, "error", &reason).await?;
                 return Err(JobError::permanent(reason));
             }
         };
@@ -220,7 +255,10 @@ impl JobHandler for ConnectionTestHandler {
                 "Testing the connection… Microsoft answered with a temporary error, retrying: {}",
                 f.message
             );
-            set_status(store, org, connector, "syncing", &reason).await?;
+            if !set_status(store, org, connector, job, "syncing", &reason).await? {
+                ctx.info(SUPERSEDED).await?;
+                return Ok(());
+            }
             return Err(JobError::transient(f.message.clone()));
         }
 
@@ -232,6 +270,14 @@ impl JobHandler for ConnectionTestHandler {
                 time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
             });
         let mut tx = store.org_tx(org).await.map_err(store_err)?;
+        if !connectors::lock_if_current_test(&mut tx, connector, job)
+            .await
+            .map_err(store_err)?
+        {
+            drop(tx);
+            ctx.info(SUPERSEDED).await?;
+            return Ok(());
+        }
         let capabilities =
             serde_json::to_value(&report).map_err(|e| JobError::permanent(e.to_string()))?;
         connectors::set_capabilities(&mut tx, connector, &capabilities)

@@ -404,13 +404,16 @@ async fn apply_settings(
 }
 
 /// Queues a connection test and shows *Syncing* until it reports.
+///
+/// Every call queues a new test, never reusing one already queued or running: a test that is
+/// running may have read the settings this transaction replaces. The connector remembers its
+/// latest test, and only that one reports (an older test finds it was replaced and stops).
 pub async fn enqueue_test(tx: &mut OrgTx, connector: Uuid) -> Result<Uuid, ServiceError> {
     let job = queue::enqueue(
         tx,
         &NewJob::new(CONNECTION_TEST_JOB, json!({}))
             .connector(connector)
-            .max_attempts(4)
-            .dedupe_key(format!("test:{connector}")),
+            .max_attempts(4),
     )
     .await?;
     connectors::set_status(

@@ -317,6 +317,93 @@ async fn a_missing_permission_is_named() {
     );
 }
 
+/// Settings saved while a connection test is still running (here: the wrong secret's token
+/// answer is held back) queue a test of their own; the older test's verdict, about settings
+/// that no longer apply, must not land over it. (It once did: the save reused the running test,
+/// whose "wrong secret" then stood, or the connector stayed on "Testing…" for good.)
+#[tokio::test]
+async fn settings_saved_while_a_test_runs_are_tested_again_and_the_stale_verdict_is_dropped() {
+    let o = Onboarding::start().await;
+    let (_, token) = admin_token(&o.app).await;
+    let token_path = format!("/{}/oauth2/v2.0/token", o.sim.tenant_id());
+    let hold = o.sim.hold("POST", &token_path);
+    let r = o.create(&token, o.secret_settings("wrong-first")).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The first test has asked for a token with the wrong secret; its answer waits.
+    hold.held().await;
+
+    let good = o.sim.customer_app().client_secret;
+    let r = o
+        .call(
+            "PATCH",
+            &format!("/api/v1/connectors/{id}"),
+            &token,
+            Some(json!({"settings": {"auth": {"client_secret": good}}})),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let tests: Vec<(uuid::Uuid, String)> = sqlx::query_as(
+        "SELECT id, status FROM jobs WHERE connector_id = $1::uuid AND kind = 'entra.connection_test' ORDER BY created_at",
+    )
+    .bind(&id)
+    .fetch_all(o.app.store().system())
+    .await
+    .unwrap();
+    assert_eq!(
+        tests.len(),
+        2,
+        "the save queued a test of its own: {tests:?}"
+    );
+    assert_eq!(tests[0].1, "running", "{tests:?}");
+    hold.release();
+
+    let c = o.settled(&token, &id).await;
+    assert_eq!(
+        c["status"], "syncing",
+        "the new secret's verdict stands: {c}"
+    );
+    assert!(
+        c["status_reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("Connected to"),
+        "{c}"
+    );
+    // The stale test ends without a verdict of its own, saying why.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let stale = tests[0].0;
+    loop {
+        let status: String = sqlx::query_scalar("SELECT status FROM jobs WHERE id = $1")
+            .bind(stale)
+            .fetch_one(o.app.store().system())
+            .await
+            .unwrap();
+        if status != "running" && status != "queued" {
+            assert_eq!(status, "succeeded");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the stale test never ended");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let said: Vec<String> =
+        sqlx::query_scalar("SELECT message FROM job_logs WHERE job_id = $1 ORDER BY id")
+            .bind(stale)
+            .fetch_all(o.app.store().system())
+            .await
+            .unwrap();
+    assert!(
+        said.iter()
+            .any(|m| m.contains("the newer test reports instead")),
+        "{said:?}"
+    );
+    let c = o.get(&token, &id).await;
+    assert_eq!(c["status"], "syncing", "still the new verdict: {c}");
+}
+
 #[tokio::test]
 async fn a_new_secret_replaces_the_old_and_retests() {
     let o = Onboarding::start().await;
