@@ -797,6 +797,48 @@ async fn an_upload_cut_by_a_server_restart_loses_and_duplicates_nothing_and_stay
     assert_eq!(r.status(), 200);
     drop(elsewhere);
 
+    // The same tenant named by its domain instead of its id: the connector names the tenant it
+    // read by the token's tenant id, so the file is from this connector's tenant and is taken.
+    let by_domain = dir.join("by-domain.jsonl");
+    let domain = s.sim.initial_domain();
+    let mut sync = s.connector(
+        &creds,
+        &[
+            ("LATCHKEY_URL", "http://127.0.0.1:9/"),
+            ("ENTRA_TENANT_ID", &domain),
+        ],
+    );
+    sync.args(["sync", "--output", by_domain.to_str().unwrap()]);
+    let o = tokio::task::spawn_blocking(move || run(&mut sync))
+        .await
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let header: Value = serde_json::from_str(
+        std::fs::read_to_string(&by_domain)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header["header"]["tenant_id"], json!(tenant), "{header}");
+    let mut upload = s.connector(&creds, &[]);
+    upload.args(["upload", by_domain.to_str().unwrap()]);
+    let o = tokio::task::spawn_blocking(move || run(&mut upload))
+        .await
+        .unwrap();
+    assert!(o.status.success(), "taken: {}", stderr(&o));
+    assert_ne!(
+        s.wait_synced(id, 2).await["id"],
+        json!(job),
+        "the domain-named file is the last sync"
+    );
+    assert_eq!(
+        s.snapshot(id).await,
+        picture,
+        "the same tenant, the same picture"
+    );
+
     // Scoped: the credential reaches its own connector's tasks only.
     let token: Value = s.agent_token(&creds).await.json().await.unwrap();
     let token = token["access_token"].as_str().unwrap().to_string();

@@ -387,6 +387,33 @@ pub async fn connect(entra: &EntraConfig) -> anyhow::Result<Connection> {
         })
 }
 
+/// The Entra tenant `conn` reads, as its GUID (lower-case), whichever form the settings name it
+/// in (the GUID, or a domain such as `contoso.onmicrosoft.com`): the access token's `tid`.
+/// Latchkey refuses data from another tenant than the one a connector's earlier syncs came
+/// from, comparing these values, so the same tenant must always be named the same way. Without
+/// a token (wrong secret, authority down) the settings' value is used; the sync itself then
+/// fails with the reason.
+pub async fn tenant_guid(conn: &Connection, configured: &str) -> String {
+    if let Ok(id) = uuid::Uuid::parse_str(configured.trim()) {
+        return id.to_string();
+    }
+    match conn.graph.tokens().token().await {
+        Ok(token) => match token
+            .claims()
+            .tid
+            .as_deref()
+            .and_then(|t| uuid::Uuid::parse_str(t).ok())
+        {
+            Some(id) => id.to_string(),
+            None => configured.trim().to_ascii_lowercase(),
+        },
+        Err(e) => {
+            tracing::warn!("could not read the tenant's id from a token: {e}");
+            configured.trim().to_ascii_lowercase()
+        }
+    }
+}
+
 pub async fn run(args: ConnectorArgs) -> anyhow::Result<()> {
     match args.command {
         None => {

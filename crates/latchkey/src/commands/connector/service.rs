@@ -335,6 +335,7 @@ async fn report_result(
 
 pub async fn run(entra: EntraConfig, latchkey: LatchkeyConfig) -> anyhow::Result<()> {
     let conn = super::connect(&entra).await?;
+    let tenant_id = super::tenant_guid(&conn, &entra.settings.auth.tenant_id).await;
     let client = Arc::new(Client::new(&latchkey, None)?);
     let held = Held::new();
     let stop = crate::shutdown::on_signal();
@@ -362,7 +363,7 @@ pub async fn run(entra: EntraConfig, latchkey: LatchkeyConfig) -> anyhow::Result
                                 None,
                                 &Body::Json(json!({
                                     "reason": "the self-hosted connector's sync interval",
-                                    "tenant_id": entra.settings.auth.tenant_id,
+                                    "tenant_id": tenant_id,
                                 })),
                             )
                             .await?;

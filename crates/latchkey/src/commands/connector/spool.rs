@@ -40,6 +40,7 @@ pub async fn sync_to_file_with(
     mut on_log: impl FnMut(LogLine) + Send,
 ) -> anyhow::Result<Written> {
     let conn = super::connect(entra).await?;
+    let tenant_id = super::tenant_guid(&conn, &entra.settings.auth.tenant_id).await;
     let partial = path.with_extension("partial");
     let file = std::fs::File::create(&partial)
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", partial.display()))?;
@@ -47,7 +48,7 @@ pub async fn sync_to_file_with(
     let header = Line::Header(Header {
         format: FORMAT_VERSION,
         kind: SyncKind::Full,
-        tenant_id: entra.settings.auth.tenant_id.clone(),
+        tenant_id,
         graph_domain: entra.settings.graph_domain.clone(),
         started_at: now(),
         connector_version: env!("CARGO_PKG_VERSION").to_string(),
