@@ -104,6 +104,17 @@ impl Onboarding {
         req.send().await.unwrap()
     }
 
+    /// Saves a new client secret for connector `id` (a PATCH naming only the secret).
+    pub async fn save_secret(&self, token: &str, id: &str, secret: &str) -> reqwest::Response {
+        self.call(
+            "PATCH",
+            &format!("/api/v1/connectors/{id}"),
+            token,
+            Some(json!({"settings": {"auth": {"client_secret": secret}}})),
+        )
+        .await
+    }
+
     pub async fn get(&self, token: &str, id: &str) -> Value {
         self.app
             .api()
@@ -336,14 +347,8 @@ async fn settings_saved_while_a_test_runs_are_tested_again_and_the_stale_verdict
     // The first test has asked for a token with the wrong secret; its answer waits.
     hold.held().await;
 
-    let good = o.sim.customer_app().client_secret;
     let r = o
-        .call(
-            "PATCH",
-            &format!("/api/v1/connectors/{id}"),
-            &token,
-            Some(json!({"settings": {"auth": {"client_secret": good}}})),
-        )
+        .save_secret(&token, &id, &o.sim.customer_app().client_secret)
         .await;
     assert_eq!(r.status(), StatusCode::OK);
     let tests: Vec<(uuid::Uuid, String)> = sqlx::query_as(
@@ -419,14 +424,8 @@ async fn a_new_secret_replaces_the_old_and_retests() {
         .await
         .unwrap();
 
-    let good = o.sim.customer_app().client_secret;
     let r = o
-        .call(
-            "PATCH",
-            &format!("/api/v1/connectors/{id}"),
-            &token,
-            Some(json!({"settings": {"auth": {"client_secret": good}}})),
-        )
+        .save_secret(&token, &id, &o.sim.customer_app().client_secret)
         .await;
     assert_eq!(r.status(), StatusCode::OK);
     let c = o.settled(&token, &id).await;

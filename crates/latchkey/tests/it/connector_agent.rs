@@ -799,20 +799,8 @@ async fn an_upload_cut_by_a_server_restart_loses_and_duplicates_nothing_and_stay
 
     // The same tenant named by its domain instead of its id: the connector names the tenant it
     // read by the token's tenant id, so the file is from this connector's tenant and is taken.
-    let by_domain = dir.join("by-domain.jsonl");
     let domain = s.sim.initial_domain();
-    let mut sync = s.connector(
-        &creds,
-        &[
-            ("LATCHKEY_URL", "http://127.0.0.1:9/"),
-            ("ENTRA_TENANT_ID", &domain),
-        ],
-    );
-    sync.args(["sync", "--output", by_domain.to_str().unwrap()]);
-    let o = tokio::task::spawn_blocking(move || run(&mut sync))
-        .await
-        .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
+    let (by_domain, _) = sync_file_with(&s, &creds, &[("ENTRA_TENANT_ID", &domain)]).await;
     let header: Value = serde_json::from_str(
         std::fs::read_to_string(&by_domain)
             .unwrap()
@@ -1022,10 +1010,21 @@ async fn sync_runs(s: &Stack, id: Uuid) -> usize {
 
 /// Writes a full sync of the simulated tenant to a file with `latchkey connector sync --output`.
 async fn sync_file(s: &Stack, creds: &Value) -> (std::path::PathBuf, u64) {
+    sync_file_with(s, creds, &[]).await
+}
+
+/// [`sync_file`] with more of the connector's environment (`ENTRA_TENANT_ID`, …).
+async fn sync_file_with(
+    s: &Stack,
+    creds: &Value,
+    env: &[(&str, &str)],
+) -> (std::path::PathBuf, u64) {
     let dir = std::env::temp_dir().join(format!("latchkey-agent-test-{}", Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("sync.jsonl");
-    let mut sync = s.connector(creds, &[("LATCHKEY_URL", "http://127.0.0.1:9/")]);
+    let mut env = env.to_vec();
+    env.push(("LATCHKEY_URL", "http://127.0.0.1:9/"));
+    let mut sync = s.connector(creds, &env);
     sync.args(["sync", "--output", file.to_str().unwrap()]);
     let o = tokio::task::spawn_blocking(move || run(&mut sync))
         .await
