@@ -3,6 +3,7 @@
 //! router's list and an endpoint cannot exist without saying who may call it. The
 //! authorization matrix test (tests/it/authz_matrix.rs) walks this table.
 
+use crate::auth::token::ApiPrincipal;
 use crate::state::AppState;
 use axum::Router;
 use axum::handler::Handler;
@@ -71,7 +72,10 @@ impl Table {
         T: 'static,
     {
         let filter = MethodFilter::try_from(method.clone()).expect("a routable method");
-        self.router = self.router.route(path, on(filter, handler));
+        self.router = match access {
+            Access::Api(min) => self.router.route(path, on(filter, api_gate(min, handler))),
+            _ => self.router.route(path, on(filter, handler)),
+        };
         self.routes.push(Route {
             method,
             path: format!("{}{path}", self.prefix),
@@ -94,6 +98,60 @@ impl Table {
         T: 'static,
     {
         self.add(Method::POST, path, access, handler)
+    }
+}
+
+/// A handler behind its route's minimum role: the caller is authenticated and its role
+/// checked before the handler's own extractors run, so a caller below the minimum gets 403
+/// whatever its body (not a 422 about fields it may not send at all). The handler's
+/// [`ApiPrincipal`] is the one the gate found (request extensions): the token is checked once.
+struct ApiGate<H, T> {
+    min: Role,
+    handler: H,
+    _marker: std::marker::PhantomData<fn() -> T>,
+}
+
+fn api_gate<H, T>(min: Role, handler: H) -> ApiGate<H, T> {
+    ApiGate {
+        min,
+        handler,
+        _marker: std::marker::PhantomData,
+    }
+}
+
+impl<H: Clone, T> Clone for ApiGate<H, T> {
+    fn clone(&self) -> Self {
+        api_gate(self.min, self.handler.clone())
+    }
+}
+
+/// The [`Handler`] marker of [`ApiGate`] (axum tells handlers apart by such type parameters).
+pub(crate) struct Gated<T>(std::marker::PhantomData<T>);
+
+impl<H, T> Handler<Gated<T>, AppState> for ApiGate<H, T>
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    type Future = std::pin::Pin<Box<dyn Future<Output = axum::response::Response> + Send>>;
+
+    fn call(self, req: axum::extract::Request, state: AppState) -> Self::Future {
+        use axum::extract::FromRequestParts;
+        use axum::response::IntoResponse;
+        Box::pin(async move {
+            let (mut parts, body) = req.into_parts();
+            let who = match ApiPrincipal::from_request_parts(&mut parts, &state).await {
+                Ok(who) => who,
+                Err(refused) => return refused.into_response(),
+            };
+            if let Err(refused) = who.require(rank(who.role) >= rank(self.min)) {
+                return refused.into_response();
+            }
+            parts.extensions.insert(who);
+            self.handler
+                .call(axum::extract::Request::from_parts(parts, body), state)
+                .await
+        })
     }
 }
 
