@@ -335,7 +335,6 @@ async fn report_result(
 
 pub async fn run(entra: EntraConfig, latchkey: LatchkeyConfig) -> anyhow::Result<()> {
     let conn = super::connect(&entra).await?;
-    let tenant_id = super::tenant_guid(&conn, &entra.settings.auth.tenant_id).await;
     let client = Arc::new(Client::new(&latchkey, None)?);
     let held = Held::new();
     let stop = crate::shutdown::on_signal();
@@ -356,6 +355,10 @@ pub async fn run(entra: EntraConfig, latchkey: LatchkeyConfig) -> anyhow::Result
                 StatusCode::OK => Some(serde_json::from_value(next.body)?),
                 StatusCode::NO_CONTENT => {
                     if last_sync.is_none_or(|t| t.elapsed() >= latchkey.sync_interval) {
+                        // Asked at each claim: a token missing at start-up must not leave a
+                        // domain name standing in for the tenant's id for good.
+                        let tenant_id =
+                            super::tenant_guid(&conn, &entra.settings.auth.tenant_id).await;
                         let a = client
                             .call(
                                 Method::POST,
