@@ -14,6 +14,22 @@ pub fn server_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
 }
 
+/// A new organization called `name` (its administrator `admin@<name>.example`, with no usable
+/// password): what most store tests start from.
+pub async fn org(store: &Store, name: &str) -> latchkey_core::OrgId {
+    let (org, _) = crate::orgs::create_with_admin(
+        store,
+        &latchkey_core::DisplayName::parse(name).expect("a display name"),
+        &latchkey_core::Email::parse(&format!("admin@{}.example", name.to_lowercase()))
+            .expect("a name usable in an email domain"),
+        &latchkey_core::DisplayName::parse("Admin").expect("a display name"),
+        "not-a-real-hash",
+    )
+    .await
+    .expect("the organization is created");
+    org
+}
+
 pub struct TestDb {
     pub name: String,
     pub url: String,

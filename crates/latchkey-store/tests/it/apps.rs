@@ -1,22 +1,13 @@
 //! Apps: many managed apps per organization; discovered apps found once per source and id.
 
-use latchkey_core::{DisplayName, Email};
-use latchkey_store::testing::TestDb;
-use latchkey_store::{apps, orgs};
+use latchkey_store::apps;
+use latchkey_store::testing::{TestDb, org};
 use uuid::Uuid;
 
 #[tokio::test]
 async fn managed_and_discovered_apps() {
     let db = TestDb::new().await;
-    let (org, _) = orgs::create_with_admin(
-        &db.store,
-        &DisplayName::parse("Acme").unwrap(),
-        &Email::parse("a@acme.example").unwrap(),
-        &DisplayName::parse("A").unwrap(),
-        "h",
-    )
-    .await
-    .unwrap();
+    let org = org(&db.store, "Acme").await;
     let mut tx = db.store.org_tx(org).await.unwrap();
     let a = apps::create_managed(&mut tx, "Entra ID").await.unwrap();
     let b = apps::create_managed(&mut tx, "Entra ID (EU)")

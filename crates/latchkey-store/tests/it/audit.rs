@@ -1,23 +1,10 @@
 //! The audit trail: a per-organization hash chain that detects any change after the fact.
 
-use latchkey_core::{DisplayName, Email, OrgId};
+use latchkey_core::OrgId;
+use latchkey_store::Store;
 use latchkey_store::audit::{self, Actor, Filter, NewEvent};
-use latchkey_store::testing::TestDb;
-use latchkey_store::{Store, orgs};
+use latchkey_store::testing::{TestDb, org};
 use serde_json::json;
-
-async fn org(store: &Store, name: &str) -> OrgId {
-    orgs::create_with_admin(
-        store,
-        &DisplayName::parse(name).unwrap(),
-        &Email::parse(&format!("admin@{}.example", name.to_lowercase())).unwrap(),
-        &DisplayName::parse("Admin").unwrap(),
-        "h",
-    )
-    .await
-    .unwrap()
-    .0
-}
 
 async fn record(store: &Store, org: OrgId, n: usize) {
     let actor = Actor::system("test");

@@ -1,28 +1,15 @@
 //! Row-level security is the second wall: even a query without an org filter sees only
 //! its own organization's rows.
 
-use latchkey_core::{DisplayName, Email, OrgId, Role};
-use latchkey_store::testing::TestDb;
+use latchkey_core::{DisplayName, Email, Role};
+use latchkey_store::testing::{TestDb, org};
 use latchkey_store::{orgs, users};
-
-async fn org(db: &TestDb, name: &str) -> OrgId {
-    let (org, _) = orgs::create_with_admin(
-        &db.store,
-        &DisplayName::parse(name).unwrap(),
-        &Email::parse(&format!("admin@{name}.example")).unwrap(),
-        &DisplayName::parse("Admin").unwrap(),
-        "not-a-real-hash",
-    )
-    .await
-    .unwrap();
-    org
-}
 
 #[tokio::test]
 async fn unfiltered_queries_still_see_only_their_org() {
     let db = TestDb::new().await;
-    let a = org(&db, "alpha").await;
-    let b = org(&db, "beta").await;
+    let a = org(&db.store, "alpha").await;
+    let b = org(&db.store, "beta").await;
 
     let mut tx = db.store.org_tx(a).await.unwrap();
     users::create(
@@ -64,8 +51,8 @@ async fn unfiltered_queries_still_see_only_their_org() {
 #[tokio::test]
 async fn writes_into_another_org_are_refused_by_rls() {
     let db = TestDb::new().await;
-    let a = org(&db, "alpha").await;
-    let b = org(&db, "beta").await;
+    let a = org(&db.store, "alpha").await;
+    let b = org(&db.store, "beta").await;
     let mut tx = db.store.org_tx(a).await.unwrap();
     let err = sqlx::query("INSERT INTO users (id, org_id, email, display_name, role) VALUES ($1, $2, 'x@beta.example', 'X', 'member')")
         .bind(uuid::Uuid::now_v7())
@@ -79,7 +66,7 @@ async fn writes_into_another_org_are_refused_by_rls() {
 #[tokio::test]
 async fn without_an_org_scope_nothing_is_visible() {
     let db = TestDb::new().await;
-    org(&db, "alpha").await;
+    org(&db.store, "alpha").await;
     let mut tx = db.store.system().begin().await.unwrap();
     sqlx::query("SET LOCAL ROLE latchkey_app")
         .execute(&mut *tx)
@@ -95,7 +82,7 @@ async fn without_an_org_scope_nothing_is_visible() {
 #[tokio::test]
 async fn last_super_admin_cannot_be_demoted_or_disabled() {
     let db = TestDb::new().await;
-    let a = org(&db, "alpha").await;
+    let a = org(&db.store, "alpha").await;
     let mut tx = db.store.org_tx(a).await.unwrap();
     let admin = users::list(&mut tx, None, 10)
         .await
@@ -116,7 +103,7 @@ async fn last_super_admin_cannot_be_demoted_or_disabled() {
 #[tokio::test]
 async fn duplicate_email_is_a_field_conflict() {
     let db = TestDb::new().await;
-    org(&db, "alpha").await;
+    org(&db.store, "alpha").await;
     let err = orgs::create_with_admin(
         &db.store,
         &DisplayName::parse("Other").unwrap(),
@@ -181,7 +168,7 @@ async fn every_org_owned_table_has_row_level_security() {
 #[tokio::test]
 async fn an_org_transaction_keeps_its_role_and_org_until_it_ends_and_leaks_neither() {
     let db = TestDb::new().await;
-    let a = org(&db, "alpha").await;
+    let a = org(&db.store, "alpha").await;
     // One connection, so every step below runs on the same one.
     let mut cfg = latchkey_store::DbConfig::new(db.url.clone());
     cfg.max_connections = 1;

@@ -1,30 +1,17 @@
 //! Encrypted secrets in Postgres: no plaintext stored, bound to their row, rotatable.
 
-use latchkey_core::{DisplayName, Email, OrgId};
+use latchkey_core::OrgId;
 use latchkey_crypto::{ExposeSecret, KeyRing, SecretString, generate_key_entry};
+use latchkey_store::StoreError;
 use latchkey_store::secrets::{self, SecretRef};
-use latchkey_store::testing::TestDb;
-use latchkey_store::{StoreError, orgs};
+use latchkey_store::testing::{TestDb, org};
 use uuid::Uuid;
-
-async fn org(db: &TestDb, name: &str) -> OrgId {
-    orgs::create_with_admin(
-        &db.store,
-        &DisplayName::parse(name).unwrap(),
-        &Email::parse(&format!("admin@{name}.example")).unwrap(),
-        &DisplayName::parse("Admin").unwrap(),
-        "h",
-    )
-    .await
-    .unwrap()
-    .0
-}
 
 #[tokio::test]
 async fn stored_encrypted_and_bound_to_row() {
     let db = TestDb::new().await;
     let ring = KeyRing::parse(&generate_key_entry("k1")).unwrap();
-    let a = org(&db, "alpha").await;
+    let a = org(&db.store, "alpha").await;
     let row = Uuid::now_v7();
     let at = SecretRef {
         owner_table: "connectors",
@@ -79,7 +66,7 @@ async fn stored_encrypted_and_bound_to_row() {
     ));
 
     // Another organization cannot even see it.
-    let b = org(&db, "beta").await;
+    let b = org(&db.store, "beta").await;
     let mut tx = db.store.org_tx(b).await.unwrap();
     assert!(matches!(
         secrets::get(&mut tx, &ring, at).await,
@@ -92,8 +79,8 @@ async fn rotation_reencrypts_everything_and_is_resumable() {
     let db = TestDb::new().await;
     let old_entry = generate_key_entry("old");
     let old = KeyRing::parse(&old_entry).unwrap();
-    let a = org(&db, "alpha").await;
-    let b = org(&db, "beta").await;
+    let a = org(&db.store, "alpha").await;
+    let b = org(&db.store, "beta").await;
     let mut refs = vec![];
     for (o, n) in [(a, 7), (b, 5)] {
         let mut tx = db.store.org_tx(o).await.unwrap();
@@ -170,7 +157,7 @@ async fn rotation_under_concurrent_writes_loses_nothing() {
     let old = Arc::new(KeyRing::parse(&old_entry).unwrap());
     let new =
         Arc::new(KeyRing::parse(&format!("{},{old_entry}", generate_key_entry("new"))).unwrap());
-    let orgs = [org(&db, "alpha").await, org(&db, "beta").await];
+    let orgs = [org(&db.store, "alpha").await, org(&db.store, "beta").await];
     let at = |owner_id: Uuid| SecretRef {
         owner_table: "connectors",
         owner_id,

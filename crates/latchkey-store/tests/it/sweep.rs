@@ -2,10 +2,9 @@
 //! after it saw (a self-hosted connector's run is finished by a worker job, which may come after
 //! the connector has already uploaded its next sync).
 
-use latchkey_core::{DisplayName, Email};
 use latchkey_store::resources::{self, ResourceRow};
-use latchkey_store::testing::TestDb;
-use latchkey_store::{apps, connectors, orgs, sync_runs};
+use latchkey_store::testing::{TestDb, org};
+use latchkey_store::{apps, connectors, sync_runs};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -22,15 +21,7 @@ fn user(key: &str) -> ResourceRow {
 #[tokio::test]
 async fn a_sweep_leaves_what_a_later_run_saw() {
     let db = TestDb::new().await;
-    let (org, _) = orgs::create_with_admin(
-        &db.store,
-        &DisplayName::parse("Sweep").unwrap(),
-        &Email::parse("admin@sweep.example").unwrap(),
-        &DisplayName::parse("Admin").unwrap(),
-        "not-a-real-hash",
-    )
-    .await
-    .unwrap();
+    let org = org(&db.store, "Sweep").await;
     let mut tx = db.store.org_tx(org).await.unwrap();
     let app = apps::create_managed(&mut tx, "Entra ID").await.unwrap();
     let connector = connectors::create(
